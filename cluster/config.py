@@ -1,0 +1,136 @@
+"""One typed, frozen configuration tree, read from ``configs/*.yaml``.
+
+``configs/defaults.yaml`` is always read first; a file named with ``--config`` is merged on top of it
+(mappings key by key, everything else replaced). Unknown keys are refused and every error names the
+dotted key (``fetch.max_retries``). Secrets come only from the environment and are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from market.regimes import REGIMES, RegimeRule, RegimeRules
+from market.timeframes import bars_in
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULTS_FILE = CONFIG_DIR / "defaults.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the dotted key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Frozen):
+    home: Path = Path("./redline_data")
+    default_exchange: str = "binance"
+
+
+class FetchConfig(_Frozen):
+    page_limit: int = Field(1000, ge=1, le=5000)
+    max_retries: int = Field(6, ge=0, le=50)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    timeout_ms: int = Field(10_000, ge=100)
+    enable_rate_limit: bool = True
+
+
+class RegimeRuleConfig(_Frozen):
+    name: str
+    trend_min: float | None = None
+    trend_max: float | None = None
+    vol_min: float | None = None
+    vol_max: float | None = None
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in REGIMES:
+            raise ValueError(f"must be one of {', '.join(REGIMES)}; got {value!r}")
+        return value
+
+
+class RegimesConfig(_Frozen):
+    window: str = "7d"
+    rules: tuple[RegimeRuleConfig, ...]
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        bars_in(value, "1m")  # raises with the accepted form
+        return value
+
+    def to_rules(self) -> RegimeRules:
+        return RegimeRules(
+            window=self.window,
+            rules=tuple(RegimeRule(**rule.model_dump()) for rule in self.rules),
+        )
+
+
+class RedlineConfig(_Frozen):
+    data: DataConfig = DataConfig()
+    fetch: FetchConfig = FetchConfig()
+    regimes: RegimesConfig
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping; got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(path: str | Path | None = None) -> RedlineConfig:
+    """The defaults, with ``path`` merged on top when given."""
+    raw = _read_yaml(DEFAULTS_FILE)
+    source = str(DEFAULTS_FILE)
+    if path is not None:
+        raw = _merge(raw, _read_yaml(Path(path)))
+        source = str(path)
+    try:
+        return RedlineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            value = error.get("input")
+            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            problems.append(f"{key}: {error['msg']}{shown}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def data_home(config: RedlineConfig | None = None) -> Path:
+    """``REDLINE_HOME`` when set, else the config's ``data.home``."""
+    env = os.environ.get("REDLINE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return (config or load_config()).data.home.expanduser()
+
+
+def database_url(home: Path) -> str:
+    """``REDLINE_DATABASE_URL`` when set (never logged), else SQLite at ``home/redline.db``."""
+    return os.environ.get("REDLINE_DATABASE_URL") or f"sqlite:///{(home / 'redline.db').resolve()}"

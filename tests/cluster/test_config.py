@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+from cluster.config import ConfigError, data_home, database_url, load_config
+from market.regimes import REGIMES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_load_into_the_typed_tree() -> None:
+    config = load_config()
+    assert config.fetch.page_limit == 1000
+    rules = config.regimes.to_rules()
+    assert [rule.name for rule in rules.rules] == list(REGIMES)
+    assert rules.rules[0].trend_min == 0.05
+    with pytest.raises(ValueError, match="frozen"):
+        config.fetch.page_limit = 5  # type: ignore[misc]
+
+
+def test_a_file_is_merged_on_top_of_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("fetch:\n  max_retries: 2\n")
+    config = load_config(path)
+    assert config.fetch.max_retries == 2
+    assert config.fetch.page_limit == 1000  # untouched keys keep their defaults
+
+
+def test_unknown_key_is_refused_with_its_dotted_name(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("fetch:\n  max_retires: 2\n")
+    with pytest.raises(ConfigError, match=r"fetch\.max_retires: Extra inputs are not permitted"):
+        load_config(path)
+
+
+def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("fetch:\n  page_limit: -3\n")
+    with pytest.raises(ConfigError, match=r"fetch\.page_limit: .*greater than or equal to 1 \(got -3\)"):
+        load_config(path)
+
+
+def test_bad_regime_name_and_window_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("regimes:\n  window: fortnight\n")
+    with pytest.raises(ConfigError, match=r"regimes\.window: .*'fortnight'"):
+        load_config(path)
+    path.write_text("regimes:\n  rules:\n    - name: sideways\n")
+    with pytest.raises(ConfigError, match=r"regimes\.rules\.0\.name: .*'sideways'"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    path = tmp_path / "broken.yaml"
+    path.write_text("fetch: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_environment_picks_home_and_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDLINE_HOME", str(tmp_path / "root"))
+    monkeypatch.delenv("REDLINE_DATABASE_URL", raising=False)
+    home = data_home()
+    assert home == tmp_path / "root"
+    assert database_url(home) == f"sqlite:///{tmp_path / 'root' / 'redline.db'}"
+    monkeypatch.setenv("REDLINE_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert database_url(home) == "postgresql+psycopg://u@h/db"
+
+
+def test_ray_cluster_yaml_passes_rays_own_schema() -> None:
+    config = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    assert config["provider"]["type"] == "local"
+    assert any("-c constraints.txt" in command for command in config["setup_commands"])

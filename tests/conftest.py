@@ -1,0 +1,53 @@
+"""Fixtures every test package shares: where the real data lives, and the databases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """../shared/data beside the repo (CI puts it there); REDLINE_SHARED_DATA overrides."""
+    env = os.environ.get("REDLINE_SHARED_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"real market data not found at {path}; set REDLINE_SHARED_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def btc_1h(shared_data: Path) -> pd.DataFrame:
+    """The real Binance BTC/USDT 1h candles, 2020-01 to 2024-03, as a candle frame (ts in ms)."""
+    frame = pd.read_csv(shared_data / "binance_BTC-USDT_1h.csv.gz")
+    return frame.rename(columns={"timestamp": "ts"})
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The throwaway PostgreSQL that `make test` starts (tools/with-postgres.sh)."""
+    url = os.environ.get("REDLINE_TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("REDLINE_TEST_DATABASE_URL is not set: run the suite through `make test`")
+        pytest.skip("no PostgreSQL: run through `make test` (tools/with-postgres.sh)")
+    return url
+
+
+@pytest.fixture
+def redline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh data root, with REDLINE_HOME pointing at it and no database URL override."""
+    home = tmp_path / "redline_data"
+    monkeypatch.setenv("REDLINE_HOME", str(home))
+    monkeypatch.delenv("REDLINE_DATABASE_URL", raising=False)
+    yield home
