@@ -70,7 +70,7 @@ class RegimeRules:
 
 @dataclass(frozen=True)
 class RegimePeriod:
-    """A run of consecutive bars with the same regime; ``end_ts`` is the open time of its last bar."""
+    """A run of consecutive bars with one regime; ``end_ts`` is the open time of its last bar."""
 
     regime: str
     start_ts: int
@@ -101,7 +101,7 @@ def trend_and_vol(
     n = _window_bars(window, timeframe)
     close = candles["close"].astype("float64")
     trend = close / close.shift(n) - 1.0
-    log_close = np.log(close)
+    log_close = pd.Series(np.log(close.to_numpy()), index=close.index)
     vol = (log_close - log_close.shift(1)).rolling(n, min_periods=n).std(ddof=1)
     vol = vol * np.sqrt(bars_per_year(timeframe))
     return trend.to_numpy(dtype="float64"), vol.to_numpy(dtype="float64")
@@ -225,7 +225,7 @@ def regime_periods(
     ts: Sequence[int] | npt.NDArray[Any] | pd.Series,
     labels: Sequence[str] | npt.NDArray[Any] | pd.Series,
 ) -> list[RegimePeriod]:
-    """Runs of consecutive bars (rows) with the same regime, in order; NO_REGIME runs are left out."""
+    """Runs of consecutive bars (rows) with one regime, in order; NO_REGIME runs are left out."""
     times = np.asarray(ts, dtype=np.int64)
     array = _as_labels(labels)
     if len(times) != len(array):
