@@ -53,8 +53,12 @@ class RegimeRules:
     rules: tuple[RegimeRule, ...] = (
         RegimeRule("bull_trending", trend_min=0.05, description="rose 5% or more over the window"),
         RegimeRule("bear_trending", trend_max=-0.05, description="fell 5% or more over the window"),
-        RegimeRule("volatile_ranging", vol_min=0.6, description="no trend, annualized vol >= 60%"),
-        RegimeRule("calm_ranging", description="no trend, annualized vol below 60%"),
+        RegimeRule(
+            "volatile_ranging",
+            vol_min=0.6,
+            description="no trend, annualized volatility of 60% or more",
+        ),
+        RegimeRule("calm_ranging", description="no trend, annualized volatility below 60%"),
     )
 
     def __post_init__(self) -> None:

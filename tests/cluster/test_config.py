@@ -5,7 +5,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from cluster.config import ConfigError, data_home, database_url, load_config
-from market.regimes import REGIMES
+from market.regimes import REGIMES, RegimeRules
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,6 +16,7 @@ def test_defaults_load_into_the_typed_tree() -> None:
     rules = config.regimes.to_rules()
     assert [rule.name for rule in rules.rules] == list(REGIMES)
     assert rules.rules[0].trend_min == 0.05
+    assert rules == RegimeRules()  # the YAML and the code's defaults say the same thing
     with pytest.raises(ValueError, match="frozen"):
         config.fetch.page_limit = 5  # type: ignore[misc]
 
