@@ -100,7 +100,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping; got {type(loaded).__name__}")
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping; got {type(loaded).__name__}"
+        )
     return loaded
 
 

@@ -39,7 +39,9 @@ def test_unknown_key_is_refused_with_its_dotted_name(tmp_path: Path) -> None:
 def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("fetch:\n  page_limit: -3\n")
-    with pytest.raises(ConfigError, match=r"fetch\.page_limit: .*greater than or equal to 1 \(got -3\)"):
+    with pytest.raises(
+        ConfigError, match=r"fetch\.page_limit: .*greater than or equal to 1 \(got -3\)"
+    ):
         load_config(path)
 
 

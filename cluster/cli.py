@@ -1,0 +1,69 @@
+"""The ``redline`` command: Typer app wiring. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from cluster.cli_data import data_app
+from cluster.cli_state import CliState, make_console, open_store
+
+app = typer.Typer(
+    name="redline",
+    help="Breed, evaluate and serve populations of trading models on a Ray cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The database: SQLite under REDLINE_HOME, or REDLINE_DATABASE_URL.")
+app.add_typer(data_app, name="data")
+app.add_typer(db_app, name="db")
+
+console = make_console()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A YAML file read on top of configs/defaults.yaml."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    """Redline's root options; set REDLINE_HOME for the data root (default ./redline_data)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else os.environ.get("REDLINE_LOG_LEVEL", "WARNING"),
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+    )
+    ctx.obj = CliState(config_path=config)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply the database migrations (also done automatically on first use)."""
+    state: CliState = ctx.obj
+    store = open_store(state)
+    store.upgrade()
+    console.print(f"database at {store.url_for_display} is up to date")
+
+
+@app.command("demo")
+def demo(ctx: typer.Context) -> None:
+    """Load the shipped real sample into the embedded store and summarize every series."""
+    from cluster.demo import run_demo
+
+    run_demo(ctx.obj, console)
+
+
+def main() -> None:
+    try:
+        app()
+    except (ValueError, FileNotFoundError) as exc:  # bad input: say what, no traceback
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None

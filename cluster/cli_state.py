@@ -1,0 +1,45 @@
+"""What every command shares: the config and the store, opened once per invocation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from cluster.config import RedlineConfig, data_home, database_url, load_config
+from store.db import Store
+
+
+@dataclass
+class CliState:
+    config_path: Path | None = None
+    _config: RedlineConfig | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> RedlineConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def home(self) -> Path:
+        return data_home(self.config)
+
+
+def open_store(state: CliState) -> Store:
+    """The store for this invocation (created and migrated on first use)."""
+    if state._store is None:
+        state.home.mkdir(parents=True, exist_ok=True)
+        state._store = Store.open(database_url(state.home), home=state.home)
+    return state._store
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; when output is not a terminal (make, CI, pipes) tables get 120 columns."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=120)
+    return console

@@ -1,0 +1,280 @@
+"""The ``redline data`` commands on the real store, real files and the real ccxt client.
+
+In-process through Typer's runner for speed; the kill-and-resume test runs ``redline`` as a process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cluster.cli import app
+from market.series import SeriesKey
+from store.db import Store
+from tests.support.fake_binance import KLINES, FakeBinance, Fault
+
+BTC = SeriesKey("binance", "BTC/USDT", "1h")
+JAN_2024 = "1704067200000"  # 2024-01-01 00:00 UTC
+MAR_2024 = "1709251200000"  # 2024-03-01 00:00 UTC
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def csv_rows(shared_data: Path, name: str, start: int, end: int) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / name)
+    return frame[(frame.timestamp >= start) & (frame.timestamp < end)].reset_index(drop=True)
+
+
+def test_help_lists_every_data_command() -> None:
+    output = run("--help")
+    assert "data" in output and "db" in output and "demo" in output
+    data_help = run("data", "--help")
+    for command in ("import", "fetch", "gaps", "list", "export", "regimes"):
+        assert command in data_help
+
+
+def test_import_is_idempotent_and_list_shows_the_real_gaps(
+    redline_home: Path, shared_data: Path
+) -> None:
+    path = shared_data / "binance_BTC-USDT_1h.csv.gz"
+    first = run("data", "import", str(path))
+    assert "37,216" in first
+    again = run("data", "import", str(path))
+    assert "│ 0 " in again  # nothing new the second time
+    store = Store.open(home=redline_home)
+    assert store.series_info(BTC).rows == 37216
+    listing = run("data", "list")
+    # 15 real maintenance gaps, 32 candles in all (SOURCES.md)
+    assert "37,216" in listing and "│ 15 " in listing and "│ 32 " in listing
+    gaps = run("data", "gaps", "--symbol", "BTC/USDT")
+    assert "15 gaps" in gaps and "2020-02-19 12:00" in gaps and "not asked yet" in gaps
+
+
+def _corrupt_copy(shared_data: Path, tmp_path: Path) -> Path:
+    """The real BTC 2024 Q1 candles with one row made impossible (high below low)."""
+    frame = pd.read_csv(shared_data / "binance_BTC-USDT_1h.csv.gz")
+    frame = frame[frame.timestamp >= int(JAN_2024)].reset_index(drop=True)
+    frame.loc[17, "high"] = frame.loc[17, "low"] - 1.0
+    path = tmp_path / "binance_BTC-USDT_1h.csv.gz"
+    with gzip.open(path, "wt") as handle:
+        frame.to_csv(handle, index=False)
+    return path
+
+
+def test_a_bad_row_refuses_the_file_and_keeps_what_was_stored(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    run("data", "import", str(shared_data / "binance_ETH-USDT_1h.csv.gz"))
+    bad = _corrupt_copy(shared_data, tmp_path)
+    result = CliRunner().invoke(app, ["data", "import", str(bad)])
+    assert result.exit_code != 0
+    assert "row 17" in str(result.exception) and "high" in str(result.exception)
+    store = Store.open(home=redline_home)
+    assert store.series_info(BTC) is None  # nothing of the bad file
+    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+
+
+def test_skip_invalid_stores_the_good_rows_and_writes_the_rejects(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    bad = _corrupt_copy(shared_data, tmp_path)
+    rejects_dir = tmp_path / "rejects"
+    rejects_dir.mkdir()
+    run("data", "import", str(bad), "--skip-invalid", "--rejects-dir", str(rejects_dir))
+    total = len(pd.read_csv(bad))
+    assert Store.open(home=redline_home).series_info(BTC).rows == total - 1
+    rejects = pd.read_csv(rejects_dir / "binance_BTC-USDT_1h.rejects.csv")
+    assert len(rejects) == 1 and rejects.loc[0, "row"] == 17
+    assert "high" in rejects.loc[0, "reason"]
+
+
+def test_fetch_is_database_first(redline_home: Path, shared_data: Path) -> None:
+    with FakeBinance(shared_data) as server:
+        env = {"REDLINE_EXCHANGE_API_BASE": server.url}
+        out = run(
+            "data",
+            "fetch",
+            "--symbol",
+            "BTC/USDT",
+            "--since",
+            JAN_2024,
+            "--until",
+            MAR_2024,
+            env=env,
+        )
+        assert "1,440 bars requested, 0 already stored, 1,440 fetched" in out
+        asked = server.count(KLINES)
+        assert asked == 2  # 1,440 bars in pages of 1,000
+        out = run(
+            "data",
+            "fetch",
+            "--symbol",
+            "BTC/USDT",
+            "--since",
+            JAN_2024,
+            "--until",
+            MAR_2024,
+            env=env,
+        )
+        assert "1,440 already stored, 0 fetched" in out
+        assert server.count(KLINES) == asked  # the second fetch never reached the exchange
+    stored = Store.open(home=redline_home).load_candles(BTC)
+    expected = csv_rows(shared_data, "binance_BTC-USDT_1h.csv.gz", int(JAN_2024), int(MAR_2024))
+    assert stored["ts"].tolist() == expected["timestamp"].tolist()
+    assert stored["close"].tolist() == expected["close"].tolist()
+
+
+def test_fetch_backfills_holes_and_remembers_the_exchanges_own_gaps(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """2020-02: our copy lacks two days; the exchange has those, but not its maintenance gaps."""
+    start, end = 1580515200000, 1583020800000  # 2020-02-01 .. 2020-03-01
+    full = csv_rows(shared_data, "binance_BTC-USDT_1h.csv.gz", start, end)
+    holed = full[
+        (full.timestamp < 1581120000000) | (full.timestamp >= 1581292800000)
+    ]  # drop 02-08..02-09
+    path = tmp_path / "binance_BTC-USDT_1h.csv"
+    holed.to_csv(path, index=False)
+    run("data", "import", str(path))
+    with FakeBinance(shared_data) as server:
+        env = {"REDLINE_EXCHANGE_API_BASE": server.url}
+        out = run(
+            "data",
+            "fetch",
+            "--symbol",
+            "BTC/USDT",
+            "--since",
+            str(start),
+            "--until",
+            str(end),
+            env=env,
+        )
+        # 48 hours dropped, one of them (2020-02-09 02:00) a real gap the exchange lacks too
+        assert f"{len(holed):,} already stored, 47 fetched, 47 new" in out
+        assert (
+            "2 gaps the exchange has no candles for" in out
+        )  # 2020-02-09 02:00 and 02-19 12:00..16:00
+        asked = server.count(KLINES)
+        out = run(
+            "data",
+            "fetch",
+            "--symbol",
+            "BTC/USDT",
+            "--since",
+            str(start),
+            "--until",
+            str(end),
+            env=env,
+        )
+        assert "0 fetched" in out and server.count(KLINES) == asked
+    stored = Store.open(home=redline_home).load_candles(BTC, start, end)
+    assert stored["ts"].tolist() == full["timestamp"].tolist()
+    gaps = run("data", "gaps")
+    assert "2 gaps" in gaps and "not asked yet" not in gaps
+
+
+def test_fetch_errors_are_clear(redline_home: Path, shared_data: Path) -> None:
+    with FakeBinance(shared_data) as server:
+        env = {"REDLINE_EXCHANGE_API_BASE": server.url}
+        result = CliRunner().invoke(
+            app, ["data", "fetch", "--symbol", "FOO/USDT", "--since", JAN_2024], env=env
+        )
+        assert result.exit_code != 0
+        assert "binance has no symbol 'FOO/USDT'" in str(result.exception)
+    result = CliRunner().invoke(
+        app, ["data", "fetch", "--symbol", "BTC/USDT", "--since", "yesterday-ish"]
+    )
+    assert "--since must be a date like 2024-01-01" in str(result.exception)
+    result = CliRunner().invoke(
+        app, ["data", "fetch", "--symbol", "BTC/USDT", "--timeframe", "7x", "--since", JAN_2024]
+    )
+    assert "timeframe must be one of" in str(result.exception)
+
+
+def _count_rows(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM market_data").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+def test_fetch_killed_halfway_resumes_without_duplicates_or_holes(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "small-pages.yaml"
+    config.write_text("fetch:\n  page_limit: 200\n")
+    since, until = (
+        "1577836800000",
+        "1609459200000",
+    )  # all of 2020: 8,784 hours, 8 real gaps of 18 hours
+    with FakeBinance(shared_data) as server:
+        server.inject(
+            *[Fault.delay(0.15) for _ in range(200)]
+        )  # slow pages, so the kill lands midway
+        env = {
+            **os.environ,
+            "REDLINE_HOME": str(redline_home),
+            "REDLINE_EXCHANGE_API_BASE": server.url,
+        }
+        command = [sys.executable, "-m", "cluster", "--config", str(config), "data", "fetch",
+                   "--symbol", "BTC/USDT", "--since", since, "--until", until]  # fmt: skip
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 120
+        while _count_rows(redline_home / "redline.db") < 2000 and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        partial = _count_rows(redline_home / "redline.db")
+        assert 2000 <= partial < 8766
+        server.reset()
+        out = run("--config", str(config), "data", "fetch", "--symbol", "BTC/USDT",
+                  "--since", since, "--until", until, env={"REDLINE_EXCHANGE_API_BASE": server.url})  # fmt: skip
+        assert f"{partial:,} already stored" in out
+    stored = Store.open(home=redline_home).load_candles(BTC)
+    expected = csv_rows(shared_data, "binance_BTC-USDT_1h.csv.gz", int(since), int(until))
+    assert len(stored) == len(expected) == 8766
+    assert stored["ts"].tolist() == expected["timestamp"].tolist()  # no duplicates, no holes
+
+
+def test_export_and_regimes(redline_home: Path, shared_data: Path) -> None:
+    run("data", "import", str(shared_data / "binance_BTC-USDT_1h.csv.gz"))
+    out = run("data", "export", "--symbol", "BTC/USDT")
+    path = redline_home / "raw_data" / "binance" / "BTC-USDT" / "1h.parquet"
+    assert str(path) in out.replace("\n", "")
+    exported = pd.read_parquet(path)
+    assert len(exported) == 37216 and exported["open"].iloc[0] == 7195.24
+    out = run("data", "regimes", "--symbol", "BTC/USDT")
+    # the shares test_regimes.py checks on the same candles, to one decimal of a percent
+    for name, share in (("bull_trending", "28.8%"), ("bear_trending", "18.6%"),
+                        ("volatile_ranging", "14.4%"), ("calm_ranging", "38.3%")):  # fmt: skip
+        assert name in out and share in out
+    assert "last 15 regime periods" in out
+    result = CliRunner().invoke(app, ["data", "regimes", "--symbol", "DOGE/USDT"])
+    assert "no candles stored for binance:DOGE/USDT:1h" in str(result.exception)
+
+
+def test_demo_loads_the_shipped_sample(redline_home: Path) -> None:
+    out = run("demo")
+    assert out.count("15,359") >= 3
+    assert "binance BTC/USDT 1h" in out and "1 (1)" in out  # the 2023-03-24 maintenance gap
+    again = run("demo")
+    assert "imported" not in again  # the second run finds the sample already stored
