@@ -48,9 +48,9 @@ def root(
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the database migrations (also done automatically on first use)."""
     state: CliState = ctx.obj
-    store = open_store(state)
-    store.upgrade()
-    console.print(f"database at {store.url_for_display} is up to date")
+    store = open_store(state)  # opening applies any pending migration
+    revision = store.upgrade()
+    console.print(f"database at {store.url_for_display} is at revision {revision}")
 
 
 @app.command("demo")

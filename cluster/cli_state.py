@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cluster.config import RedlineConfig, data_home, database_url, load_config
+from cluster.config import RedlineConfig, data_home, load_config
 from store.db import Store
 
 
@@ -33,7 +33,7 @@ def open_store(state: CliState) -> Store:
     """The store for this invocation (created and migrated on first use)."""
     if state._store is None:
         state.home.mkdir(parents=True, exist_ok=True)
-        state._store = Store.open(database_url(state.home), home=state.home)
+        state._store = Store.open(home=state.home)  # REDLINE_DATABASE_URL wins when set
     return state._store
 
 

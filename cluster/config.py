@@ -131,8 +131,3 @@ def data_home(config: RedlineConfig | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return (config or load_config()).data.home.expanduser()
-
-
-def database_url(home: Path) -> str:
-    """``REDLINE_DATABASE_URL`` when set (never logged), else SQLite at ``home/redline.db``."""
-    return os.environ.get("REDLINE_DATABASE_URL") or f"sqlite:///{(home / 'redline.db').resolve()}"

@@ -278,3 +278,35 @@ def test_demo_loads_the_shipped_sample(redline_home: Path) -> None:
     assert "binance BTC/USDT 1h" in out and "1 (1)" in out  # the 2023-03-24 maintenance gap
     again = run("demo")
     assert "imported" not in again  # the second run finds the sample already stored
+
+
+def test_db_upgrade_and_a_bad_database_url(redline_home: Path) -> None:
+    assert "revision 0002" in run("db", "upgrade")
+    result = CliRunner().invoke(
+        app, ["db", "upgrade"], env={"REDLINE_DATABASE_URL": "mysql://root:hunter2@db/redline"}
+    )
+    message = str(result.exception)
+    assert "REDLINE_DATABASE_URL must start with sqlite:/// or postgresql+psycopg://" in message
+    assert "hunter2" not in message  # secrets are never shown
+
+
+@pytest.mark.postgres
+def test_import_on_postgres(postgres_url: str, shared_data: Path, tmp_path: Path) -> None:
+    """The same command on REDLINE_DATABASE_URL: a fresh database on the throwaway server."""
+    from sqlalchemy import create_engine, text
+
+    name = f"redline_cli_{os.getpid()}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    env = {"REDLINE_DATABASE_URL": url, "REDLINE_HOME": str(tmp_path / "home")}
+    path = str(shared_data / "binance_ETH-USDT_1h.csv.gz")
+    assert "37,216" in run("data", "import", path, env=env)
+    assert "│ 0 " in run("data", "import", path, env=env)
+    with Store.open(url) as store:
+        assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()

@@ -4,8 +4,9 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-from cluster.config import ConfigError, data_home, database_url, load_config
+from cluster.config import ConfigError, data_home, load_config
 from market.regimes import REGIMES, RegimeRules
+from store.urls import default_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,9 +72,9 @@ def test_environment_picks_home_and_database(
     monkeypatch.delenv("REDLINE_DATABASE_URL", raising=False)
     home = data_home()
     assert home == tmp_path / "root"
-    assert database_url(home) == f"sqlite:///{tmp_path / 'root' / 'redline.db'}"
+    assert default_url(home) == f"sqlite:///{tmp_path / 'root' / 'redline.db'}"
     monkeypatch.setenv("REDLINE_DATABASE_URL", "postgresql+psycopg://u@h/db")
-    assert database_url(home) == "postgresql+psycopg://u@h/db"
+    assert default_url(home) == "postgresql+psycopg://u@h/db"
 
 
 def test_ray_cluster_yaml_passes_rays_own_schema() -> None:

@@ -1,0 +1,1 @@
+"""Alembic migrations for the store; see store/migrate.py for how they are run."""

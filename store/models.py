@@ -1,0 +1,141 @@
+"""The tables, as SQLAlchemy 2 typed models.
+
+The Alembic migrations in ``store/migrations/versions`` create these tables; they spell the schema
+out on their own (so an old migration never changes when a model does) and a test checks that the
+two agree on both backends. Repository code in ``store/db.py`` returns frozen dataclasses, never
+these ORM objects.
+
+Every timestamp column is UTC: candle and gap times are integer milliseconds since the epoch, and
+bookkeeping times (``updated_at``, ``detected_at``) are timezone-aware ``datetime`` values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Explicit constraint names: SQLite's batch migrations can only alter constraints that have names,
+#: and the names are the same on every backend.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MARKET_DATA_UNIQUE = "uq_market_data_series_ts"
+SERIES_GAPS_UNIQUE = "uq_series_gaps_series_start"
+
+# SQLite only auto-numbers a column declared exactly ``INTEGER PRIMARY KEY`` (the rowid alias).
+_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on every backend.
+
+    SQLite keeps no zone, so values come back naive; they were written as UTC, so UTC is attached on
+    the way out. Naive values going in are refused: their zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware (UTC); got naive {value!r}")
+        utc = value.astimezone(UTC)
+        # SQLite stores the text form; without the offset every row reads back the same way.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MarketData(Base):
+    """One candle; ``ts`` is its open time in ms UTC, on the timeframe's grid."""
+
+    __tablename__ = "market_data"
+    __table_args__ = (
+        UniqueConstraint("exchange", "symbol", "timeframe", "ts", name=MARKET_DATA_UNIQUE),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    close: Mapped[float] = mapped_column(Double)
+    volume: Mapped[float] = mapped_column(Double)
+
+
+class RegimeDefinition(Base):
+    """One regime rule; rules are tried in ``priority`` order (0 first)."""
+
+    __tablename__ = "regime_definitions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    trend_min: Mapped[float | None] = mapped_column(Double)
+    trend_max: Mapped[float | None] = mapped_column(Double)
+    vol_min: Mapped[float | None] = mapped_column(Double)
+    vol_max: Mapped[float | None] = mapped_column(Double)
+    window: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SeriesCursor(Base):
+    """How far a series has been fetched without holes: ingestion resumes after ``last_ts``."""
+
+    __tablename__ = "series_cursors"
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last_ts: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SeriesGap(Base):
+    """A run of missing candles, ``start_ts`` to ``end_ts`` inclusive (open times)."""
+
+    __tablename__ = "series_gaps"
+    __table_args__ = (
+        UniqueConstraint("exchange", "symbol", "timeframe", "start_ts", name=SERIES_GAPS_UNIQUE),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    start_ts: Mapped[int] = mapped_column(BigInteger)
+    end_ts: Mapped[int] = mapped_column(BigInteger)
+    missing: Mapped[int] = mapped_column(Integer)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,99 @@
+"""The data root's layout (``REDLINE_HOME``, default ``./redline_data``), as DESIGN.md draws it.
+
+```
+playground/<agent_id>/        performance.json, training_logs/, experiments/
+training_db/<specialty>/      shared datasets (Parquet)
+checkpoints/                  <agent_id>_gen<N>.pt
+evolution_logs/               generation_<N>.json, kill_log.csv
+ai_models/mother_brain/       versions, training_stats.json
+raw_data/<exchange>/<symbol>/ candles as Parquet, when exported
+redline.db                    the SQLite default
+```
+
+Only paths are computed here; nothing touches the disk except :meth:`DataRoot.ensure`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from market.series import normalize_symbol
+
+DEFAULT_HOME = Path("./redline_data")
+DB_FILE_NAME = "redline.db"
+
+# One path component made of safe characters: agent ids and specialties become folder names.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _component(kind: str, value: str) -> str:
+    if not _NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{kind} must be letters, digits, '_', '-', '.' or ':' (a single folder name); "
+            f"got {value!r}"
+        )
+    return value
+
+
+def home_from_env() -> Path:
+    """``REDLINE_HOME`` when set, else ``./redline_data``."""
+    env = os.environ.get("REDLINE_HOME")
+    return Path(env).expanduser() if env else DEFAULT_HOME
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Where Redline keeps its files under one home folder."""
+
+    home: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+
+    @classmethod
+    def from_env(cls) -> DataRoot:
+        return cls(home_from_env())
+
+    def playground(self, agent_id: str) -> Path:
+        return self.home / "playground" / _component("agent_id", agent_id)
+
+    def training_db(self, specialty: str) -> Path:
+        return self.home / "training_db" / _component("specialty", specialty)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def evolution_logs(self) -> Path:
+        return self.home / "evolution_logs"
+
+    @property
+    def mother_brain(self) -> Path:
+        return self.home / "ai_models" / "mother_brain"
+
+    def raw_data(self, exchange: str, symbol: str) -> Path:
+        """``raw_data/binance/BTC-USDT``: the symbol's slash cannot be part of a folder name."""
+        folder = normalize_symbol(symbol).replace("/", "-")
+        return self.home / "raw_data" / _component("exchange", exchange) / folder
+
+    @property
+    def db_file(self) -> Path:
+        return self.home / DB_FILE_NAME
+
+    def ensure(self) -> DataRoot:
+        """Create the base folders (not the per-agent or per-series ones); returns self."""
+        for folder in (
+            self.home,
+            self.home / "playground",
+            self.home / "training_db",
+            self.checkpoints,
+            self.evolution_logs,
+            self.mother_brain,
+            self.home / "raw_data",
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,169 @@
+"""Migrations on both backends: applied on first use, idempotent, reversible, safe to race."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+
+from market.regimes import RegimeRule, RegimeRules
+from store import migrate
+from store.db import Store
+from store.engine import create_store_engine
+from store.models import Base, MarketData, RegimeDefinition
+from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"market_data", "regime_definitions", "series_cursors", "series_gaps"}
+
+
+def _yaml_rules(path: Path) -> RegimeRules:
+    section = yaml.safe_load(path.read_text())["regimes"]
+    return RegimeRules(section["window"], tuple(RegimeRule(**rule) for rule in section["rules"]))
+
+
+def _count(store: Store, model: type[Base]) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_store_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(store: Store) -> None:
+    expected = _yaml_rules(REPO / "configs" / "defaults.yaml")
+    assert store.regime_rules() == expected
+    assert _count(store, RegimeDefinition) == 4
+    # The YAML's wording, not the built-in defaults': the seed really read the file.
+    assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
+    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0002"
+
+
+def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
+    store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+    assert store.upgrade() == "0002"
+    assert store.upgrade() == "0002"
+    assert migrate.upgrade(fresh_url) == "0002"
+    with Store.open(fresh_url) as again:
+        assert again.upgrade() == "0002"
+    assert _count(store, RegimeDefinition) == 4
+    assert _count(store, MarketData) == 744
+    with store.engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert versions == [("0002",)]
+
+
+def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
+    with Store.open(fresh_url) as store:
+        store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+    assert migrate.downgrade(fresh_url, revision="0001") == "0001"
+    engine = create_store_engine(fresh_url)
+    try:
+        with engine.connect() as conn:
+            assert (
+                conn.execute(select(func.count()).select_from(RegimeDefinition)).scalar_one() == 0
+            )
+            assert conn.execute(select(func.count()).select_from(MarketData)).scalar_one() == 744
+    finally:
+        engine.dispose()
+    assert migrate.downgrade(fresh_url) is None
+    assert _tables(fresh_url) <= {"alembic_version"}
+    assert migrate.upgrade(fresh_url) == "0002"
+    assert _tables(fresh_url) >= TABLES
+    with Store.open(fresh_url) as store:
+        assert store.list_series() == []
+        assert _count(store, RegimeDefinition) == 4
+        assert store.regime_rules() == _yaml_rules(REPO / "configs" / "defaults.yaml")
+
+
+def test_models_match_the_migrations(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_regimes_seed_from_redline_config_dir_or_fall_back_to_builtins(
+    fresh_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    custom = tmp_path / "configs"
+    custom.mkdir()
+    text_yaml = (REPO / "configs" / "defaults.yaml").read_text()
+    (custom / "defaults.yaml").write_text(text_yaml.replace("vol_min: 0.6", "vol_min: 0.8"))
+    monkeypatch.setenv("REDLINE_CONFIG_DIR", str(custom))
+    with Store.open(fresh_url) as store:
+        rules = store.regime_rules()
+        assert rules.rules[2] == RegimeRule(
+            "volatile_ranging",
+            vol_min=0.8,
+            description="no trend, annualized volatility of 60% or more",
+        )
+    migrate.downgrade(fresh_url, revision="0001")
+    monkeypatch.setenv("REDLINE_CONFIG_DIR", str(tmp_path / "nowhere"))
+    with Store.open(fresh_url) as store:
+        assert store.regime_rules() == RegimeRules()
+
+
+def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
+    rules = RegimeRules(
+        window="3d",
+        rules=(
+            RegimeRule("volatile_ranging", vol_min=0.9, vol_max=5.0, description="wild"),
+            RegimeRule("bull_trending", trend_min=0.03, description="up 3%"),
+            RegimeRule("bear_trending", trend_max=-0.03, description="down 3%"),
+            RegimeRule("calm_ranging", description="the rest"),
+        ),
+    )
+    store.sync_regime_definitions(rules)
+    assert store.regime_rules() == rules
+    assert _count(store, RegimeDefinition) == 4
+    store.sync_regime_definitions(RegimeRules())
+    assert store.regime_rules() == RegimeRules()
+
+
+def _open_and_write(url: str, barrier: Any, results: Any) -> None:
+    """One process of the race: read the CSV, wait for the others, then open and write."""
+    jan = real_candles(BTC_1H, JAN_2020, FEB_2020)
+    barrier.wait(timeout=120)
+    try:
+        with Store.open(url) as store:
+            results.put(store.write_candles(BTC_1H, jan))
+    except Exception as exc:  # reported to the test, which fails with it
+        results.put(repr(exc))
+
+
+def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_url: str) -> None:
+    # spawn, not fork: the session may already run Ray, whose threads a forked child inherits.
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(3), context.Queue()
+    workers = [
+        context.Process(target=_open_and_write, args=(fresh_url, barrier, results))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=180) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert all(isinstance(outcome, int) for outcome in outcomes), outcomes
+    assert sum(outcomes) == 744
+    with Store.open(fresh_url) as store:
+        assert _count(store, MarketData) == 744
+        assert _count(store, RegimeDefinition) == 4
+        assert migrate.current_revision(store.engine) == "0002"
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'wal.db'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 30_000
