@@ -1,0 +1,101 @@
+"""Lineage: every child's parents, operators and seed, so a family tree is a query.
+
+Agent ids are readable and deterministic: ``<prefix>-g<generation>-<index>``, e.g. ``ta-g002-003``
+for the fourth technical_analyst child born in generation 2. They are unique within a run (the run
+id scopes them in the database), and the same root seed gives the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+SPECIALTY_PREFIXES: dict[str, str] = {
+    "technical_analyst": "ta",
+    "volume_hunter": "vh",
+    "market_scanner": "ms",
+    "whale_watcher": "ww",
+    "sentiment_scout": "ss",
+    "rugpull_detector": "rd",
+    "report_coordinator": "rc",
+}
+_SPECIALTY_OF_PREFIX = {prefix: name for name, prefix in SPECIALTY_PREFIXES.items()}
+_AGENT_ID = re.compile(r"^(?P<prefix>[a-z]{2})-g(?P<generation>\d{3,})-(?P<index>\d{3,})$")
+
+
+def new_agent_id(specialty: str, generation: int, index: int) -> str:
+    """``ta-g002-003``: specialty prefix, generation and index, zero-padded to three digits."""
+    if specialty not in SPECIALTY_PREFIXES:
+        names = ", ".join(SPECIALTY_PREFIXES)
+        raise ValueError(f"specialty must be one of {names}; got {specialty!r}")
+    for name, value in (("generation", generation), ("index", index)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    return f"{SPECIALTY_PREFIXES[specialty]}-g{generation:03d}-{index:03d}"
+
+
+def parse_agent_id(agent_id: str) -> tuple[str, int, int]:
+    """(specialty, generation, index) of an id made by ``new_agent_id``."""
+    match = _AGENT_ID.match(agent_id)
+    if match is None or match["prefix"] not in _SPECIALTY_OF_PREFIX:
+        raise ValueError(f"agent_id must look like 'ta-g002-003'; got {agent_id!r}")
+    return _SPECIALTY_OF_PREFIX[match["prefix"]], int(match["generation"]), int(match["index"])
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    """One child's birth certificate: who, when, from whom, by which operators, with which seed.
+
+    ``parents`` is empty for generation 0 (sampled from the genome space); its first entry is the
+    parent the operator records compare the child with. ``operators`` are the strings of
+    ``evolution.operators.OperatorRecord`` (e.g. ``mutPolynomialBounded(eta=20,indpb=0.2)[lr]``).
+    """
+
+    agent_id: str
+    generation: int
+    specialty: str
+    genome_json: str
+    parents: tuple[str, ...]
+    operators: tuple[str, ...]
+    seed: int
+
+
+def family_tree(records: Iterable[LineageRecord], agent_id: str) -> list[LineageRecord]:
+    """The agent's record, then its ancestors back to generation 0, each once, nearest first.
+
+    Nearest first means by generation, latest first (an elite that outlived its generation can be
+    the parent of a much younger child); within a generation, in order of discovery (breadth first,
+    parents in the order they are listed). An ancestor missing from ``records`` is logged and its
+    branch ends there.
+    """
+    by_id: dict[str, LineageRecord] = {}
+    for record in records:
+        known = by_id.setdefault(record.agent_id, record)
+        if known != record:
+            raise ValueError(
+                f"agent_id {record.agent_id!r} has two different lineage records: {known} "
+                f"and {record}"
+            )
+    if agent_id not in by_id:
+        raise KeyError(f"agent_id {agent_id!r} is not in the lineage records")
+    order: list[LineageRecord] = [by_id[agent_id]]
+    seen = {agent_id}
+    cursor = 0
+    while cursor < len(order):
+        for parent in order[cursor].parents:
+            if parent in seen:
+                continue
+            seen.add(parent)
+            if parent not in by_id:
+                logger.warning("lineage of %s: no record for ancestor %s", agent_id, parent)
+                continue
+            order.append(by_id[parent])
+        cursor += 1
+    head, ancestors = order[0], order[1:]
+    discovery = {record.agent_id: position for position, record in enumerate(ancestors)}
+    ancestors.sort(key=lambda record: (-record.generation, discovery[record.agent_id]))
+    return [head, *ancestors]
