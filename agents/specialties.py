@@ -84,7 +84,8 @@ def _series_space(name: str, *, lookback: int = 24, horizon: int = 24) -> Genome
             ChoiceGene("feature_set", FEATURE_SETS[name]),
             IntGene("horizon", 1, horizon),
             *_model_genes(),
-            FloatGene("threshold", 0.0, 0.3),
+            # Up to 0.8: selective children trade less and pay less in fees.
+            FloatGene("threshold", 0.0, 0.8),
         ),
     )
 
@@ -158,7 +159,8 @@ def _specialties() -> dict[str, Specialty]:
                     ChoiceGene("feature_set", FEATURE_SETS["report_coordinator"]),
                     IntGene("horizon", 1, 24),
                     *_model_genes(hidden=32, depth=2, dropout=0.3),
-                    FloatGene("threshold", 0.0, 0.3),
+                    # Up to 0.8: selective children trade less and pay less in fees.
+            FloatGene("threshold", 0.0, 0.8),
                 ),
             ),
             "other children's out-of-sample scores on a shared base series (stacked_dataset)",

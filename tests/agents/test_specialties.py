@@ -72,7 +72,7 @@ def test_spaces_use_contract_gene_names_and_cpu_sized_bounds(name: str) -> None:
             gene = genes[gene_name]
             assert isinstance(gene, IntGene) and gene.low == 1 and gene.high <= 24
         threshold = genes["threshold"]
-        assert isinstance(threshold, FloatGene) and (threshold.low, threshold.high) == (0, 0.3)
+        assert isinstance(threshold, FloatGene) and (threshold.low, threshold.high) == (0, 0.8)
 
 
 @pytest.mark.parametrize("name", SEVEN)

@@ -1,0 +1,201 @@
+"""Out-of-sample scoring of a child's predictions: scores -> positions -> backtest -> metrics.
+
+Positions are whole units: ``sign(score)`` where ``|score| > threshold``, else flat. They follow
+``market.backtest``'s convention (decided at the close of t, held to the close of t + 1, the fee
+charged on every change). ``breaks`` marks the rows whose next scored row is not the next bar of
+their series (e.g. between non-adjacent test segments): the position is closed there, so nothing
+is held across bars that were not scored.
+
+``direction_hit_rate`` is the share of rows with a non-zero position whose sign matches the
+**next bar's** return, before fees (for a panel: the symbol's next-bar return minus the mean of
+the panel's symbols at that timestamp). ``metrics["hit_rate"]`` keeps ``market.metrics``'s
+meaning: the share of in-market bars whose net return is positive.
+
+A panel (``score_panel``) is market-neutral: each symbol trades ``sign(score - mean score of its
+timestamp)`` under the threshold, is backtested on its own rows, and the portfolio return of a
+timestamp is the equal-weight mean of its symbols' bar returns. Trade metrics pool the symbols'
+trades (PnL read as the trade's return); per regime a timestamp takes the most common regime of its
+symbols and a bar's return is attributed to the previous timestamp's decision (the trading cost
+of a decision lands with the next bar: an approximation of ``market.metrics.metrics_by_regime``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from market.backtest import backtest, bar_returns
+from market.metrics import TradeOutcomes, compute_metrics, metrics_by_regime
+from market.timeframes import bars_per_year
+
+__all__ = [
+    "OosScore",
+    "classify_metrics",
+    "hit_share",
+    "positions_from_scores",
+    "rank_positions",
+    "roc_auc",
+    "score_panel",
+    "score_series",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class OosScore:
+    """Positions (one per scored row), metrics and metrics per regime."""
+
+    position: np.ndarray
+    metrics: dict[str, float]
+    per_regime: dict[str, dict[str, float]]
+
+
+def positions_from_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """``sign(score)`` where ``|score| > threshold``, else 0."""
+    s = np.asarray(scores, dtype=np.float64)
+    return np.where(np.abs(s) > threshold, np.sign(s), 0.0)
+
+
+def rank_positions(scores: np.ndarray, ts: np.ndarray, threshold: float) -> np.ndarray:
+    """Panel positions: the score minus the mean score of its timestamp, then thresholded."""
+    s = np.asarray(scores, dtype=np.float64)
+    _, inverse = np.unique(ts, return_inverse=True)
+    mean = np.bincount(inverse, s) / np.bincount(inverse)
+    return positions_from_scores(s - mean[inverse], threshold)
+
+
+def hit_share(position: np.ndarray, realized: np.ndarray) -> float:
+    """Share of non-zero positions whose sign matches ``realized`` (NaN entries skipped)."""
+    known = (position != 0) & np.isfinite(realized)
+    if not known.any():
+        return math.nan
+    return float(np.mean(np.sign(position[known]) == np.sign(realized[known])))
+
+
+def _floats(values: dict[str, Any]) -> dict[str, float]:
+    return {name: float(np.asarray(value).reshape(-1)[0]) for name, value in values.items()}
+
+
+def _breaks(breaks: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if breaks is None else np.asarray(breaks, dtype=bool)
+
+
+def score_series(
+    ts: np.ndarray,
+    close: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    breaks: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    regimes: np.ndarray | None = None,
+    timeframe: str | None = None,
+    fee_bps: float = 10.0,
+) -> OosScore:
+    """One series' scored rows (time order) backtested; ``labels`` (the horizon forward return)
+    add ``horizon_hit_rate``, ``regimes`` the per-regime metrics."""
+    position = positions_from_scores(scores, threshold)
+    position[_breaks(breaks, len(position))] = 0.0
+    frame = pd.DataFrame({"ts": ts, "close": close})
+    result = backtest(frame, position, fee_bps=fee_bps, timeframe=timeframe or None)
+    realized = np.append(bar_returns(result.close)[1:], np.nan)
+    metrics = _floats(result.metrics()) | {"direction_hit_rate": hit_share(position, realized)}
+    if labels is not None:
+        metrics["horizon_hit_rate"] = hit_share(position, np.asarray(labels, dtype=np.float64))
+    per_regime: dict[str, dict[str, float]] = {}
+    if regimes is not None:
+        names = np.asarray(regimes).astype(str)
+        for name, values in result.metrics_by_regime(names).items():
+            mask = names == name
+            hits = hit_share(position[mask], realized[mask])
+            per_regime[name] = _floats(values) | {"direction_hit_rate": hits}
+    return OosScore(position, metrics, per_regime)
+
+
+def score_panel(
+    ts: np.ndarray,
+    close: np.ndarray,
+    group: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    breaks: np.ndarray | None = None,
+    regimes: np.ndarray | None = None,
+    timeframe: str,
+    fee_bps: float = 10.0,
+) -> OosScore:
+    """A panel's scored rows (time order within each symbol) as one equal-weight portfolio."""
+    position = rank_positions(scores, ts, threshold)
+    broken = _breaks(breaks, len(position))
+    position[broken] = 0.0
+    _, at = np.unique(ts, return_inverse=True)
+    n = int(at.max()) + 1
+    ret, count, exposure, held, traded = (np.zeros(n) for _ in range(5))
+    next_ret = np.full(len(position), np.nan)
+    entries, trade_returns = [], []
+    for g in np.unique(group):
+        sel = np.flatnonzero(group == g)
+        p = position[sel]
+        res = backtest(pd.DataFrame({"ts": ts[sel], "close": close[sel]}), p,
+                       fee_bps=fee_bps, timeframe=timeframe)  # fmt: skip
+        next_ret[sel[:-1]] = bar_returns(res.close)[1:]
+        next_ret[sel[broken[sel]]] = np.nan  # the next scored row is not the next bar
+        for target, values in ((ret, res.returns), (count, 1.0), (exposure, np.abs(p)),
+                               (held, np.abs(np.append(0.0, p[:-1]))),
+                               (traded, np.abs(np.diff(p, prepend=0.0)))):  # fmt: skip
+            np.add.at(target, at[sel], values)
+        entries.append(at[sel][res.trades["entry_idx"].to_numpy()])
+        trade_returns.append(res.trades["return"].to_numpy())
+    ret, exposure, held, traded = ret / count, exposure / count, held / count, traded / count
+    known = np.isfinite(next_ret)
+    panel_mean = np.bincount(at[known], next_ret[known], minlength=n) / np.maximum(
+        np.bincount(at[known], minlength=n), 1
+    )
+    entry = np.concatenate(entries).astype(np.int64)
+    trade_ret = np.concatenate(trade_returns)
+    outcomes = TradeOutcomes(np.zeros(len(entry), dtype=np.int64), trade_ret, trade_ret, entry)
+    bpy = bars_per_year(timeframe)
+    metrics = _floats(compute_metrics(ret[None], held[None], traded[None], outcomes,
+                                      bars_per_year=bpy))  # fmt: skip
+    metrics["direction_hit_rate"] = hit_share(position, next_ret - panel_mean[at])
+    per_regime: dict[str, dict[str, float]] = {}
+    if regimes is not None:
+        names, code = np.unique(np.asarray(regimes).astype(str), return_inverse=True)
+        counts = np.zeros((n, len(names)))
+        np.add.at(counts, (at, code), 1.0)
+        decision = np.append(ret[1:], 0.0)
+        per = metrics_by_regime(decision[None], exposure[None], traded[None], outcomes,
+                                names[np.argmax(counts, axis=1)], bars_per_year=bpy)  # fmt: skip
+        per_regime = {name: _floats(values) for name, values in per.items()}
+    return OosScore(position, metrics, per_regime)
+
+
+def roc_auc(target: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN with a single class."""
+    pos = np.asarray(target) == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    ranks = pd.Series(np.asarray(score, dtype=np.float64)).rank(method="average").to_numpy()
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def classify_metrics(target: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:
+    """auc, precision, recall, f1 (positive = ``prob > threshold``), base_rate, called_rate,
+    brier and log_loss. Never plain accuracy: the rug-pull set is 9 in 10 positive."""
+    y = np.asarray(target, dtype=np.float64)
+    called = prob > threshold
+    tp = float(np.sum(called & (y == 1)))
+    precision = tp / float(called.sum()) if called.any() else math.nan
+    recall = tp / float(np.sum(y == 1)) if (y == 1).any() else math.nan
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else math.nan
+    p = np.clip(prob, 1e-12, 1 - 1e-12)
+    return {
+        "auc": roc_auc(y, prob), "precision": precision, "recall": recall, "f1": f1,
+        "base_rate": float(y.mean()), "called_rate": float(called.mean()),
+        "brier": float(np.mean((prob - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+    }  # fmt: skip

@@ -1,0 +1,610 @@
+"""Train and score one child: walk-forward (time series) or stratified K-fold (tokens), pure torch.
+
+``train_child(dataset, genome, seed=..., agent_id=..., generation=...)`` never raises for a bad
+child: an exception, a NaN loss or a NaN score gives ``ChildReport(status=FAILED, reason=...)``.
+The same dataset, genome, seed and ``torch_threads`` give the same report, bit for bit (only
+``train_seconds`` differs, unless a fake ``clock`` is passed).
+
+Task (``infer_task``): ``classify`` when the dataset has a ``target``, ``rank`` when it has a
+``group`` (a panel of symbols), else ``direction``.
+
+Inputs. Row ``t`` is seen through its window of ``lookback`` rows ending at ``t`` (the same symbol's
+rows for a panel), flattened oldest first. Leading rows with non-finite features (indicator
+warm-up) simply have no window; a non-finite value after the first finite row fails the child,
+naming the row and the column. Standardization lives in the model (``agents.models``) and uses the
+training rows of the fold only.
+
+Labels (direction, rank). ``y_t = clip(fwd_t / (2 sigma), -1, 1)`` with ``fwd_t`` the forward
+return over the genome's ``horizon`` (``market.labels.forward_return``; per symbol for panels) and
+``sigma`` its standard deviation over the fold's training rows; the model regresses it through
+``tanh`` (MSE). Scores are calibrated afterwards (``ChildNet.out_scale``): ``|score| > 0.3`` means
+the prediction is 0.62 of its typical size.
+
+Split (``default_split``). Walk-forward over rows (over timestamps for a panel): 4 test folds
+tiling the last 40% of the data, expanding training windows, ``purge = horizon``, ``embargo =
+lookback``. Every row whose label reads a bar at or after the fold's first held-out bar is
+dropped from training, whatever split is passed, and ``market.splits.check_labels_safe`` asserts
+it. The test segments depend only on the data size, so every child of a dataset is scored on the
+same rows whatever its horizon and lookback (which is what lets their scores be compared and
+stacked). A split's validation segment, if any, is held out and unused (no early stopping).
+
+Scoring (``agents.scoring``). Positions are ``sign(score)`` where ``|score| > threshold``, else
+flat; a panel trades ``sign(score - mean score of the timestamp)`` per symbol and earns the
+equal-weight mean. The OOS rows of consecutive folds are adjacent bars, so a position carries from
+one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
+test``) the position is closed at the earlier one. Objectives (all maximized): direction and rank
+``(sharpe, -max_drawdown, direction_hit_rate)`` (hit rate on the next bar's return, see
+``agents.scoring``); classify ``(auc, precision, recall)``. Undefined objectives (no trade) read
+0.0 so selection can rank them; ``metrics`` keep NaN where a value is undefined.
+
+Classify. Stratified K-fold (5, seeded) over tokens, BCE on the logit; a token is called positive
+when its OOS probability exceeds ``threshold`` (default 0.5); ``oos_score = 2p - 1``. Metrics:
+auc, precision, recall, f1, base_rate (never plain accuracy).
+
+The returned state dict is the last fold's model (trained on the most data).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from agents.dataset import Dataset
+from agents.genome import Genome
+from agents.models import MODEL_TASKS, ChildNet, build_model
+from agents.scoring import classify_metrics, score_panel, score_series
+from market.labels import forward_return
+from market.splits import Fold, WalkForward, check_labels_safe
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GENE_DEFAULTS",
+    "OBJECTIVES",
+    "ChildReport",
+    "ChildStatus",
+    "FoldPlan",
+    "Performance",
+    "checkpoint_meta",
+    "default_split",
+    "infer_task",
+    "plan_folds",
+    "train_child",
+    "update_performance",
+    "window_inputs",
+]
+
+GENE_DEFAULTS: dict[str, Any] = {
+    "lookback": 1, "horizon": 1, "lr": 1e-3, "epochs": 5, "weight_decay": 0.0,
+    "batch_size": 128,
+}  # fmt: skip
+"""Training genes a genome may leave out (``threshold`` defaults to 0.0, or 0.5 to classify)."""
+OBJECTIVES: dict[str, tuple[str, str, str]] = {
+    "direction": ("sharpe", "neg_max_drawdown", "direction_hit_rate"),
+    "rank": ("sharpe", "neg_max_drawdown", "direction_hit_rate"),
+    "classify": ("auc", "precision", "recall"),
+}
+N_FOLDS, TEST_FRACTION, K_FOLDS = 4, 0.4, 5
+_NAN3 = (math.nan, math.nan, math.nan)
+
+
+class ChildStatus(Enum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, eq=False)
+class ChildReport:
+    """What a child returns to the Mother (see the module doc for objectives and metrics).
+
+    ``oos_rows`` (dataset rows), ``oos_ts``, ``oos_score`` and ``oos_position`` are aligned, one
+    entry per scored row; ``folds`` is the walk-forward plan (empty for K-fold); ``n_train_rows``
+    counts the rows the returned model trained on. A FAILED report has NaN objectives.
+    """
+
+    agent_id: str
+    specialty: str
+    generation: int
+    status: ChildStatus
+    reason: str
+    objectives: tuple[float, float, float]
+    metrics: dict[str, float]
+    per_regime: dict[str, dict[str, float]]
+    oos_ts: np.ndarray
+    oos_score: np.ndarray
+    train_seconds: float
+    n_train_rows: int
+    n_test_rows: int
+    dataset_digest: str
+    genome: Genome
+    seed: int
+    task: str = ""
+    oos_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    oos_position: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    folds: tuple[Fold, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ChildStatus.OK
+
+    @classmethod
+    def failed(
+        cls, *, agent_id: str, generation: int, genome: Genome, seed: int, reason: str,
+        dataset_digest: str = "", train_seconds: float = 0.0, task: str = "",
+    ) -> ChildReport:  # fmt: skip
+        """A FAILED report (also for the actor shell: timeouts, killed processes)."""
+        empty = np.zeros(0)
+        return cls(
+            agent_id, genome.specialty, generation, ChildStatus.FAILED, reason, _NAN3, {}, {},
+            np.zeros(0, dtype=np.int64), empty, train_seconds, 0, 0, dataset_digest, genome,
+            seed, task,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Performance:
+    """A child's live record from the trades bots report back (``update_performance``)."""
+
+    trades: int = 0
+    correct: int = 0
+    cumulative_profit: float = 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of reported trades that were correct; 0.0 before the first one."""
+        return self.correct / self.trades if self.trades else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"trades": self.trades, "correct": self.correct, "hit_rate": self.hit_rate,
+                "cumulative_profit": self.cumulative_profit}  # fmt: skip
+
+
+def update_performance(
+    perf: Performance, was_correct: bool, profit_contribution: float
+) -> Performance:
+    """The record after one more trade (a new frozen value; ``perf`` is unchanged)."""
+    if not isinstance(was_correct, bool | np.bool_):
+        raise ValueError(f"was_correct must be a bool; got {was_correct!r}")
+    if isinstance(profit_contribution, bool) or not (
+        isinstance(profit_contribution, int | float) and math.isfinite(profit_contribution)
+    ):
+        raise ValueError(
+            f"profit_contribution must be a finite number; got {profit_contribution!r}"
+        )
+    return Performance(perf.trades + 1, perf.correct + int(bool(was_correct)),
+                       perf.cumulative_profit + float(profit_contribution))  # fmt: skip
+
+
+# --- genes and inputs --------------------------------------------------------------------------
+
+
+class _Diverged(ValueError):
+    """Training produced a non-finite loss, weight or score."""
+
+
+def infer_task(dataset: Dataset) -> str:
+    """``classify`` with a ``target``, ``rank`` for a panel (``group``), else ``direction``."""
+    if dataset.target is not None:
+        return "classify"
+    return "rank" if dataset.group is not None else "direction"
+
+
+def _int_gene(genome: Genome, name: str, low: int) -> int:
+    value = genome.as_dict().get(name, GENE_DEFAULTS[name])
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"gene {name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
+def _float_gene(genome: Genome, name: str, default: float, *, positive: bool = False) -> float:
+    value = genome.as_dict().get(name, default)
+    number = (
+        float(value)
+        if isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        else math.nan
+    )
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        rule = "> 0" if positive else ">= 0"
+        raise ValueError(f"gene {name} must be a finite number {rule}; got {value!r}")
+    return number
+
+
+def _columns(dataset: Dataset, genome: Genome) -> tuple[int, ...]:
+    name = genome.as_dict().get("feature_set")
+    if name is None or (name == "all" and "all" not in dataset.feature_sets):
+        return dataset.feature_sets.get("all", tuple(range(dataset.features.shape[1])))
+    if name not in dataset.feature_sets:
+        raise ValueError(
+            f"gene feature_set must be one of {sorted(dataset.feature_sets)}; got {name!r}"
+        )
+    return tuple(dataset.feature_sets[str(name)])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Row geometry: split unit, window rows and labels of every dataset row."""
+
+    unit: np.ndarray  # int64: position on the split's axis (row, or timestamp index for panels)
+    n_units: int
+    hist: np.ndarray  # int64 (n_rows, lookback): window rows oldest first; -1 row = no window
+    prev: np.ndarray  # int64: the previous row of the same series (-1 for its first row)
+    label: np.ndarray  # float64 forward return over the horizon (NaN when unlabeled)
+    reach: np.ndarray  # int64 unit of the bar the label reads (n_units when unlabeled)
+
+
+def _layout(dataset: Dataset, columns: tuple[int, ...], lookback: int, horizon: int) -> _Layout:
+    n = dataset.n_rows
+    if dataset.close is None:
+        raise ValueError(f"dataset {dataset.name} has no close: direction and rank need prices")
+    close = np.asarray(dataset.close, dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(close) & (close > 0)))
+    if bad.size:
+        raise ValueError(f"close must be finite and > 0: row {bad[0]} close={close[bad[0]]!r}")
+    if dataset.group is None:
+        unit, n_units = np.arange(n, dtype=np.int64), n
+        groups = [np.arange(n, dtype=np.int64)]
+    else:
+        uniq, inverse = np.unique(dataset.ts, return_inverse=True)
+        unit, n_units = inverse.astype(np.int64), len(uniq)
+        group = np.asarray(dataset.group)
+        groups = [np.flatnonzero(group == g) for g in np.unique(group)]
+    finite = np.isfinite(dataset.features[:, list(columns)])
+    hist = np.full((n, lookback), -1, dtype=np.int64)
+    prev = np.full(n, -1, dtype=np.int64)
+    label = np.full(n, np.nan)
+    reach = np.full(n, n_units, dtype=np.int64)
+    for rows in groups:
+        if np.any(np.diff(dataset.ts[rows]) <= 0):
+            raise ValueError(f"dataset {dataset.name}: ts must increase within each series")
+        ok = finite[rows].all(axis=1)
+        first = int(np.argmax(ok)) if ok.any() else len(rows)
+        late = np.flatnonzero(~ok[first:])
+        if late.size:
+            row = int(rows[first + late[0]])
+            col = columns[int(np.argmin(finite[row]))]
+            raise ValueError(
+                f"features must be finite after the warm-up: row {row} column "
+                f"{dataset.feature_names[col]!r} is {float(dataset.features[row, col])!r}"
+            )
+        live = rows[first:]
+        if len(live) >= lookback:
+            hist[live[lookback - 1 :]] = np.lib.stride_tricks.sliding_window_view(live, lookback)
+        prev[rows[1:]] = rows[:-1]
+        series = pd.Series(close[rows])
+        label[rows] = forward_return(series, horizon).to_numpy()
+        reach[rows[:-horizon]] = unit[rows[horizon:]]
+    return _Layout(unit, n_units, hist, prev, label, reach)
+
+
+def window_inputs(dataset: Dataset, genome: Genome, rows: np.ndarray) -> np.ndarray:
+    """Flattened windows (len(rows), lookback * n_features) float32 of ``rows``: a model's input.
+
+    Every row must have a full window of finite features (see the module doc).
+    """
+    columns = _columns(dataset, genome)
+    if infer_task(dataset) == "classify":
+        return np.ascontiguousarray(dataset.features[np.asarray(rows)][:, list(columns)])
+    layout = _layout(dataset, columns, _int_gene(genome, "lookback", 1), 1)
+    return _windows(dataset, columns, layout.hist, np.asarray(rows))
+
+
+def _windows(
+    dataset: Dataset, columns: tuple[int, ...], hist: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    index = hist[rows]
+    if index.size and int(index.min()) < 0:
+        raise ValueError(f"row {int(rows[np.argmax((index < 0).any(axis=1))])} has no full window")
+    x = dataset.features[index[..., None], np.asarray(columns)]  # (rows, lookback, features)
+    return np.ascontiguousarray(x.reshape(len(rows), -1), dtype=np.float32)
+
+
+# --- folds -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The dataset rows one fold trains on and scores (``fold`` is None for K-fold)."""
+
+    fold: Fold | None
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+
+
+def default_split(n_units: int, *, horizon: int, lookback: int) -> WalkForward:
+    """4 expanding folds whose test segments tile the last 40% (see the module doc)."""
+    test = int(n_units * TEST_FRACTION) // N_FOLDS
+    train = n_units - N_FOLDS * test - horizon - lookback
+    if test < 1 or train < 1:
+        raise ValueError(
+            f"dataset has {n_units} rows: too few for {N_FOLDS} test folds over the last "
+            f"{TEST_FRACTION:.0%} with purge {horizon} and embargo {lookback}"
+        )
+    return WalkForward(train=train, test=test, mode="expanding", purge=horizon, embargo=lookback)
+
+
+def _walk_forward_plan(layout: _Layout, split: WalkForward) -> list[FoldPlan]:
+    plans = []
+    valid = layout.hist[:, 0] >= 0
+    for fold in split.split(layout.n_units):
+        first_held = fold.held_out()[0].start
+        in_train = (layout.unit >= fold.train.start) & (layout.unit < fold.train.stop)
+        labeled = np.isfinite(layout.label) & (layout.reach < first_held)
+        train_rows = np.flatnonzero(in_train & valid & labeled)
+        in_test = (layout.unit >= fold.test.start) & (layout.unit < fold.test.stop)
+        test_rows = np.flatnonzero(in_test & valid)
+        if len(train_rows) < 2 or len(test_rows) == 0:
+            raise ValueError(
+                f"fold {fold.index}: {len(train_rows)} trainable rows and {len(test_rows)} test "
+                f"rows; the dataset is too short for this lookback and horizon"
+            )
+        units = layout.unit[train_rows]
+        check_labels_safe(fold, int(np.max(layout.reach[train_rows] - units)), train_rows=units)
+        plans.append(FoldPlan(fold, train_rows, test_rows))
+    return plans
+
+
+def _kfold_plan(target: np.ndarray, seed: int) -> list[FoldPlan]:
+    """Stratified K-fold: each class shuffled (seeded) and dealt round-robin to the folds."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    fold_of = np.empty(len(target), dtype=np.int64)
+    for value in np.unique(target):
+        members = np.flatnonzero(target == value)
+        if len(members) < K_FOLDS:
+            raise ValueError(f"target class {value!r} has {len(members)} rows; needs {K_FOLDS}")
+        fold_of[rng.permutation(members)] = np.arange(len(members)) % K_FOLDS
+    return [FoldPlan(None, np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k))
+            for k in range(K_FOLDS)]  # fmt: skip
+
+
+def plan_folds(
+    dataset: Dataset, genome: Genome, split: WalkForward | None = None, *, seed: int = 0
+) -> list[FoldPlan]:
+    """The rows each fold trains on and scores, exactly as ``train_child`` uses them.
+
+    ``seed`` only matters for K-fold (classify); ``split`` only for walk-forward.
+    """
+    if infer_task(dataset) == "classify":
+        return _kfold_plan(_binary_target(dataset), seed)
+    return _plan(dataset, genome, split)[1]
+
+
+def _plan(
+    dataset: Dataset, genome: Genome, split: WalkForward | None
+) -> tuple[_Layout, list[FoldPlan]]:
+    lookback, horizon = _int_gene(genome, "lookback", 1), _int_gene(genome, "horizon", 1)
+    layout = _layout(dataset, _columns(dataset, genome), lookback, horizon)
+    split = split or default_split(layout.n_units, horizon=horizon, lookback=lookback)
+    return layout, _walk_forward_plan(layout, split)
+
+
+def _binary_target(dataset: Dataset) -> np.ndarray:
+    target = np.asarray(dataset.target, dtype=np.float64)
+    if not np.isin(target, (0.0, 1.0)).all():
+        raise ValueError(f"dataset {dataset.name}: target must be 0/1; got {np.unique(target)[:5]}")
+    return target
+
+
+# --- fitting -----------------------------------------------------------------------------------
+
+
+def _fit(
+    x: np.ndarray, y: np.ndarray, genome: Genome, task: str, seq: np.random.SeedSequence, k: int
+) -> tuple[ChildNet, float]:
+    """A fresh model trained on ``(x, y)``; returns it in eval mode with its last epoch's loss."""
+    torch.manual_seed(int(seq.generate_state(1)[0]))
+    rng = np.random.default_rng(seq)
+    lr = _float_gene(genome, "lr", GENE_DEFAULTS["lr"], positive=True)
+    decay = _float_gene(genome, "weight_decay", GENE_DEFAULTS["weight_decay"])
+    epochs, batch = _int_gene(genome, "epochs", 1), _int_gene(genome, "batch_size", 1)
+    model = build_model(genome, x.shape[1], task)
+    model.set_standardization(torch.from_numpy(x.mean(axis=0, dtype=np.float64).astype(np.float32)),
+                              torch.from_numpy(x.std(axis=0, dtype=np.float64).astype(np.float32)))  # fmt: skip
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay, foreach=True)
+    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if task == "classify" else nn.MSELoss()
+    model.train()
+    epoch_loss = math.nan
+    for epoch in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(x)))
+        xs, ys = xt[order], yt[order]  # one gather per epoch; batches are then views
+        total = 0.0
+        for b, start in enumerate(range(0, len(x), batch)):
+            xb, yb = xs[start : start + batch], ys[start : start + batch]
+            loss = loss_fn(model(xb), yb)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise _Diverged(
+                    f"loss is {value} at fold {k}, epoch {epoch}, batch {b} (lr={lr:g})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += value * len(yb)
+        epoch_loss = total / len(x)
+    model.eval()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise _Diverged(f"weights became non-finite at fold {k} (lr={lr:g})")
+    if task != "classify":
+        with torch.no_grad():
+            rms = float(torch.sqrt(torch.mean(model.head(xt).double() ** 2)))
+        if not math.isfinite(rms):
+            raise _Diverged(f"predictions are non-finite at fold {k} (lr={lr:g})")
+        model.out_scale.fill_(1.0 / rms if rms > 0 else 1.0)
+    return model, epoch_loss
+
+
+def _predict(model: ChildNet, x: np.ndarray, k: int) -> np.ndarray:
+    with torch.no_grad():
+        out = model(torch.from_numpy(x)).double().numpy()
+    if model.task == "classify":
+        out = np.tanh(out / 2.0)  # 2 * sigmoid(logit) - 1
+    bad = int((~np.isfinite(out)).sum())
+    if bad:
+        raise _Diverged(f"fold {k} produced {bad} non-finite scores")
+    return out
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+
+def _zero_nan(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _check_seed(seed: int, torch_threads: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    if isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1:
+        raise ValueError(f"torch_threads must be an integer >= 1; got {torch_threads!r}")
+
+
+def train_child(
+    dataset: Dataset,
+    genome: Genome,
+    *,
+    seed: int,
+    agent_id: str,
+    generation: int,
+    split: WalkForward | None = None,
+    torch_threads: int = 1,
+    fee_bps: float = 10.0,
+    task: str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[ChildReport, dict[str, torch.Tensor] | None]:
+    """Train a child per fold, score it out of sample; ``(report, last fold's state dict)``.
+
+    ``task`` overrides ``infer_task(dataset)``; ``split`` defaults to ``default_split`` (K-fold
+    ignores it). A bad child gives a FAILED report and ``None`` (never an exception for anything
+    the child's genome or data cause; only a bad ``seed`` or ``torch_threads`` raises).
+    ``torch.set_num_threads(torch_threads)`` and ``torch.manual_seed`` act on the process: one
+    child trains at a time per process (an actor).
+    """
+    _check_seed(seed, torch_threads)
+    started = clock()
+    digest = dataset.digest()
+    kind = task or infer_task(dataset)
+    base = ChildReport.failed(agent_id=agent_id, generation=generation, genome=genome, seed=seed,
+                              reason="", dataset_digest=digest, task=kind)  # fmt: skip
+    torch.set_num_threads(torch_threads)
+    try:
+        if kind not in MODEL_TASKS:
+            raise ValueError(f"task must be one of {', '.join(MODEL_TASKS)}; got {kind!r}")
+        report, state = _train(dataset, genome, seed, kind, split, fee_bps, base)
+    except Exception as exc:  # a bad child is a result, never a crashed generation
+        reason = (
+            f"diverged: {exc}" if isinstance(exc, _Diverged) else f"{type(exc).__name__}: {exc}"
+        )
+        logger.info("child %s (%s) FAILED: %s", agent_id, genome.specialty, reason)
+        return replace(base, reason=reason, train_seconds=clock() - started), None
+    report = replace(report, train_seconds=clock() - started)
+    logger.info("child %s (%s) trained in %.2fs: objectives %s", agent_id, genome.specialty,
+                report.train_seconds, report.objectives)  # fmt: skip
+    return report, state
+
+
+def _train(
+    dataset: Dataset, genome: Genome, seed: int, task: str, split: WalkForward | None,
+    fee_bps: float, base: ChildReport,
+) -> tuple[ChildReport, dict[str, torch.Tensor]]:  # fmt: skip
+    columns = _columns(dataset, genome)
+    layout: _Layout | None = None
+    if task == "classify":
+        target = _binary_target(dataset)
+        plans = _kfold_plan(target, seed)
+        bad = np.argwhere(~np.isfinite(dataset.features[:, list(columns)]))
+        if bad.size:
+            row, col = (int(v) for v in bad[0])
+            raise ValueError(f"features must be finite: row {row} column "
+                             f"{dataset.feature_names[columns[col]]!r} is not")  # fmt: skip
+        threshold = _float_gene(genome, "threshold", 0.5)
+    else:
+        layout, plans = _plan(dataset, genome, split)
+        threshold = _float_gene(genome, "threshold", 0.0)
+    seqs = np.random.SeedSequence(seed).spawn(len(plans) + 1)[1:]  # [0] is K-fold's shuffle
+    scores, losses = [], []
+    model: ChildNet | None = None
+    for k, (plan, seq) in enumerate(zip(plans, seqs, strict=True)):
+        if layout is None:
+            x_train = np.ascontiguousarray(dataset.features[plan.train_rows][:, list(columns)])
+            x_test = np.ascontiguousarray(dataset.features[plan.test_rows][:, list(columns)])
+            y = target[plan.train_rows]
+        else:
+            x_train = _windows(dataset, columns, layout.hist, plan.train_rows)
+            x_test = _windows(dataset, columns, layout.hist, plan.test_rows)
+            fwd = layout.label[plan.train_rows]
+            sigma = float(np.std(fwd))
+            y = np.clip(fwd / (2.0 * sigma), -1.0, 1.0) if sigma > 0 else np.zeros_like(fwd)
+        model, loss = _fit(x_train.astype(np.float32, copy=False), y, genome, task, seq, k)
+        scores.append(_predict(model, x_test.astype(np.float32, copy=False), k))
+        losses.append(loss)
+    assert model is not None
+    rows = np.concatenate([p.test_rows for p in plans])
+    score = np.concatenate(scores)
+    order = np.argsort(rows, kind="stable")  # K-fold rows come back in dataset order
+    rows, score = rows[order], score[order]
+    if layout is None:
+        prob = (score + 1.0) / 2.0
+        metrics = classify_metrics(target[rows], prob, threshold)
+        position = (prob > threshold).astype(np.float64)
+        per_regime: dict[str, dict[str, float]] = {}
+        objectives = (_zero_nan(metrics["auc"]), _zero_nan(metrics["precision"]),
+                      _zero_nan(metrics["recall"]))  # fmt: skip
+    else:
+        assert dataset.close is not None
+        close = np.asarray(dataset.close, dtype=np.float64)
+        regimes = None if dataset.regimes is None else np.asarray(dataset.regimes)[rows]
+        # Close a position where the next scored row is not the next bar of its series.
+        breaks = np.append(layout.prev[rows[1:]] != rows[:-1], False)
+        if task == "rank":
+            assert dataset.group is not None
+            group = np.asarray(dataset.group)[rows]
+            # Within a symbol, the next scored row is found per group, not in row order.
+            breaks = np.zeros(len(rows), dtype=bool)
+            for g in np.unique(group):
+                sel = np.flatnonzero(group == g)
+                breaks[sel[:-1]] = layout.prev[rows[sel[1:]]] != rows[sel[:-1]]
+            scored = score_panel(
+                dataset.ts[rows], close[rows], group, score, threshold, breaks=breaks,
+                regimes=regimes, timeframe=dataset.timeframe, fee_bps=fee_bps,
+            )  # fmt: skip
+        else:
+            scored = score_series(
+                dataset.ts[rows], close[rows], score, threshold, breaks=breaks,
+                labels=layout.label[rows], regimes=regimes, timeframe=dataset.timeframe or None,
+                fee_bps=fee_bps,
+            )  # fmt: skip
+        position, metrics, per_regime = scored.position, scored.metrics, scored.per_regime
+        ic = np.isfinite(layout.label[rows])
+        metrics["ic"] = float(np.corrcoef(score[ic], layout.label[rows][ic])[0, 1]) if (
+            ic.sum() > 2 and np.std(score[ic]) > 0) else math.nan  # fmt: skip
+        objectives = (_zero_nan(metrics["sharpe"]), _zero_nan(0.0 - metrics["max_drawdown"]),
+                      _zero_nan(metrics["direction_hit_rate"]))  # fmt: skip
+    metrics |= {"n_folds": float(len(plans)), "train_loss": float(losses[-1])}
+    report = replace(
+        base, status=ChildStatus.OK, objectives=objectives, metrics=metrics,
+        per_regime=per_regime, oos_ts=np.asarray(dataset.ts)[rows], oos_score=score,
+        n_train_rows=len(plans[-1].train_rows), n_test_rows=len(rows), oos_rows=rows,
+        oos_position=position, folds=tuple(p.fold for p in plans if p.fold is not None),
+    )  # fmt: skip
+    state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    return report, state
+
+
+def checkpoint_meta(report: ChildReport) -> dict[str, Any]:
+    """JSON-ready metadata for ``agents.models.save_checkpoint`` (``load_model`` reads it back)."""
+    return {
+        "agent_id": report.agent_id, "specialty": report.specialty,
+        "generation": report.generation, "seed": report.seed, "task": report.task,
+        "genome": report.genome.to_json(), "dataset_digest": report.dataset_digest,
+        "objectives": list(report.objectives), "status": report.status.value,
+    }  # fmt: skip
