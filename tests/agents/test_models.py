@@ -30,9 +30,10 @@ def test_build_model_follows_the_genome() -> None:
                                                                   (12, 1)]  # fmt: skip
     assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 3
     model.eval()
-    x = torch.randn(64, 40) * 100
+    x = torch.randn(64, 40, generator=torch.Generator().manual_seed(0)) * 100
     score = model(x)
-    assert score.shape == (64,) and bool((score.abs() < 1).all())
+    # tanh of a large input rounds to exactly 1.0 in float32: bounded, not strictly inside
+    assert score.shape == (64,) and bool((score.abs() <= 1).all())
     logits = build_model(g, 40, "classify").eval()(x)
     assert logits.shape == (64,)
     linear = build_model(Genome("x", (("depth", 0),)), 5, "rank")  # depth 0: a linear model
