@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from cluster.cli_data import data_app
+from cluster.cli_evolve import evolve_cmd, prepare_cmd
 from cluster.cli_state import CliState, make_console, open_store
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: SQLite under REDLINE_HOME, or REDLINE_DATABASE_URL.")
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
+app.command("evolve")(evolve_cmd)
+data_app.command("prepare")(prepare_cmd)
 
 console = make_console()
 

@@ -19,6 +19,7 @@ from market.timeframes import bars_in
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULTS_FILE = CONFIG_DIR / "defaults.yaml"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "market" / "sample"
 
 
 class ConfigError(ValueError):
@@ -76,10 +77,98 @@ class RegimesConfig(_Frozen):
         )
 
 
+class EvolveDataConfig(_Frozen):
+    exchange: str = "binance"
+    timeframe: str = "1h"
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    start: str | None = None  # e.g. 2023-01-01; None is everything stored
+    end: str | None = None
+    import_sample: bool = True  # import the shipped sample when the store lacks a series
+    fear_greed: Path | None = SAMPLE_DIR / "feargreed_crypto_1d.csv.gz"
+    social_sentiment: Path | None = None
+    trades: tuple[Path, ...] = (SAMPLE_DIR / "kraken_BTC-USDT_trades.csv.gz",)
+    rugpull_tokens: Path | None = SAMPLE_DIR / "rugpull_uniswapv2_tokens.csv.gz"
+
+
+class KillConfig(_Frozen):
+    min_hit_rate: float = Field(0.5, ge=0, le=1)
+    bottom_quantile: float = Field(0.25, ge=0, le=1)
+    protect_elites: int = Field(2, ge=0)
+
+
+class OperatorConfig(_Frozen):
+    prob: float = Field(0.7, ge=0, le=1)
+    eta: float = Field(15.0, gt=0)
+    indpb: float = Field(0.5, ge=0, le=1)
+
+
+class MutationConfig(_Frozen):
+    """Every child is mutated after crossover; each gene with probability ``indpb``."""
+
+    eta: float = Field(20.0, gt=0)
+    indpb: float = Field(0.2, ge=0, le=1)
+
+
+class TrainingConfig(_Frozen):
+    fee_bps: float = Field(10.0, ge=0)
+    torch_threads: int = Field(1, ge=1)
+    child_timeout_s: float = Field(600.0, gt=0)
+    retries: int = Field(1, ge=0)
+
+
+class ClusterConfig(_Frozen):
+    address: str | None = None  # None: a local Ray started on demand (or RAY_ADDRESS)
+    num_cpus: int | None = None  # for a local Ray; None is every core
+    num_actors: int | None = None  # child actors in the pool; None is the cluster's CPUs
+
+
+class EvolveConfig(_Frozen):
+    seed: int = Field(42, ge=0)
+    generations: int = Field(3, ge=1)
+    population: dict[str, int]
+    data: EvolveDataConfig = EvolveDataConfig()
+    selection: str = "nsga2"
+    weights: tuple[float, float, float] = (1.0, 0.5, 1.0)
+    kill: KillConfig = KillConfig()
+    crossover: OperatorConfig = OperatorConfig()
+    mutation: MutationConfig = MutationConfig()
+    hall_of_fame: int = Field(5, ge=1)
+    coordinator_members: int = Field(2, ge=1)
+    training: TrainingConfig = TrainingConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @field_validator("selection")
+    @classmethod
+    def _selection(cls, value: str) -> str:
+        if value not in ("nsga2", "tournament"):
+            raise ValueError(f"must be 'nsga2' or 'tournament'; got {value!r}")
+        return value
+
+    @field_validator("population")
+    @classmethod
+    def _population(cls, value: dict[str, int]) -> dict[str, int]:
+        from agents.specialties import SPECIALTIES
+
+        for name, size in value.items():
+            if name not in SPECIALTIES:
+                raise ValueError(
+                    f"must name specialties among {', '.join(SPECIALTIES)}; got {name!r}"
+                )
+            if size < 2:
+                raise ValueError(f"{name} needs at least 2 children; got {size}")
+        return value
+
+
 class RedlineConfig(_Frozen):
     data: DataConfig = DataConfig()
     fetch: FetchConfig = FetchConfig()
     regimes: RegimesConfig
+    evolve: EvolveConfig | None = None
+
+    def require_evolve(self, source: str) -> EvolveConfig:
+        if self.evolve is None:
+            raise ConfigError(f"{source} has no 'evolve' section (see configs/evolve-smoke.yaml)")
+        return self.evolve
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

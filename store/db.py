@@ -149,6 +149,11 @@ class Store:
         return self._engine
 
     @property
+    def url(self) -> str:
+        """The full URL, password included: for handing to actors, never for printing."""
+        return self._engine.url.render_as_string(hide_password=False)
+
+    @property
     def url_for_display(self) -> str:
         """The database URL with its password masked."""
         return display_url(self._engine.url)

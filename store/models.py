@@ -1,5 +1,11 @@
 """The tables, as SQLAlchemy 2 typed models.
 
+Two families: candles and their bookkeeping (``market_data``, ``regime_definitions``,
+``series_cursors``, ``series_gaps``; repository ``store.db.Store``) and the population of an
+evolution run (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``; repository
+``store.runs.RunStore``). JSON columns hold canonical text (sorted keys) so that an upsert of an
+unchanged record compares equal and changes nothing.
+
 The Alembic migrations in ``store/migrations/versions`` create these tables; they spell the schema
 out on their own (so an old migration never changes when a model does) and a test checks that the
 two agree on both backends. Repository code in ``store/db.py`` returns frozen dataclasses, never
@@ -18,6 +24,9 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -139,3 +148,130 @@ class SeriesGap(Base):
     end_ts: Mapped[int] = mapped_column(BigInteger)
     missing: Mapped[int] = mapped_column(Integer)
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- the population (migration 0003) -----------------------------------------------------------
+
+#: Agent ids are unique within a run only (``ta-g002-003``: the same root seed gives the same ids in
+#: every run), so the run id is part of every key that names an agent.
+_ID = String(64)
+_DIGEST = String(64)  # SHA-256, hex
+
+
+class Run(Base):
+    """One evolution run: its config (canonical JSON and hash), root seed and progress."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    config_json: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str] = mapped_column(_DIGEST)
+    root_seed: Mapped[int] = mapped_column(BigInteger)
+    generations_planned: Mapped[int] = mapped_column(Integer)
+    generations_done: Mapped[int] = mapped_column(Integer)
+    dataset_digests: Mapped[str] = mapped_column(Text)  # JSON {specialty: digest}
+
+
+class Agent(Base):
+    """One child: its birth certificate (genome, parents, operators, seed) and its OOS scores."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        Index("ix_agents_run_id_generation", "run_id", "generation"),
+        Index("ix_agents_run_id_specialty", "run_id", "specialty"),
+    )
+
+    run_id: Mapped[str] = mapped_column(
+        _ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    specialty: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(Integer)
+    genome_json: Mapped[str] = mapped_column(Text)
+    genome_digest: Mapped[str] = mapped_column(_DIGEST)
+    parents: Mapped[str] = mapped_column(Text)  # JSON list of agent ids (same run)
+    operators: Mapped[str] = mapped_column(Text)  # JSON list of operator records
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    objectives: Mapped[str] = mapped_column(Text)  # JSON list of floats, all maximized
+    sharpe: Mapped[float | None] = mapped_column(Double)
+    max_drawdown: Mapped[float | None] = mapped_column(Double)
+    hit_rate: Mapped[float | None] = mapped_column(Double)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    per_regime_json: Mapped[str] = mapped_column(Text)
+    train_seconds: Mapped[float | None] = mapped_column(Double)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(_DIGEST)
+    dataset_digest: Mapped[str] = mapped_column(_DIGEST)
+    config_hash: Mapped[str] = mapped_column(_DIGEST)
+    killed_generation: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Generation(Base):
+    """One generation of one specialty's sub-population, as the Mother closed it."""
+
+    __tablename__ = "generations"
+
+    run_id: Mapped[str] = mapped_column(
+        _ID, ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    specialty: Mapped[str] = mapped_column(String(32), primary_key=True)
+    born: Mapped[int] = mapped_column(Integer)
+    evaluated: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    killed: Mapped[int] = mapped_column(Integer)
+    alive: Mapped[int] = mapped_column(Integer)
+    best_fitness: Mapped[float | None] = mapped_column(Double)
+    median_fitness: Mapped[float | None] = mapped_column(Double)
+    best_agent_id: Mapped[str | None] = mapped_column(_ID)
+    hall_of_fame: Mapped[str] = mapped_column(Text)  # JSON list of agent ids, best first
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Kill(Base):
+    """One death: which child, in which generation, why (``FAILED``, ``LOW_HIT_RATE``, ...)."""
+
+    __tablename__ = "kills"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "agent_id"], ["agents.run_id", "agents.agent_id"], ondelete="CASCADE"
+        ),
+    )
+
+    run_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    killed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+REGIME_BEST_UNIQUE = "uq_regime_best_models_run_specialty_regime"
+
+
+class RegimeBestModel(Base):
+    """A run's best out-of-sample child per (specialty, regime), with its lifecycle stage.
+
+    A surrogate key rather than (run_id, specialty, regime): champions found outside evolution
+    (Ray Tune, a later issue) may enter this table too.
+    """
+
+    __tablename__ = "regime_best_models"
+    __table_args__ = (UniqueConstraint("run_id", "specialty", "regime", name=REGIME_BEST_UNIQUE),)
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(_ID, ForeignKey("runs.run_id", ondelete="CASCADE"))
+    specialty: Mapped[str] = mapped_column(String(32))
+    regime: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[str] = mapped_column(_ID)
+    sharpe: Mapped[float | None] = mapped_column(Double)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -47,21 +47,21 @@ def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(stor
     assert _count(store, RegimeDefinition) == 4
     # The YAML's wording, not the built-in defaults': the seed really read the file.
     assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0003"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
     store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.upgrade() == "0002"
-    assert store.upgrade() == "0002"
-    assert migrate.upgrade(fresh_url) == "0002"
+    assert store.upgrade() == "0003"
+    assert store.upgrade() == "0003"
+    assert migrate.upgrade(fresh_url) == "0003"
     with Store.open(fresh_url) as again:
-        assert again.upgrade() == "0002"
+        assert again.upgrade() == "0003"
     assert _count(store, RegimeDefinition) == 4
     assert _count(store, MarketData) == 744
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0002",)]
+    assert versions == [("0003",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
@@ -79,7 +79,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
         engine.dispose()
     assert migrate.downgrade(fresh_url) is None
     assert _tables(fresh_url) <= {"alembic_version"}
-    assert migrate.upgrade(fresh_url) == "0002"
+    assert migrate.upgrade(fresh_url) == "0003"
     assert _tables(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
@@ -160,7 +160,7 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert _count(store, MarketData) == 744
         assert _count(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.engine) == "0002"
+        assert migrate.current_revision(store.engine) == "0003"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

@@ -1,0 +1,203 @@
+"""``redline evolve``: prepare the datasets, start (or resume) a run, watch it to the end.
+
+The driver builds every specialty's datasets once (``training_db/<specialty>/*.parquet``), puts each
+in Ray's object store once, and starts the Mother actor (``mother:<run_id>``), which owns the pool of
+child actors. The driver only shows progress; killing it loses nothing a resume cannot redo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from agents.dataset import Dataset
+from agents.datasets import DataSources, build_datasets, write_dataset
+from cluster.config import EvolveConfig, RedlineConfig
+from cluster.ingest import ensure_sample
+from cluster.session import ensure_ray
+from evolution.mother import COORDINATOR, EvolutionSettings, Progress
+from evolution.selection import KillRule
+from market.series import SeriesKey
+from store.db import Store
+from store.records import RunRecord
+from store.runs import RunStore
+
+logger = logging.getLogger(__name__)
+
+
+def config_hash(evolve: EvolveConfig) -> str:
+    """SHA-256 of the canonical JSON of the evolve section: the run's identity with its seed."""
+    canonical = json.dumps(evolve.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from cluster.cli_data import parse_when
+
+    return parse_when(text, "evolve.data.start/end")
+
+
+def data_sources(evolve: EvolveConfig, store: Store, config: RedlineConfig) -> DataSources:
+    data = evolve.data
+    return DataSources(
+        store=store,
+        exchange=data.exchange,
+        timeframe=data.timeframe,
+        symbols=data.symbols,
+        start_ms=_ms(data.start),
+        end_ms=_ms(data.end),
+        sentiment_symbol=data.symbols[0],
+        fear_greed=data.fear_greed,
+        social_sentiment=data.social_sentiment,
+        trades=data.trades,
+        rugpull_tokens=data.rugpull_tokens,
+        regime_rules=config.regimes.to_rules(),
+    )
+
+
+def prepare_datasets(
+    evolve: EvolveConfig, store: Store, config: RedlineConfig, home: Path, *, write: bool = True
+) -> dict[str, Dataset]:
+    """Every dataset the run's specialties eat, keyed ``"<specialty>/<name>"``."""
+    if evolve.data.import_sample:
+        wanted = {
+            SeriesKey(evolve.data.exchange, s, evolve.data.timeframe) for s in evolve.data.symbols
+        }
+        if any(store.series_info(key) is None for key in wanted):
+            ensure_sample(store)
+    sources = data_sources(evolve, store, config)
+    out: dict[str, Dataset] = {}
+    for specialty in evolve.population:
+        if specialty == COORDINATOR:
+            continue
+        for dataset in build_datasets(specialty, sources):
+            out[f"{specialty}/{dataset.name}"] = dataset
+            if write:
+                write_dataset(dataset, home)
+    return out
+
+
+def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> EvolutionSettings:
+    primary: dict[str, str] = {}
+    for key in datasets:  # the first dataset of each specialty is the one its children train on
+        specialty, name = key.split("/", 1)
+        primary.setdefault(specialty, name)
+    if COORDINATOR in evolve.population:
+        base = primary.get("technical_analyst") or next(iter(primary.values()))
+        primary[COORDINATOR] = base
+    return EvolutionSettings(
+        root_seed=evolve.seed,
+        generations=evolve.generations,
+        population=dict(evolve.population),
+        datasets=primary,
+        selection=evolve.selection,
+        weights=evolve.weights,
+        kill=KillRule(
+            min_hit_rate=evolve.kill.min_hit_rate,
+            bottom_quantile=evolve.kill.bottom_quantile,
+            weights=evolve.weights,
+            protect_elites=evolve.kill.protect_elites,
+        ),
+        cx_prob=evolve.crossover.prob,
+        cx_eta=evolve.crossover.eta,
+        cx_indpb=evolve.crossover.indpb,
+        mut_eta=evolve.mutation.eta,
+        mut_indpb=evolve.mutation.indpb,
+        hall_of_fame=evolve.hall_of_fame,
+        coordinator_members=evolve.coordinator_members,
+        fee_bps=evolve.training.fee_bps,
+        torch_threads=evolve.training.torch_threads,
+    )
+
+
+@dataclass(frozen=True)
+class EvolveResult:
+    run_id: str
+    generations_done: int
+    seconds: float
+
+
+def start_or_resume(
+    config: RedlineConfig,
+    evolve: EvolveConfig | None,
+    store: Store,
+    home: Path,
+    *,
+    resume: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    now: Callable[[], float] = time.time,
+) -> EvolveResult:
+    started = time.perf_counter()
+    runs = RunStore(store)
+    if resume:
+        run = runs.get_run(resume)
+        if run is None:
+            raise ValueError(f"no run {resume!r} in {store.url_for_display}; see `redline runs`")
+        evolve = EvolveConfig.model_validate(run.config)
+        digest = run.config_hash
+    elif evolve is None:
+        raise ValueError("a new run needs an evolve config (see configs/evolve-smoke.yaml)")
+    else:
+        digest = config_hash(evolve)
+    datasets = prepare_datasets(evolve, store, config, home)
+    settings = settings_for(evolve, datasets)
+    if resume:
+        run_id = resume
+        runs.update_run(run_id, status="running")
+    else:
+        run_id = f"r{int(now())}-{digest[:6]}"
+        runs.create_run(
+            RunRecord(
+                run_id=run_id,
+                status="running",
+                config=evolve.model_dump(mode="json"),
+                config_hash=digest,
+                root_seed=evolve.seed,
+                generations_planned=evolve.generations,
+                generations_done=0,
+                dataset_digests={key: ds.digest() for key, ds in datasets.items()},
+            )
+        )
+    ensure_ray(evolve.cluster.address, evolve.cluster.num_cpus)
+    refs = {key: ray.put(ds) for key, ds in datasets.items()}  # once per run
+    from evolution.mother_actor import MotherActor
+
+    pool_options: dict[str, Any] = {
+        "size": evolve.cluster.num_actors,
+        "timeout_s": evolve.training.child_timeout_s,
+        "retries": evolve.training.retries,
+    }
+    mother = MotherActor.options(name=f"mother:{run_id}").remote(  # type: ignore[attr-defined]
+        run_id, store.url, str(home), settings, refs, pool_options, digest
+    )
+    try:
+        done_ref = mother.run.remote()
+        while True:
+            ready, _ = ray.wait([done_ref], timeout=0.5)
+            if on_progress:
+                on_progress(ray.get(mother.progress.remote(), timeout=30))
+            if ready:
+                generations = ray.get(done_ref)
+                break
+        if on_progress:
+            on_progress(ray.get(mother.progress.remote(), timeout=30))
+    except BaseException:
+        runs.update_run(run_id, status="failed")
+        raise
+    finally:
+        try:
+            ray.get(mother.close.remote(), timeout=60)
+        except Exception:  # the actor may already be gone
+            logger.debug("mother actor of %s already gone", run_id)
+        ray.kill(mother)
+    return EvolveResult(run_id, generations, time.perf_counter() - started)
