@@ -160,7 +160,7 @@ def _specialties() -> dict[str, Specialty]:
                     IntGene("horizon", 1, 24),
                     *_model_genes(hidden=32, depth=2, dropout=0.3),
                     # Up to 0.8: selective children trade less and pay less in fees.
-            FloatGene("threshold", 0.0, 0.8),
+                    FloatGene("threshold", 0.0, 0.8),
                 ),
             ),
             "other children's out-of-sample scores on a shared base series (stacked_dataset)",

@@ -281,7 +281,7 @@ def test_demo_loads_the_shipped_sample(redline_home: Path) -> None:
 
 
 def test_db_upgrade_and_a_bad_database_url(redline_home: Path) -> None:
-    assert "revision 0002" in run("db", "upgrade")
+    assert "revision 0003" in run("db", "upgrade")
     result = CliRunner().invoke(
         app, ["db", "upgrade"], env={"REDLINE_DATABASE_URL": "mysql://root:hunter2@db/redline"}
     )
