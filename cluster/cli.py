@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from cluster.cli_data import data_app
-from cluster.cli_evolve import evolve_cmd, prepare_cmd
+from cluster.cli_evolve import evolve_cmd, mother_train_cmd, prepare_cmd
+from cluster.cli_runs import (
+    children_cmd,
+    generations_cmd,
+    kills_cmd,
+    lineage_cmd,
+    restore_cmd,
+    runs_cmd,
+)
 from cluster.cli_state import CliState, make_console, open_store
 
 app = typer.Typer(
@@ -25,7 +33,17 @@ db_app = typer.Typer(help="The database: SQLite under REDLINE_HOME, or REDLINE_D
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
 app.command("evolve")(evolve_cmd)
+mother_app = typer.Typer(help="The mother brain: per-regime champion coordinators.")
+mother_app.command("train")(mother_train_cmd)
+app.add_typer(mother_app, name="mother")
 data_app.command("prepare")(prepare_cmd)
+# Reading what runs left behind (cluster/cli_runs.py).
+app.command("runs")(runs_cmd)
+app.command("children")(children_cmd)
+app.command("generations")(generations_cmd)
+app.command("lineage")(lineage_cmd)
+app.command("kills")(kills_cmd)
+app.command("restore")(restore_cmd)
 
 console = make_console()
 
@@ -57,11 +75,14 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 
 @app.command("demo")
-def demo(ctx: typer.Context) -> None:
-    """Load the shipped real sample into the embedded store and summarize every series."""
+def demo(
+    ctx: typer.Context,
+    evolve: bool = typer.Option(True, help="Also run the small evolution (about 5 minutes)."),
+) -> None:
+    """The shipped real sample: load and summarize it, evolve the seven specialties on it."""
     from cluster.demo import run_demo
 
-    run_demo(ctx.obj, console)
+    run_demo(ctx.obj, console, evolve=evolve)
 
 
 def main() -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from cluster.cli_state import CliState, make_console, open_store
 from cluster.config import load_config
+from evolution.brain import latest_brain
 from evolution.mother import Progress as MotherProgress
+from market.regimes import REGIMES
 
 console = make_console()
 
@@ -59,6 +64,9 @@ def evolve_cmd(
             resume=resume,
             on_progress=show,
         )
+    stats = latest_brain(state.home, result.run_id)
+    if stats:
+        console.print(brain_table(stats))
     console.print(
         f"run [bold]{result.run_id}[/]: {result.generations_done} generations in {result.seconds:.0f}s. "
         f"See `redline children {result.run_id}`, `redline generations {result.run_id}`, "
@@ -84,3 +92,67 @@ def prepare_cmd(
             f"{specialty:18s} {name:32s} {dataset.n_rows:>7,} rows x {len(dataset.feature_names):>2} "
             f"features -> {dataset_path(state.home, specialty, name)}"
         )
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1%}" if pct else f"{value:+.2f}"
+
+
+def brain_table(stats: dict[str, Any]) -> Table:
+    """Champions per regime beside the best single child and buy-and-hold, out of sample."""
+    table = Table(
+        "regime", "champion", "mother brain Sharpe", "best child Sharpe", "buy & hold Sharpe",
+        "brain return", "buy & hold return",
+        title=f"mother brain {stats['version']}: out of sample, {stats['oos_rows']:,} bars",
+    )  # fmt: skip
+    for regime in REGIMES:
+        champ = stats["champions"].get(regime)
+        per = stats["per_regime"].get(regime, {})
+        table.add_row(
+            regime,
+            champ["agent_id"].split(".", 1)[-1] if champ else "none",
+            _fmt(per.get("mother_brain", {}).get("sharpe")),
+            _fmt(per.get("best_child", {}).get("sharpe")),
+            _fmt(per.get("buy_and_hold", {}).get("sharpe")),
+            _fmt(per.get("mother_brain", {}).get("total_return"), pct=True),
+            _fmt(per.get("buy_and_hold", {}).get("total_return"), pct=True),
+        )
+    scores = stats["scores"]
+    table.add_row(
+        "[bold]all bars", "",
+        _fmt(scores["mother_brain"].get("sharpe")),
+        _fmt(scores.get("best_child", {}).get("sharpe")),
+        _fmt(scores["buy_and_hold"].get("sharpe")),
+        _fmt(scores["mother_brain"].get("total_return"), pct=True),
+        _fmt(scores["buy_and_hold"].get("total_return"), pct=True),
+    )  # fmt: skip
+    return table
+
+
+def mother_train_cmd(
+    ctx: typer.Context, run_id: str = typer.Argument(..., help="The run whose champions to refit.")
+) -> None:
+    """Refit the mother brain on RUN_ID's current champions (a new version under ai_models/)."""
+    from cluster.config import EvolveConfig
+    from cluster.evolve import prepare_datasets, settings_for
+    from evolution.brain import fit_mother_brain
+    from evolution.mother import COORDINATOR
+    from store.runs import RunStore
+
+    state: CliState = ctx.obj
+    store = open_store(state)
+    runs = RunStore(store)
+    run = runs.get_run(run_id)
+    if run is None:
+        raise ValueError(f"no run {run_id!r} in {store.url_for_display}; see `redline runs`")
+    evolve = EvolveConfig.model_validate(run.config)
+    if COORDINATOR not in evolve.population:
+        raise ValueError(f"run {run_id} has no report_coordinator, so it has no mother brain")
+    datasets = prepare_datasets(evolve, store, state.config, state.home, write=False)
+    name = settings_for(evolve, datasets).datasets[COORDINATOR]
+    base = next(ds for key, ds in datasets.items() if key.split("/", 1)[1] == name)
+    brain = fit_mother_brain(run_id, runs, state.home, base, fee_bps=evolve.training.fee_bps)
+    console.print(brain_table(json.loads((brain.path / "training_stats.json").read_text())))
+    console.print(f"saved {brain.path}")

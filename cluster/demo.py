@@ -1,9 +1,13 @@
-"""``make demo``: the shipped real sample, loaded into the embedded store and summarized.
+"""``make demo``: the shipped real sample into the embedded store, then a small real evolution.
 
-Later issues grow this into a small evolution; for now it shows the data layer end to end.
+It prints a summary of every series (rows, range, gaps, share of time per regime), evolves all
+seven specialties for a few generations on Ray (``configs/evolve-demo.yaml``), and prints the mother
+brain's champions per regime beside the best single child and buy-and-hold, out of sample.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +19,7 @@ from market.gaps import find_gaps
 from market.regimes import REGIMES, classify_regimes, regime_shares
 
 
-def run_demo(state: CliState, console: Console) -> None:
+def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
     store = open_store(state)
     console.print(
         f"Redline demo: data root [bold]{state.home}[/], database {store.url_for_display}"
@@ -44,3 +48,29 @@ def run_demo(state: CliState, console: Console) -> None:
             *(f"{shares.get(name, 0.0):.1%}" for name in REGIMES),
         )
     console.print(table)
+    if not evolve:
+        return
+    from cluster.cli_evolve import brain_table
+    from cluster.config import CONFIG_DIR, load_config
+    from cluster.evolve import start_or_resume
+    from evolution.brain import latest_brain
+
+    demo = load_config(CONFIG_DIR / "evolve-demo.yaml")
+    console.print("evolving the seven specialties (configs/evolve-demo.yaml) ...")
+    last = [-1]
+
+    def show(progress: Any) -> None:
+        if progress.generation != last[0] and progress.planned:
+            last[0] = progress.generation
+            console.print(
+                f"  generation {progress.generation}: training {progress.planned} children"
+            )
+
+    run = start_or_resume(demo, demo.evolve, store, state.home, on_progress=show)
+    stats = latest_brain(state.home, run.run_id)
+    if stats:
+        console.print(brain_table(stats))
+    console.print(
+        f"run {run.run_id}: {run.generations_done} generations in {run.seconds:.0f}s; "
+        f"try `redline children {run.run_id}` or `redline generations {run.run_id}`"
+    )

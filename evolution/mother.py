@@ -138,6 +138,14 @@ class Mother:
     def run(self) -> None:
         for generation in range(self.next_generation(), self.settings.generations):
             self.run_generation(generation)
+        if COORDINATOR in self.settings.population:
+            from evolution.brain import fit_mother_brain
+
+            base = self.datasets[self._dataset_key(self.settings.datasets[COORDINATOR])]
+            brain = fit_mother_brain(
+                self.run_id, self.runs, self.root.home, base, fee_bps=self.settings.fee_bps
+            )
+            logger.info("mother brain %s: champions %s", brain.version, brain.champions)
         self.runs.update_run(self.run_id, status="finished")
         self.progress.done = True
         self._emit()

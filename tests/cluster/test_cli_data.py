@@ -273,10 +273,10 @@ def test_export_and_regimes(redline_home: Path, shared_data: Path) -> None:
 
 
 def test_demo_loads_the_shipped_sample(redline_home: Path) -> None:
-    out = run("demo")
+    out = run("demo", "--no-evolve")
     assert out.count("15,359") >= 3
     assert "binance BTC/USDT 1h" in out and "1 (1)" in out  # the 2023-03-24 maintenance gap
-    again = run("demo")
+    again = run("demo", "--no-evolve")
     assert "imported" not in again  # the second run finds the sample already stored
 
 
