@@ -181,10 +181,15 @@ def compute_metrics(
 def _trade_metrics(trades: TradeOutcomes, n_configs: int) -> dict[str, np.ndarray]:
     cfg = trades.config
     count = np.bincount(cfg, minlength=n_configs)
-    wins = np.bincount(cfg, weights=(trades.pnl > 0).astype(float), minlength=n_configs)
-    gross_profit = np.bincount(cfg, weights=np.maximum(trades.pnl, 0.0), minlength=n_configs)
-    gross_loss = -np.bincount(cfg, weights=np.minimum(trades.pnl, 0.0), minlength=n_configs)
-    ret_sum = np.bincount(cfg, weights=trades.ret, minlength=n_configs)
+
+    def total(weights: np.ndarray) -> np.ndarray:
+        # float even without trades (an empty bincount is int64)
+        return np.bincount(cfg, weights=weights, minlength=n_configs).astype(np.float64)
+
+    wins = total((trades.pnl > 0).astype(np.float64))
+    gross_profit = total(np.maximum(trades.pnl, 0.0))
+    gross_loss = -total(np.minimum(trades.pnl, 0.0))
+    ret_sum = total(trades.ret)
     profit_factor = np.where(
         gross_loss > 0,
         _ratio(gross_profit, gross_loss),

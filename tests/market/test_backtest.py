@@ -64,7 +64,7 @@ def test_flip_pays_both_legs_and_splits_the_cost_between_trades(head: pd.DataFra
     assert short.fees == pytest.approx(pre1 * FEE + pre2 * FEE, rel=1e-12)
     assert long.pnl == pytest.approx(pre1 * (1 - FEE) - 1000, rel=1e-12)
     assert short.pnl == pytest.approx(pre2 * (1 - FEE) - pre1 * (1 - FEE), rel=1e-12)
-    assert long.pnl + short.pnl == pytest.approx(result.equity[-1] - 1000, rel=1e-12)
+    assert result.trades.pnl.sum() == pytest.approx(result.equity[-1] - 1000, rel=1e-12)
 
 
 def test_trades_of_fractional_runs(head: pd.DataFrame) -> None:
@@ -264,3 +264,16 @@ def test_blocked_layouts_agree_over_the_full_series(btc_1h: pd.DataFrame) -> Non
     # Causal: the first k bars backtested alone give the first k equity values.
     head = backtest(btc_1h.iloc[:20_000], momentum[5, :20_000])
     assert np.array_equal(head.equity, single.equity[:20_000])
+
+
+def test_flat_positions_cost_nothing(head: pd.DataFrame) -> None:
+    result = backtest(head, np.zeros(10), init_cash=100.0)
+    assert np.array_equal(result.equity, np.full(10, 100.0))
+    assert result.trades.empty and list(result.trades.columns) == list(TRADE_COLUMNS)
+    metrics = result.metrics()
+    assert metrics["trade_count"] == 0 and metrics["total_return"] == 0.0
+    assert metrics["max_drawdown"] == 0.0 and metrics["exposure"] == 0.0
+    one_bar = backtest(head.iloc[:1], [1.0])
+    assert one_bar.equity.tolist() == [pytest.approx(1 - FEE)] and one_bar.timeframe is None
+    with pytest.raises(ValueError, match="metrics need the timeframe"):
+        one_bar.metrics()
