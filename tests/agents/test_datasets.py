@@ -393,7 +393,7 @@ def test_rugpull_tokens_are_shuffled_with_the_documented_seed(
     shared_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tokens = pd.read_csv(shared_data / TOKENS)
-    with caplog.at_level(logging.INFO, logger="agents.datasets"):
+    with caplog.at_level(logging.INFO, logger="agents.banks"):
         ds = rugpull_dataset(tokens)
     assert "14628 tokens, 90.0% rug pulls" in caplog.text  # ~9 in 10: accuracy means nothing
     assert ds.target is not None and ds.target.dtype == np.float32
