@@ -33,7 +33,7 @@ flat; a panel trades ``sign(score - mean score of the timestamp)`` per symbol an
 equal-weight mean. The OOS rows of consecutive folds are adjacent bars, so a position carries from
 one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
 test``) the position is closed at the earlier one. Objectives (all maximized): direction and rank
-``(sharpe, -max_drawdown, direction_hit_rate)`` (hit rate on the next bar's return, see
+``(sharpe, max_drawdown, direction_hit_rate)`` (``max_drawdown`` is <= 0, so larger is a smaller loss) (hit rate on the next bar's return, see
 ``agents.scoring``); classify ``(auc, precision, recall)``. Undefined objectives (no trade) read
 0.0 so selection can rank them; ``metrics`` keep NaN where a value is undefined.
 
@@ -90,8 +90,8 @@ GENE_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 """Training genes a genome may leave out (``threshold`` defaults to 0.0, or 0.5 to classify)."""
 OBJECTIVES: dict[str, tuple[str, str, str]] = {
-    "direction": ("sharpe", "neg_max_drawdown", "direction_hit_rate"),
-    "rank": ("sharpe", "neg_max_drawdown", "direction_hit_rate"),
+    "direction": ("sharpe", "max_drawdown", "direction_hit_rate"),
+    "rank": ("sharpe", "max_drawdown", "direction_hit_rate"),
     "classify": ("auc", "precision", "recall"),
 }
 N_FOLDS, TEST_FRACTION, K_FOLDS = 4, 0.4, 5
@@ -587,7 +587,7 @@ def _train(
         ic = np.isfinite(layout.label[rows])
         metrics["ic"] = float(np.corrcoef(score[ic], layout.label[rows][ic])[0, 1]) if (
             ic.sum() > 2 and np.std(score[ic]) > 0) else math.nan  # fmt: skip
-        objectives = (_zero_nan(metrics["sharpe"]), _zero_nan(0.0 - metrics["max_drawdown"]),
+        objectives = (_zero_nan(metrics["sharpe"]), _zero_nan(metrics["max_drawdown"]),
                       _zero_nan(metrics["direction_hit_rate"]))  # fmt: skip
     metrics |= {"n_folds": float(len(plans)), "train_loss": float(losses[-1])}
     report = replace(

@@ -1,7 +1,7 @@
 """Selection, the kill rule, elites, the hall of fame and breeding: pure functions over scores.
 
 Every child is scored out of sample on objectives that are all maximized (direction and rank
-specialties: ``(sharpe, -max_drawdown, hit_rate)``; classify: ``(auc, precision, recall)``). A child
+specialties: ``(sharpe, max_drawdown, hit_rate)``; classify: ``(auc, precision, recall)``). A child
 that failed, or whose objectives are not all finite, is *unusable*: it is never a parent, an elite
 or in the hall of fame, and the kill rule always kills it.
 

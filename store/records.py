@@ -189,7 +189,7 @@ class AgentRecord:
 
     ``parents`` are agent ids of the same run (empty in generation 0); ``operators`` the operator
     records that made it (``evolution.operators.OperatorRecord`` strings); ``objectives`` are all
-    maximized (direction and rank: ``(sharpe, -max_drawdown, hit_rate)``; classify: ``(auc,
+    maximized (direction and rank: ``(sharpe, max_drawdown, hit_rate)``; classify: ``(auc,
     precision, recall)``). ``killed_generation`` is written by ``RunStore.record_kill`` only.
     """
 

@@ -111,7 +111,7 @@ def test_tournament_selection_is_deterministic_and_favours_the_weighted_score() 
         select_parents(SIX, 2, np.random.default_rng(0), method="roulette")
 
 
-# A hand-made population, objectives (sharpe, -max_drawdown, hit_rate), weights (1, 0.5, 1):
+# A hand-made population, objectives (sharpe, max_drawdown, hit_rate), weights (1, 0.5, 1):
 #   k1 (2.0, -0.10, 0.60) score 2.55   front 0                         elite
 #   k2 (1.5, -0.20, 0.55) score 1.95   front 1 (dominated by k1)        elite
 #   k3 (1.0, -0.30, 0.47) score 1.32   front 2                         hit rate 0.47 < 0.5
