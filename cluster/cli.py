@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from cluster.cli_backtest import backtest_cmd
 from cluster.cli_data import data_app
 from cluster.cli_evolve import evolve_cmd, mother_train_cmd, prepare_cmd
 from cluster.cli_runs import (
@@ -44,6 +45,8 @@ app.command("generations")(generations_cmd)
 app.command("lineage")(lineage_cmd)
 app.command("kills")(kills_cmd)
 app.command("restore")(restore_cmd)
+# Backtests of a strategy beside the baselines (cluster/cli_backtest.py).
+app.command("backtest")(backtest_cmd)
 
 console = make_console()
 
