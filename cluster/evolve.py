@@ -93,12 +93,14 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         specialty, name = key.split("/", 1)
         primary.setdefault(specialty, name)
     if COORDINATOR in evolve.population:
-        base = primary.get("technical_analyst") or next(iter(primary.values()))
+        base = primary.get("technical_analyst") or primary[min(primary)]
         primary[COORDINATOR] = base
+    # Specialties in name order, not the YAML's: a resumed run rebuilds its config from the
+    # database's canonical (key-sorted) JSON, and must walk the specialties as the fresh run did.
     return EvolutionSettings(
         root_seed=evolve.seed,
         generations=evolve.generations,
-        population=dict(evolve.population),
+        population=dict(sorted(evolve.population.items())),
         datasets=primary,
         selection=evolve.selection,
         weights=evolve.weights,

@@ -145,7 +145,8 @@ class RayPool:
                 task, attempt = queue.pop()
                 slot = free.pop(0)
                 actor = self.actors[slot]
-                ref = actor.train.remote(task, self.refs[_key(task)])
+                # The task carries the child's name (dashboard, `ray list tasks`, fault tests).
+                ref = actor.train.options(name=task.actor_label).remote(task, self.refs[_key(task)])
                 running[ref] = _Running(task, actor, slot, self.clock(), attempt)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             now = self.clock()

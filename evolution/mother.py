@@ -136,6 +136,7 @@ class Mother:
         return generation
 
     def run(self) -> None:
+        self._write_missing_logs()
         for generation in range(self.next_generation(), self.settings.generations):
             self.run_generation(generation)
         if COORDINATOR in self.settings.population:
@@ -364,8 +365,9 @@ class Mother:
                 )
             )
         regime_best = self._regime_best(generation)
-        self.runs.record_generation_outcome(summaries, births, kills, regime_best)
-        self.runs.update_run(self.run_id, generations_done=generation + 1)
+        with self.runs.transaction():  # the run's progress commits with its generation
+            self.runs.record_generation_outcome(summaries, births, kills, regime_best)
+            self.runs.update_run(self.run_id, generations_done=generation + 1)
         self.progress.killed = len(kills)
         self._emit()
         self._write_logs(generation, summaries, kills)
@@ -410,6 +412,18 @@ class Mother:
         return out
 
     # --- logs ------------------------------------------------------------------------------------
+
+    def _write_missing_logs(self) -> None:
+        """Write the logs of closed generations that have none: a run killed after a generation's
+        transaction but before its files never revisits that generation, so a resume writes them
+        here (from the same database state, hence the same content)."""
+        order = {name: index for index, name in enumerate(self.settings.population)}
+        summaries = sorted(self.runs.generations(self.run_id), key=lambda s: order[s.specialty])
+        for generation in sorted({s.generation for s in summaries}):
+            if not (self.root.evolution_logs / f"generation_{generation}.json").exists():
+                mine = [s for s in summaries if s.generation == generation]  # config order
+                kills = [k for k in self.runs.kills(self.run_id) if k.generation == generation]
+                self._write_logs(generation, mine, kills)
 
     def _write_logs(
         self, generation: int, summaries: list[GenerationRecord], kills: list[KillRecord]
