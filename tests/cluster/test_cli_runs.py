@@ -25,15 +25,15 @@ from agents.child import oos_path
 from agents.datasets import dataset_path, read_dataset, write_dataset
 from cluster.cli import app
 from cluster.config import load_config
-from cluster.evolve import start_or_resume
 from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord
 from store.runs import RunStore
+from tests.cluster.conftest import RunOnDisk
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "evolve-smoke.yaml"
-KILL_BAR = 0.53
+KILL_BAR = load_config(SMOKE).evolve.kill.min_hit_rate  # type: ignore[union-attr]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -53,21 +53,14 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    home = tmp_path_factory.mktemp("cli_runs") / "redline_data"
-    home.mkdir(parents=True)
-    cfg = load_config(SMOKE)
-    assert cfg.evolve is not None
-    evolve = cfg.evolve.model_copy(
-        update={"kill": cfg.evolve.kill.model_copy(update={"min_hit_rate": KILL_BAR})}
-    )
-    store = store_of(home)
-    result = start_or_resume(cfg, evolve, store, home)
+def run(smoke_run: RunOnDisk) -> Iterator[Run]:
+    """The session's smoke run (tests/cluster/conftest.py): one evolution serves every module."""
+    store = store_of(smoke_run.home)
     runs = RunStore(store)
-    agents = runs.agents(result.run_id)
-    assert runs.kills(result.run_id), "the raised kill bar must kill someone"
+    agents = runs.agents(smoke_run.run_id)
+    assert runs.kills(smoke_run.run_id), "the smoke config's kill bar must kill someone"
     assert any(a.generation == 1 and a.parents for a in agents), "generation 1 bred nobody"
-    yield Run(home, result.run_id, runs)
+    yield Run(smoke_run.home, smoke_run.run_id, runs)
     store.close()
 
 
