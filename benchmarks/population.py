@@ -1,4 +1,4 @@
-"""Benchmark the population: one generation on Redline's actor pool, in a plain loop, and in Ray Tune.
+"""Benchmark the population: one generation on Redline's actor pool, a plain loop and Ray Tune.
 
 Run from the repo root with the venv's python:  .venv/bin/python benchmarks/population.py [--quick]
 
@@ -10,7 +10,8 @@ cost are pinned to the same values for every child (``COST_GENES``: lookback, fe
 hidden, depth, epochs, batch_size), so every child does the same training work; the others (lr,
 dropout, weight_decay, horizon, threshold) keep their drawn values and make the children differ.
 
-Modes, each one generation of the same 8 (genome, seed) pairs, timed with a wall clock:
+Modes, each one generation of the same 8 (genome, seed) pairs, timed with a wall clock (the
+fastest of 3 runs each, with 8 epochs per child; ``--quick``: one run each, 3 epochs):
 - sequential: ``agents.training.train_child`` for each genome in a for loop in this process, as a
   user would write it without Ray (its defaults: one torch thread).
 - redline: ``cluster.pool.RayPool`` on ``ray.init(num_cpus=2)`` (a pool of 2 ``ChildAgent``
@@ -25,9 +26,17 @@ Modes, each one generation of the same 8 (genome, seed) pairs, timed with a wall
   passed with ``tune.with_parameters`` (object store, once); 1 CPU per trial, ``num_samples=8``
   with the 8 configs as ``points_to_evaluate``; each trial reports once and
   ``perturbation_interval=2`` (training iterations), so PBT runs exactly one generation of the 8
-  configs and never perturbs. Tune's defaults otherwise (``reuse_actors=False``).
-The three must give the same objectives for the same genome and seed (training is deterministic
-with one torch thread): the maximum absolute difference is printed.
+  configs and never perturbs. Tune's defaults otherwise (``reuse_actors=False``; the full mode
+  also times ``reuse_actors=True`` for reference).
+- for reference, 2 plain processes: a ``multiprocessing`` spawn pool of 2, started (torch
+  imported, dataset handed over) before the timing, the same loop split over them. No parallel
+  loop does better on this machine, so it is the ceiling vs_sequential can be judged against
+  (two busy cores train each child slower than one does alone).
+All must give the same objectives for the same genome and seed (training is deterministic with
+one torch thread): the maximum absolute difference is printed. Each mode also prints the cores
+it kept busy (CPU seconds of this process tree over wall seconds, polled every 100 ms) and the
+load average: Ray starts its workers at niceness 15, so whenever other processes share the
+machine the Ray modes get less than their 2 cores and the times say more about the neighbours.
 
 Memory: fresh runs of the pool with 2, 4 and 8 children on the same dataset, each in its own
 process (``--memory-run N``: load the dataset, ``ray.init(num_cpus=2)``, pool, one generation,
@@ -39,13 +48,16 @@ plus the object store counted once (the largest ``RssShmem`` of any process: pla
 shared memory of the tree, and the driver, which puts the dataset and reads every result, maps
 all of it). That is RSS minus shared pages, plus the shared object store once, not once per
 worker. File-backed pages (the code of Python, torch, Ray: page cache shared with every process
-that loads the same libraries, on this machine too) are left out; they depend on the number of
-processes, not on the children, and the pool has 2 actors whatever the population size. The
-naive sum of RSS (shared pages counted once per process) is printed beside it for reference.
-PSS (``smaps_rollup``) would split shared pages fairly but costs tens of ms per process to read,
-too slow for a 50 ms sampler over a dozen processes, and its share of the libraries moves with
-whatever else runs on the machine. ``rss_8_minus_2_mb`` is the peak with 8 children minus the
-one with 2: the dataset is in the object store once, so it should be near zero.
+that maps the same libraries, on this machine too) are left out: they grow with processes, not
+children, and the pool has 2 actors whatever the population size. The naive RSS sum is printed
+for reference. PSS (``smaps_rollup``) costs tens of ms per process to read, too slow to sample
+a dozen processes every 50 ms, and its share of the libraries moves with the neighbours.
+``rss_8_minus_2_mb`` is the peak with 8 children minus the one with 2: the same 2 actors train
+4 children each instead of 1, so what grows is their allocators' high-water mark (tens of MB,
+varying from run to run). The dataset is small (under 3 MB), so a copy per child would hide in
+that noise; that it is not copied is checked directly: the driver's ``ray.get`` of the pool's
+reference returns read-only arrays, views of the object store (the actors resolve the same
+reference the same way).
 
 The last line is ``RESULT vs_sequential=<t_seq/t_redline> vs_pbt=<t_pbt/t_redline>
 rss_8_minus_2_mb=...``.
@@ -57,6 +69,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -64,13 +77,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import ray  # noqa: E402
 
@@ -146,7 +161,7 @@ def start_ray() -> None:
     ray.get([noop.remote() for _ in range(NUM_CPUS)], timeout=120)
 
 
-# --- the three modes ---------------------------------------------------------------------------
+# --- the modes -------------------------------------------------------------------------------
 
 
 def run_sequential(dataset: Dataset, children: Sequence[Child]) -> dict[int, ChildReport]:
@@ -157,6 +172,41 @@ def run_sequential(dataset: Dataset, children: Sequence[Child]) -> dict[int, Chi
         )
         reports[child.index] = report
     return reports
+
+
+# The parallel ceiling: the same loop split over 2 plain processes (no Ray), started beforehand.
+_WORKER_DATASET: list[Dataset] = []
+
+
+def _init_worker(dataset: Dataset) -> None:
+    _WORKER_DATASET.append(dataset)
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _train_one(child: Child) -> tuple[int, Objectives, float]:
+    report, _ = train_child(
+        _WORKER_DATASET[0], child.genome, seed=child.seed, agent_id=child.agent_id, generation=0
+    )
+    return child.index, report.objectives, report.train_seconds
+
+
+def ready_process_pool(dataset: Dataset) -> Any:
+    """A spawn pool of NUM_CPUS processes, each up with torch imported and the dataset loaded."""
+    pool = multiprocessing.get_context("spawn").Pool(
+        NUM_CPUS, initializer=_init_worker, initargs=(dataset,)
+    )
+    for _ in range(30):  # a worker takes a task only once its initializer has run
+        if len(set(pool.map(_pid_after, [0.5] * NUM_CPUS, chunksize=1))) == NUM_CPUS:
+            return pool
+    raise RuntimeError(f"the process pool did not bring up {NUM_CPUS} workers")
+
+
+def run_processes(pool: Any, children: Sequence[Child]) -> dict[int, tuple[Objectives, float]]:
+    return {i: (o, s) for i, o, s in pool.map(_train_one, children, chunksize=1)}
 
 
 def redline_tasks(dataset: Dataset, children: Sequence[Child], generation: int) -> list[TrainTask]:
@@ -280,12 +330,8 @@ def objectives_of(reports: dict[int, ChildReport]) -> dict[int, Objectives]:
 
 
 class CpuMeter:
-    """CPU seconds used by this process and all its descendants while it runs.
-
-    Processes come and go (Tune starts an actor per trial, ``ray.kill`` ends the pool's), so a
-    thread polls the tree every 100 ms and keeps, per process, its CPU time when first and last
-    seen: a process that exits loses at most its last 100 ms.
-    """
+    """CPU seconds of this process tree while it runs, polled every 100 ms per process (first
+    and last seen), since processes come and go (Tune starts an actor per trial)."""
 
     def __init__(self) -> None:
         self.first: dict[int, float] = {}
@@ -317,11 +363,7 @@ class CpuMeter:
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any, float]:
-    """(wall seconds, result, cores the run kept busy on average: CPU seconds / wall seconds).
-
-    On 2 cores the parallel modes can use up to 2.0; less means they waited (or other
-    processes on the machine took the cores: Ray starts its workers at niceness 15).
-    """
+    """(wall seconds, result, cores kept busy: CPU seconds / wall seconds, at most 2.0 here)."""
     meter, start = CpuMeter(), time.perf_counter()
     out = fn()
     wall = time.perf_counter() - start
@@ -416,8 +458,8 @@ def memory_run(n: int, store_url: str, epochs: int) -> None:
         seconds = time.perf_counter() - start
         pool.close()
     ray.shutdown()
-    print(json.dumps({"seconds": seconds,
-                      "objectives": {i: list(o) for i, o in objectives_of(reports).items()}}))  # fmt: skip
+    objectives = {i: list(o) for i, o in objectives_of(reports).items()}
+    print(json.dumps({"seconds": seconds, "objectives": objectives}))
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -436,16 +478,31 @@ def mean_seconds(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def best_of(repeats: int, fn: Callable[[int], Any]) -> tuple[float, Any, float]:
+    """``timed`` of ``fn(k)`` for k in range(repeats): the fastest (wall, result, cores)."""
+    return min((timed(partial(fn, k)) for k in range(repeats)), key=lambda run: run[0])
+
+
+def dataset_mb(dataset: Dataset) -> float:
+    arrays = [getattr(dataset, f.name) for f in fields(dataset)]
+    return mb(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)))
+
+
+def mode_line(label: str, wall: float, each: float, cores: float, extra: str = "") -> None:
+    print(f"{label:20s} {wall:7.2f}s  ({each:.2f}s per child; {cores:.2f} cores busy; "
+          f"{load_now()}{extra})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="lighter children (fewer epochs)")
-    parser.add_argument("--children", type=int, default=8, help="population size (default 8)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs of every child")
+    parser.add_argument("--quick", action="store_true", help="3 epochs per child, one repeat")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every child (8)")
+    parser.add_argument("--repeats", type=int, default=None, help="best of N per mode (3)")
     parser.add_argument("--memory-run", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--store-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.epochs is None:
-        args.epochs = 3 if args.quick else 8
+    args.epochs = args.epochs or (3 if args.quick else 8)
+    repeats = args.repeats or (1 if args.quick else 3)
     if args.memory_run:
         memory_run(args.memory_run, args.store_url, args.epochs)
         return
@@ -457,48 +514,54 @@ def main() -> None:
         tmp = Path(tmp_dir)
         store_url = f"sqlite:///{tmp / 'redline.db'}"
         dataset = load_dataset(store_url)
-        children = population(args.children, args.epochs)
-        cost = {**COST_GENES, "epochs": args.epochs}
+        children = population(max(MEMORY_SIZES), args.epochs)
         print(f"dataset {SPECIALTY}/{dataset.name}: {dataset.n_rows:,} rows x "
-              f"{dataset.features.shape[1]} features ({dataset.features.nbytes / 2**20:.1f} MB), "
-              f"shipped sample")  # fmt: skip
+              f"{dataset.features.shape[1]} features, {dataset_mb(dataset):.1f} MB of arrays "
+              f"(real BTC/USDT 1h of the shipped sample)")  # fmt: skip
         print(f"population: {len(children)} children, genomes from initial_population(seed "
-              f"{ROOT_SEED}), cost genes pinned: {cost}")  # fmt: skip
+              f"{ROOT_SEED}), cost genes pinned: {COST_GENES | {'epochs': args.epochs}}; "
+              f"best of {repeats} per mode")  # fmt: skip
 
-        t_seq, seq, c_seq = timed(lambda: run_sequential(dataset, children))
-        seq_each = mean_seconds([r.train_seconds for r in seq.values()])
-        failed = sum(not r.ok for r in seq.values())
-        print(f"sequential loop      {t_seq:7.2f}s  ({seq_each:.2f}s per child, {failed} failed; "
-              f"{c_seq:.2f} cores busy; {load_now()})")  # fmt: skip
+        t_seq, seq, c_seq = best_of(repeats, lambda k: run_sequential(dataset, children))
+        mode_line("sequential loop", t_seq, mean_seconds([r.train_seconds for r in seq.values()]),
+                  c_seq, f"; {sum(not r.ok for r in seq.values())} failed")  # fmt: skip
+
+        processes = ready_process_pool(dataset)
+        t_par, par, c_par = best_of(repeats, lambda k: run_processes(processes, children))
+        processes.close()
+        processes.join()
+        mode_line("2 plain processes", t_par, mean_seconds([sec for _, sec in par.values()]),
+                  c_par, "; multiprocessing, no Ray: the ceiling on this machine")  # fmt: skip
 
         start_ray()
         # The pool is made once per run, before generation 0 (cluster/evolve.py): its start
         # (actor processes, their imports of torch and Redline, ray.put) is timed on its own.
         t_start, pool, _ = timed(lambda: ready_pool(tmp / "home", dataset))
-        t_redline, red, c_red = timed(lambda: run_pool(pool, redline_tasks(dataset, children, 0)))
+        t_red, red, c_red = best_of(
+            repeats, lambda k: run_pool(pool, redline_tasks(dataset, children, k))
+        )
         shared = ray.get(next(iter(pool.refs.values())), timeout=60)
         zero_copy = not shared.features.flags.writeable  # a read-only view of the object store
         pool.close()
-        red_each = mean_seconds([r.train_seconds for r in red.values()])
         print(f"redline pool start   {t_start:7.2f}s  ({pool.size} actors up, dataset put once)")
-        print(f"redline generation   {t_redline:7.2f}s  ({red_each:.2f}s per child; {c_red:.2f} "
-              f"cores busy; {load_now()})")  # fmt: skip
+        mode_line("redline generation", t_red,
+                  mean_seconds([r.train_seconds for r in red.values()]), c_red)  # fmt: skip
 
-        t_pbt, pbt, c_pbt = timed(lambda: run_pbt(dataset, children, tmp / "tune"))
-        pbt_each = mean_seconds([s for _, s in pbt.values()])
-        print(f"ray tune PBT         {t_pbt:7.2f}s  ({pbt_each:.2f}s per child; {c_pbt:.2f} cores "
-              f"busy; {load_now()})")  # fmt: skip
+        t_pbt, pbt, c_pbt = best_of(repeats, lambda k: run_pbt(dataset, children, tmp / f"tune{k}"))
+        mode_line("ray tune PBT", t_pbt, mean_seconds([sec for _, sec in pbt.values()]), c_pbt)
         if not args.quick:
-            t_reuse, _, _ = timed(
-                lambda: run_pbt(dataset, children, tmp / "tune2", reuse_actors=True)
+            t_reuse, _, c_reuse = timed(
+                lambda: run_pbt(dataset, children, tmp / "tune-reuse", reuse_actors=True)
             )
-            print(f"ray tune PBT (reuse_actors=True, for reference) {t_reuse:7.2f}s")
+            print(f"ray tune PBT, reuse_actors=True (for reference): {t_reuse:.2f}s "
+                  f"({c_reuse:.2f} cores busy)")  # fmt: skip
         ray.shutdown()
 
         seq_obj = objectives_of(seq)
         diffs = {
             "redline": max_difference(seq_obj, objectives_of(red)),
             "pbt": max_difference(seq_obj, {i: o for i, (o, _) in pbt.items()}),
+            "2 processes": max_difference(seq_obj, {i: o for i, (o, _) in par.items()}),
         }
         print("max |objective difference| vs the sequential loop: "
               + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))  # fmt: skip
@@ -510,13 +573,14 @@ def main() -> None:
             got = {int(i): (o[0], o[1], o[2]) for i, o in result["objectives"].items()}
             diff = max_difference({i: seq_obj[i] for i in got}, got)
             peaks[n] = peak
-            print(f"memory {n} children: peak {mb(peak.total):7.1f} MB  (private {mb(peak.anon):.1f}"
-                  f" + object store {mb(peak.shmem):.1f}; naive RSS sum {mb(peak.rss):.1f}; "
-                  f"{peak.processes} processes, {peak.samples} samples; generation "
+            print(f"memory {n} children: peak {mb(peak.total):7.1f} MB  (private "
+                  f"{mb(peak.anon):.1f} + object store {mb(peak.shmem):.1f}; naive RSS sum "
+                  f"{mb(peak.rss):.1f}; "
+                  f"{peak.processes} processes, {peak.samples} samples; pool + generation "
                   f"{result['seconds']:.1f}s; objectives differ by {diff:.3g})")  # fmt: skip
 
-    vs_seq, vs_pbt = t_seq / t_redline, t_pbt / t_redline
-    t_cold = t_start + t_redline
+    vs_seq, vs_pbt = t_seq / t_red, t_pbt / t_red
+    t_cold = t_start + t_red
     growth = mb(peaks[8].total - peaks[2].total)
     if c_red < 0.9 * NUM_CPUS:
         print(f"note: the pool's generation kept only {c_red:.2f} of {NUM_CPUS} cores busy: other "
@@ -524,12 +588,13 @@ def main() -> None:
               "understates it; re-run on a quiet machine")  # fmt: skip
     load_1, load_5, _ = os.getloadavg()
     print(f"load average at the end: {load_1:.2f} (1 min), {load_5:.2f} (5 min)")
-    print(f"times: sequential {t_seq:.2f}s, redline {t_redline:.2f}s (+ pool start {t_start:.2f}s "
-          f"= {t_cold:.2f}s), pbt {t_pbt:.2f}s")  # fmt: skip
+    print(f"times: sequential {t_seq:.2f}s, redline {t_red:.2f}s (+ pool start {t_start:.2f}s "
+          f"= {t_cold:.2f}s), pbt {t_pbt:.2f}s, 2 plain processes {t_par:.2f}s")  # fmt: skip
     print(f"goal vs_sequential >= 1.8: {vs_seq:.2f}x ({'met' if vs_seq >= 1.8 else 'NOT met'}); "
-          f"with the pool start {t_seq / t_cold:.2f}x")  # fmt: skip
-    print(f"goal redline <= 0.7 x pbt: {t_redline / t_pbt:.2f} "
-          f"({'met' if t_redline / t_pbt <= 0.7 else 'NOT met'}); "
+          f"with the pool start {t_seq / t_cold:.2f}x; 2 plain processes {t_seq / t_par:.2f}x "
+          f"(redline reaches {t_par / t_red:.0%} of that ceiling)")  # fmt: skip
+    print(f"goal redline <= 0.7 x pbt: {t_red / t_pbt:.2f} "
+          f"({'met' if t_red / t_pbt <= 0.7 else 'NOT met'}); "
           f"with the pool start {t_cold / t_pbt:.2f}")  # fmt: skip
     print(f"RESULT vs_sequential={vs_seq:.2f} vs_pbt={vs_pbt:.2f} rss_8_minus_2_mb={growth:.1f}")
 
