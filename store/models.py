@@ -1,10 +1,13 @@
 """The tables, as SQLAlchemy 2 typed models.
 
-Two families: candles and their bookkeeping (``market_data``, ``regime_definitions``,
-``series_cursors``, ``series_gaps``; repository ``store.db.Store``) and the population of an
+Four families: candles and their bookkeeping (``market_data``, ``regime_definitions``,
+``series_cursors``, ``series_gaps``; repository ``store.db.Store``), the population of an
 evolution run (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``; repository
-``store.runs.RunStore``). JSON columns hold canonical text (sorted keys) so that an upsert of an
-unchanged record compares equal and changes nothing.
+``store.runs.RunStore``), training with Ray Tune and the champions (``training_runs``,
+``inference_backtests``, ``training_queue``, ``promotions``; repository
+``store.training.TrainingStore``), and serving's feedback (``predictions``, ``trades``,
+``trade_attributions``; repository ``store.trades.TradesStore``). JSON columns hold canonical
+text (sorted keys) so that an upsert of an unchanged record compares equal and changes nothing.
 
 The Alembic migrations in ``store/migrations/versions`` create these tables; they spell the schema
 out on their own (so an old migration never changes when a model does) and a test checks that the
@@ -22,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -33,6 +37,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -254,17 +260,29 @@ class Kill(Base):
 
 
 REGIME_BEST_UNIQUE = "uq_regime_best_models_run_specialty_regime"
+#: A partial unique index: at most one champion per (specialty, regime), across every run.
+REGIME_CHAMPION_UNIQUE = "uq_regime_best_models_champion"
 
 
 class RegimeBestModel(Base):
-    """A run's best out-of-sample child per (specialty, regime), with its lifecycle stage.
+    """A run's best out-of-sample model per (specialty, regime), with its lifecycle stage.
 
-    A surrogate key rather than (run_id, specialty, regime): champions found outside evolution
-    (Ray Tune, a later issue) may enter this table too.
+    ``run_id`` is an evolution run or a Tune experiment (``source``). The champion of a
+    (specialty, regime) is the one row flagged ``is_champion`` (migration 0004).
     """
 
     __tablename__ = "regime_best_models"
-    __table_args__ = (UniqueConstraint("run_id", "specialty", "regime", name=REGIME_BEST_UNIQUE),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "specialty", "regime", name=REGIME_BEST_UNIQUE),
+        Index(
+            REGIME_CHAMPION_UNIQUE,
+            "specialty",
+            "regime",
+            unique=True,
+            postgresql_where=text("is_champion"),
+            sqlite_where=text("is_champion"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(_ID, ForeignKey("runs.run_id", ondelete="CASCADE"))
@@ -275,3 +293,164 @@ class RegimeBestModel(Base):
     metrics_json: Mapped[str] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(16), server_default="evolution")
+    is_champion: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    dsr: Mapped[float | None] = mapped_column(Double)
+    n_trials: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(_DIGEST)
+    inference_json: Mapped[str] = mapped_column(Text, server_default="{}")
+
+
+# -- training with Ray Tune, and the champions (migration 0004) ----------------------------------
+
+
+class TrainingRun(Base):
+    """One trained config (keyed by its hash: one row per config, ever) of a Tune experiment.
+
+    The experiment is a ``runs`` row (``tune-<grid_hash[:12]>``); ``model_path`` is relative to
+    REDLINE_HOME.
+    """
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        Index("ix_training_runs_experiment", "experiment"),
+        Index("ix_training_runs_specialty_status", "specialty", "status"),
+    )
+
+    config_hash: Mapped[str] = mapped_column(_DIGEST, primary_key=True)
+    experiment: Mapped[str] = mapped_column(_ID, ForeignKey("runs.run_id", ondelete="CASCADE"))
+    specialty: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(String(128))
+    config_json: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    per_regime_json: Mapped[str] = mapped_column(Text)
+    sharpe: Mapped[float | None] = mapped_column(Double)
+    max_drawdown: Mapped[float | None] = mapped_column(Double)
+    hit_rate: Mapped[float | None] = mapped_column(Double)
+    model_path: Mapped[str | None] = mapped_column(Text)
+    model_sha256: Mapped[str | None] = mapped_column(_DIGEST)
+    dataset_digest: Mapped[str] = mapped_column(_DIGEST)
+    train_seconds: Mapped[float | None] = mapped_column(Double)
+    stage: Mapped[str] = mapped_column(String(16))
+    kept: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InferenceBacktest(Base):
+    """One inference config (threshold, horizon, size) of a trained model, backtested OOS."""
+
+    __tablename__ = "inference_backtests"
+
+    config_hash: Mapped[str] = mapped_column(
+        _DIGEST, ForeignKey("training_runs.config_hash", ondelete="CASCADE"), primary_key=True
+    )
+    inference_hash: Mapped[str] = mapped_column(_DIGEST, primary_key=True)
+    inference_json: Mapped[str] = mapped_column(Text)
+    metrics_json: Mapped[str] = mapped_column(Text)
+    per_regime_json: Mapped[str] = mapped_column(Text)
+    sharpe: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrainingQueueItem(Base):
+    """One config waiting for (or done with) training; ``position`` is the order it was added."""
+
+    __tablename__ = "training_queue"
+    __table_args__ = (Index("ix_training_queue_status_position", "status", "position"),)
+
+    config_hash: Mapped[str] = mapped_column(_DIGEST, primary_key=True)
+    grid: Mapped[str] = mapped_column(String(128))
+    grid_hash: Mapped[str] = mapped_column(_DIGEST)
+    specialty: Mapped[str] = mapped_column(String(32))
+    config_json: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Promotion(Base):
+    """One champion decision (PROMOTED or REFUSED) with the metrics before and after."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (Index("ix_promotions_specialty_regime", "specialty", "regime"),)
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    specialty: Mapped[str] = mapped_column(String(32))
+    regime: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    challenger: Mapped[str] = mapped_column(Text)
+    incumbent: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    before_json: Mapped[str] = mapped_column(Text)
+    after_json: Mapped[str] = mapped_column(Text)
+    dsr: Mapped[float | None] = mapped_column(Double)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    margin: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- serving's feedback (migration 0005) -----------------------------------------------------------
+
+
+class Prediction(Base):
+    """What one ``/v1/predict`` answered: the members, their votes and weights (JSON list)."""
+
+    __tablename__ = "predictions"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    regime: Mapped[str] = mapped_column(String(32))
+    members_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Trade(Base):
+    """One trade a bot reported on a prediction: one per request id. Times in ms UTC."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        UniqueConstraint("request_id", name="uq_trades_request_id"),
+        Index("ix_trades_exchange_symbol", "exchange", "symbol"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(64))
+    exchange: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(8))
+    entry_ts: Mapped[int] = mapped_column(BigInteger)
+    exit_ts: Mapped[int] = mapped_column(BigInteger)
+    entry_price: Mapped[float] = mapped_column(Double)
+    exit_price: Mapped[float] = mapped_column(Double)
+    qty: Mapped[float | None] = mapped_column(Double)
+    pnl: Mapped[float] = mapped_column(Double)
+    fees: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TradeAttribution(Base):
+    """One member's share of a trade: was its vote right, and what it contributed."""
+
+    __tablename__ = "trade_attributions"
+    __table_args__ = (Index("ix_trade_attributions_run_id_agent_id", "run_id", "agent_id"),)
+
+    trade_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("trades.id", ondelete="CASCADE"), primary_key=True
+    )
+    run_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    specialty: Mapped[str] = mapped_column(String(32))
+    regime: Mapped[str] = mapped_column(String(32))
+    vote: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Double)
+    was_correct: Mapped[bool] = mapped_column(Boolean)
+    profit_contribution: Mapped[float] = mapped_column(Double)

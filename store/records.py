@@ -1,9 +1,14 @@
-"""The population's rows as frozen dataclasses of plain Python values: what ``RunStore`` takes and gives.
+"""The rows of the population, of training and of serving's feedback as frozen dataclasses of plain
+Python values: what ``RunStore``, ``TrainingStore`` and ``TradesStore`` take and give.
 
-One record per table (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``).
-Fields have the column names, except that the JSON text columns ``config_json``, ``metrics_json``
-and ``per_regime_json`` are the decoded ``config``, ``metrics`` and ``per_regime``; ``parents``,
-``operators``, ``objectives``, ``hall_of_fame`` are tuples and ``dataset_digests`` a dict.
+One record per table (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``;
+``training_runs``, ``inference_backtests``, ``training_queue``, ``promotions``; ``predictions``,
+``trades``, ``trade_attributions``). Fields have the column names, except that the JSON text
+columns ``config_json``, ``metrics_json``, ``per_regime_json``, ``inference_json``,
+``before_json``, ``after_json`` and ``members_json`` are the decoded ``config``, ``metrics``,
+``per_regime``, ``inference``, ``before``, ``after`` and ``members`` (a tuple of
+``PredictionMember``); ``parents``, ``operators``, ``objectives``, ``hall_of_fame`` are tuples and
+``dataset_digests`` a dict.
 ``genome_json`` stays text: it is the canonical JSON that ``genome_digest`` hashes
 (``agents.genome.Genome.to_json`` / ``from_json``).
 
@@ -23,7 +28,7 @@ import hashlib
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,12 +37,25 @@ __all__ = [
     "FINISHED_AGENT_STATUSES",
     "KILL_REASONS",
     "LIFECYCLE_STAGES",
+    "MODEL_SOURCES",
+    "PROMOTION_DECISIONS",
+    "QUEUE_STATUSES",
     "RUN_STATUSES",
+    "TRADE_SIDES",
+    "TRAINING_STATUSES",
     "AgentRecord",
+    "AttributionRecord",
     "GenerationRecord",
+    "InferenceBacktestRecord",
     "KillRecord",
+    "PredictionMember",
+    "PredictionRecord",
+    "PromotionRecord",
+    "QueueItemRecord",
     "RegimeBestRecord",
     "RunRecord",
+    "TradeRecord",
+    "TrainingRunRecord",
 ]
 
 RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
@@ -45,8 +63,8 @@ RUN_STATUSES: tuple[str, ...] = ("running", "finished", "failed")
 AGENT_STATUSES: tuple[str, ...] = ("PENDING", "OK", "FAILED")
 FINISHED_AGENT_STATUSES: tuple[str, ...] = ("OK", "FAILED")
 KILL_REASONS: tuple[str, ...] = ("FAILED", "LOW_HIT_RATE", "DOMINATED")
-#: A model's lifecycle (DESIGN.md). Evolution's champions enter at DISCOVERY; the promotion rules
-#: that move them on come with the Tune issue.
+#: A model's lifecycle (DESIGN.md): candidates enter at DISCOVERY; the rules that move them on are
+#: ``evolution.champions``.
 LIFECYCLE_STAGES: tuple[str, ...] = (
     "DISCOVERY",
     "VALIDATION",
@@ -56,7 +74,17 @@ LIFECYCLE_STAGES: tuple[str, ...] = (
     "RETIRED",
 )
 
+#: A trained config's row: PENDING/RUNNING while a trial works on it, then DONE or FAILED.
+TRAINING_STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED")
+#: A queued config: QUEUED until a trial takes it (RUNNING), then DONE or FAILED; PAUSED and
+#: CANCELLED by ``redline queue pause`` / ``cancel``.
+QUEUE_STATUSES: tuple[str, ...] = ("QUEUED", "RUNNING", "PAUSED", "DONE", "FAILED", "CANCELLED")
+#: Where a model of ``regime_best_models`` was found.
+MODEL_SOURCES: tuple[str, ...] = ("evolution", "tune")
+PROMOTION_DECISIONS: tuple[str, ...] = ("PROMOTED", "REFUSED")
+
 _MAX_SEED = 2**63  # a BIGINT column
+_KEY_LENGTH = 64  # String(64) key columns: ids and SHA-256 hex digests
 
 
 # -- checks and normalization (shared by the records) --------------------------------------------
@@ -71,6 +99,45 @@ def _text(record: object, name: str, *, empty: bool = False) -> None:
     if not isinstance(value, str) or (not empty and not value):
         kind = "a string" if empty else "a non-empty string"
         raise ValueError(f"{type(record).__name__}.{name} must be {kind}; got {value!r}")
+
+
+def _key(record: object, name: str, *, length: int = _KEY_LENGTH) -> None:
+    """A non-empty string that fits its column (PostgreSQL would refuse a longer one, SQLite not)."""
+    _text(record, name)
+    value = getattr(record, name)
+    if len(value) > length:
+        raise ValueError(
+            f"{type(record).__name__}.{name} must be at most {length} characters; got {value!r}"
+        )
+
+
+def _flag(record: object, name: str) -> None:
+    value = getattr(record, name)
+    if not isinstance(value, bool):
+        raise ValueError(f"{type(record).__name__}.{name} must be True or False; got {value!r}")
+
+
+def _mapping(record: object, name: str) -> None:
+    value = getattr(record, name)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{type(record).__name__}.{name} must be a mapping; got {value!r}")
+    _set(record, name, dict(value))
+
+
+def _per_regime(record: object, name: str = "per_regime") -> None:
+    value = getattr(record, name)
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{type(record).__name__}.{name} must map regimes to metrics; got {value!r}"
+        )
+    _set(
+        record,
+        name,
+        {
+            str(regime): _floats(record, f"{name}[{regime!r}]", values)
+            for regime, values in value.items()
+        },
+    )
 
 
 def _optional_text(record: object, name: str) -> None:
@@ -253,18 +320,7 @@ class AgentRecord:
         for name in ("sharpe", "max_drawdown", "hit_rate", "train_seconds"):
             _finite_or_none(self, name)
         _set(self, "metrics", _floats(self, "metrics", self.metrics))
-        if not isinstance(self.per_regime, Mapping):
-            raise ValueError(
-                f"AgentRecord.per_regime must map regimes to metrics; got {self.per_regime!r}"
-            )
-        _set(
-            self,
-            "per_regime",
-            {
-                str(regime): _floats(self, f"per_regime[{regime!r}]", values)
-                for regime, values in self.per_regime.items()
-            },
-        )
+        _per_regime(self)
         _optional_text(self, "checkpoint_path")
         _optional_text(self, "checkpoint_sha256")
         _text(self, "dataset_digest", empty=True)
@@ -330,7 +386,14 @@ class KillRecord:
 
 @dataclass(frozen=True)
 class RegimeBestRecord:
-    """A run's best out-of-sample child for one (specialty, regime), and its lifecycle stage."""
+    """A run's best out-of-sample model for one (specialty, regime), and its lifecycle stage.
+
+    ``run_id`` is an evolution run or a Tune experiment (``source``); for Tune the model is
+    ``agent_id`` ``tr-<config_hash[:12]>``. At most one row per (specialty, regime), across every
+    run, is the champion (``is_champion``, set by ``TrainingStore.promote`` only); ``dsr`` and
+    ``n_trials`` are the Deflated Sharpe Ratio it was judged by and the number of configs counted.
+    ``inference`` is the inference config (threshold, horizon, size) the metrics were scored with.
+    """
 
     run_id: str
     specialty: str
@@ -340,6 +403,13 @@ class RegimeBestRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     stage: str = "DISCOVERY"
     updated_at: datetime | None = None
+    source: str = "evolution"
+    is_champion: bool = False
+    dsr: float | None = None
+    n_trials: int | None = None
+    checkpoint_path: str | None = None
+    checkpoint_sha256: str | None = None
+    inference: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("run_id", "specialty", "regime", "agent_id"):
@@ -348,3 +418,360 @@ class RegimeBestRecord:
         _set(self, "metrics", _floats(self, "metrics", self.metrics))
         _one_of(self, "stage", LIFECYCLE_STAGES)
         _stamp(self, "updated_at")
+        _one_of(self, "source", MODEL_SOURCES)
+        _flag(self, "is_champion")
+        _finite_or_none(self, "dsr")
+        _count(self, "n_trials", optional=True)
+        _optional_text(self, "checkpoint_path")
+        _optional_text(self, "checkpoint_sha256")
+        _set(self, "inference", _floats(self, "inference", self.inference))
+
+    @property
+    def model(self) -> str:
+        """The model's identity, ``<run_id>/<agent_id>`` (as promotions name it)."""
+        return f"{self.run_id}/{self.agent_id}"
+
+
+# -- training (Ray Tune) and champions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingRunRecord:
+    """One trained config of a Tune experiment: one row per ``config_hash``, ever.
+
+    ``experiment`` is the ``runs`` row of the Tune experiment (``tune-<grid_hash[:12]>``).
+    ``metrics``/``per_regime`` are the training report's out-of-sample scores; the inference grid's
+    scores are ``InferenceBacktestRecord`` rows. ``model_path`` is relative to REDLINE_HOME.
+    ``stage`` and ``kept`` are the model's lifecycle stage and the operator's "keep this file" flag:
+    written when the row is created, changed only by ``TrainingStore.set_stage``/``set_kept``.
+    """
+
+    config_hash: str
+    experiment: str
+    specialty: str
+    dataset: str
+    config: dict[str, Any]
+    seed: int
+    status: str = "PENDING"
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_regime: dict[str, dict[str, float]] = field(default_factory=dict)
+    sharpe: float | None = None
+    max_drawdown: float | None = None
+    hit_rate: float | None = None
+    model_path: str | None = None
+    model_sha256: str | None = None
+    dataset_digest: str = ""
+    train_seconds: float | None = None
+    stage: str = "DISCOVERY"
+    kept: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "config_hash")
+        _key(self, "experiment")
+        _key(self, "specialty", length=32)
+        _key(self, "dataset", length=128)
+        _mapping(self, "config")
+        _seed(self, "seed")
+        _one_of(self, "status", TRAINING_STATUSES)
+        _text(self, "reason", empty=True)
+        _set(self, "metrics", _floats(self, "metrics", self.metrics))
+        _per_regime(self)
+        for name in ("sharpe", "max_drawdown", "hit_rate", "train_seconds"):
+            _finite_or_none(self, name)
+        _optional_text(self, "model_path")
+        _optional_text(self, "model_sha256")
+        _text(self, "dataset_digest", empty=True)
+        _one_of(self, "stage", LIFECYCLE_STAGES)
+        _flag(self, "kept")
+        _stamp(self, "created_at")
+        _stamp(self, "updated_at")
+
+    @property
+    def agent_id(self) -> str:
+        """The model's id in ``regime_best_models``: ``tr-<config_hash[:12]>``."""
+        return f"tr-{self.config_hash[:12]}"
+
+
+@dataclass(frozen=True)
+class InferenceBacktestRecord:
+    """One inference config (threshold, horizon, size) of a trained model, backtested out of sample.
+
+    ``per_regime`` holds each regime's metrics (``bars``, ``sharpe``, and ``skew``/``kurtosis``
+    when computable, for the Deflated Sharpe Ratio).
+    """
+
+    config_hash: str
+    inference_hash: str
+    inference: dict[str, float]
+    metrics: dict[str, float]
+    per_regime: dict[str, dict[str, float]]
+    sharpe: float | None
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "config_hash")
+        _key(self, "inference_hash")
+        _set(self, "inference", _floats(self, "inference", self.inference))
+        _set(self, "metrics", _floats(self, "metrics", self.metrics))
+        _per_regime(self)
+        _finite_or_none(self, "sharpe")
+        _stamp(self, "created_at")
+
+
+@dataclass(frozen=True)
+class QueueItemRecord:
+    """One config of the training queue. ``position`` orders the queue (the store numbers new
+    items after the last one); ``attempts`` counts the times a trial took it (moved to RUNNING)."""
+
+    config_hash: str
+    grid: str
+    grid_hash: str
+    specialty: str
+    config: dict[str, Any]
+    status: str = "QUEUED"
+    position: int = 0
+    attempts: int = 0
+    reason: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "config_hash")
+        _key(self, "grid", length=128)
+        _key(self, "grid_hash")
+        _key(self, "specialty", length=32)
+        _mapping(self, "config")
+        _one_of(self, "status", QUEUE_STATUSES)
+        _count(self, "position")
+        _count(self, "attempts")
+        _text(self, "reason", empty=True)
+        _stamp(self, "created_at")
+        _stamp(self, "updated_at")
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """One decision on a challenger for the champion of (specialty, regime), with the evidence.
+
+    ``challenger`` and ``incumbent`` name models as ``<run_id>/<agent_id>`` (incumbent None when
+    there was no champion); ``before``/``after`` are the metrics the decision compared (plain JSON
+    values); ``dsr`` the challenger's Deflated Sharpe Ratio over ``n_trials`` configs, ``margin``
+    the margin it had to beat the incumbent by. ``id`` and ``created_at`` are the store's.
+    """
+
+    specialty: str
+    regime: str
+    decision: str
+    challenger: str
+    incumbent: str | None
+    reason: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    dsr: float | None
+    n_trials: int
+    margin: float
+    created_at: datetime | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "specialty", length=32)
+        _key(self, "regime", length=32)
+        _one_of(self, "decision", PROMOTION_DECISIONS)
+        _text(self, "challenger")
+        _optional_text(self, "incumbent")
+        _text(self, "reason", empty=True)
+        _mapping(self, "before")
+        _mapping(self, "after")
+        _finite_or_none(self, "dsr")
+        _count(self, "n_trials")
+        margin = self.margin
+        if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
+            raise ValueError(f"PromotionRecord.margin must be a number; got {margin!r}")
+        _set(self, "margin", float(margin))
+        _stamp(self, "created_at")
+        _count(self, "id", optional=True)
+
+
+# -- serving's feedback: predictions, trades and their attribution ---------------------------------
+
+#: The side of a reported trade: long profits when the price rises, short when it falls.
+TRADE_SIDES: tuple[str, ...] = ("long", "short")
+_VOTES = (-1, 0, 1)
+
+
+def _finite(
+    record: object, name: str, *, minimum: float | None = None, above: bool = False
+) -> None:
+    """A finite number (``> minimum`` with ``above``, else ``>= minimum``), stored as a float."""
+    value = getattr(record, name)
+    number = (
+        float(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool)
+        else math.nan
+    )
+    low_ok = minimum is None or (number > minimum if above else number >= minimum)
+    if not (math.isfinite(number) and low_ok):
+        rule = "" if minimum is None else f" {'>' if above else '>='} {minimum:g}"
+        raise ValueError(
+            f"{type(record).__name__}.{name} must be a finite number{rule}; got {value!r}"
+        )
+    _set(record, name, number)
+
+
+def _vote(record: object, name: str) -> None:
+    value = getattr(record, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value not in _VOTES:
+        raise ValueError(f"{type(record).__name__}.{name} must be -1, 0 or 1; got {value!r}")
+    _set(record, name, int(value))
+
+
+@dataclass(frozen=True)
+class PredictionMember:
+    """One ensemble member as a prediction used it: the model (``run_id``/``agent_id``: agent ids
+    are unique within a run only), its specialty and generation, the regime it is champion of,
+    its vote (-1, 0, 1) and its weight in the combination."""
+
+    run_id: str
+    agent_id: str
+    specialty: str
+    regime: str
+    generation: int
+    vote: int
+    weight: float
+
+    def __post_init__(self) -> None:
+        for name in ("run_id", "agent_id"):
+            _key(self, name)
+        for name in ("specialty", "regime"):
+            _key(self, name, length=32)
+        _count(self, "generation")
+        _vote(self, "vote")
+        _finite(self, "weight", minimum=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "agent_id": self.agent_id,
+            "specialty": self.specialty,
+            "regime": self.regime,
+            "generation": self.generation,
+            "vote": self.vote,
+            "weight": self.weight,
+        }
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """What one ``/v1/predict`` answered, remembered for the feedback on it: its request id, the
+    ensemble version, the live regime and the members that voted (empty when none could)."""
+
+    request_id: str
+    model_version: str
+    regime: str
+    members: tuple[PredictionMember, ...] = ()
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "request_id")
+        _key(self, "model_version")
+        _key(self, "regime", length=32)
+        members = self.members
+        if isinstance(members, str | Mapping) or not all(
+            isinstance(member, PredictionMember) for member in members
+        ):
+            raise ValueError(
+                f"PredictionRecord.members must be a sequence of PredictionMember; got {members!r}"
+            )
+        _set(self, "members", tuple(members))
+        _stamp(self, "created_at")
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    """One trade a bot reported on the prediction ``request_id`` (at most one per request id).
+
+    Times are ms UTC (``exit_ts >= entry_ts``); prices are positive; ``pnl`` is the trade's profit
+    before ``fees`` (both in the quote currency); ``qty`` is optional. ``id`` and ``created_at``
+    are the store's.
+    """
+
+    request_id: str
+    model_version: str
+    exchange: str
+    symbol: str
+    side: str
+    entry_ts: int
+    exit_ts: int
+    entry_price: float
+    exit_price: float
+    pnl: float
+    fees: float
+    qty: float | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _key(self, "request_id")
+        _key(self, "model_version")
+        _key(self, "exchange", length=32)
+        _key(self, "symbol")
+        _one_of(self, "side", TRADE_SIDES)
+        _count(self, "entry_ts")
+        _count(self, "exit_ts")
+        if self.exit_ts < self.entry_ts:
+            raise ValueError(
+                f"TradeRecord.exit_ts must not be before entry_ts ({self.entry_ts}); "
+                f"got {self.exit_ts}"
+            )
+        _finite(self, "entry_price", minimum=0.0, above=True)
+        _finite(self, "exit_price", minimum=0.0, above=True)
+        _finite(self, "pnl")
+        _finite(self, "fees", minimum=0.0)
+        if self.qty is not None:
+            _finite(self, "qty", minimum=0.0, above=True)
+        _count(self, "id", optional=True)
+        _stamp(self, "created_at")
+
+    @property
+    def net_pnl(self) -> float:
+        """Profit after fees."""
+        return self.pnl - self.fees
+
+    @property
+    def direction(self) -> int:
+        """+1 for a long trade, -1 for a short one."""
+        return 1 if self.side == "long" else -1
+
+    def same_trade(self, other: TradeRecord) -> bool:
+        """Equal as reported (the store's ``id`` and ``created_at`` aside)."""
+        return replace(self, id=None, created_at=None) == replace(other, id=None, created_at=None)
+
+
+@dataclass(frozen=True)
+class AttributionRecord:
+    """One member's share of a trade: whether its vote was right and the profit it contributed
+    (``serving.feedback`` says how both are computed)."""
+
+    trade_id: int
+    run_id: str
+    agent_id: str
+    specialty: str
+    regime: str
+    vote: int
+    weight: float
+    was_correct: bool
+    profit_contribution: float
+
+    def __post_init__(self) -> None:
+        _count(self, "trade_id")
+        for name in ("run_id", "agent_id"):
+            _key(self, name)
+        for name in ("specialty", "regime"):
+            _key(self, name, length=32)
+        _vote(self, "vote")
+        _finite(self, "weight", minimum=0.0)
+        _flag(self, "was_correct")
+        _finite(self, "profit_contribution")

@@ -15,6 +15,10 @@ SQLite and on PostgreSQL:
   never leaves half a generation.
 - **Runs are keyed by config.** ``create_run`` with an existing run id and the same config hash is a
   no-op returning the stored run (a resume); another config hash raises.
+- **A champion is promoted, never overwritten.** ``set_regime_best`` (the Mother's best model per
+  regime, also through ``record_generation_outcome``) leaves a row flagged ``is_champion`` as the
+  promotion wrote it: its model, stage, Deflated Sharpe and flag change only through
+  ``store.training.TrainingStore`` (``promote``), which logs why.
 - **Agent ids are unique within a run** (``ta-g002-003``: the same seed gives the same ids in every
   run). Lookups by agent id alone search every run and raise when the id is in several: pass
   ``run_id``.
@@ -53,9 +57,13 @@ from store.models import Agent, Generation, Kill, RegimeBestModel, Run
 from store.records import (
     AgentRecord,
     GenerationRecord,
+    InferenceBacktestRecord,
     KillRecord,
+    PromotionRecord,
+    QueueItemRecord,
     RegimeBestRecord,
     RunRecord,
+    TrainingRunRecord,
 )
 
 __all__ = ["NotFoundError", "RunStore"]
@@ -82,9 +90,23 @@ _JSON_COLUMNS = {
     "metrics": "metrics_json",
     "per_regime": "per_regime_json",
     "hall_of_fame": "hall_of_fame",
+    "inference": "inference_json",
+    "before": "before_json",
+    "after": "after_json",
 }
 
-_R = TypeVar("_R", RunRecord, AgentRecord, GenerationRecord, KillRecord, RegimeBestRecord)
+_R = TypeVar(
+    "_R",
+    RunRecord,
+    AgentRecord,
+    GenerationRecord,
+    KillRecord,
+    RegimeBestRecord,
+    TrainingRunRecord,
+    InferenceBacktestRecord,
+    QueueItemRecord,
+    PromotionRecord,
+)
 
 
 def _utcnow() -> datetime:
@@ -518,9 +540,23 @@ class RunStore:
     # -- best model per regime ---------------------------------------------------------------------
 
     def set_regime_best(self, record: RegimeBestRecord) -> None:
-        """Make ``record`` the run's best model for its (specialty, regime) (an upsert)."""
+        """Make ``record`` the run's best model for its (specialty, regime) (an upsert).
+
+        A stored row that is the champion is left as it is (see the module docstring), and
+        ``record`` must not claim to be one: champions are made by ``TrainingStore.promote``.
+        """
+        if record.is_champion:
+            raise ValueError(
+                f"set_regime_best of run {record.run_id!r} ({record.specialty}, {record.regime}): "
+                "is_champion must be False; got True: champions are made by TrainingStore.promote"
+            )
         values = _values(record, updated_at=self._clock())
-        statement = self._upsert(_regime_best, ("run_id", "specialty", "regime"), values)
+        statement = self._upsert(
+            _regime_best,
+            ("run_id", "specialty", "regime"),
+            values,
+            only_if=lambda _: ~_regime_best.c.is_champion,
+        )
         with self._writing() as connection:
             self._check_runs(connection, {record.run_id})
             connection.execute(statement, [values])

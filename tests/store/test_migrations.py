@@ -20,7 +20,24 @@ from store.models import Base, MarketData, RegimeDefinition
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"market_data", "regime_definitions", "series_cursors", "series_gaps"}
+TABLES = {
+    "market_data",
+    "regime_definitions",
+    "series_cursors",
+    "series_gaps",
+    "runs",
+    "agents",
+    "generations",
+    "kills",
+    "regime_best_models",
+    "training_runs",
+    "inference_backtests",
+    "training_queue",
+    "promotions",
+    "predictions",
+    "trades",
+    "trade_attributions",
+}
 
 
 def _yaml_rules(path: Path) -> RegimeRules:
@@ -47,21 +64,21 @@ def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(stor
     assert _count(store, RegimeDefinition) == 4
     # The YAML's wording, not the built-in defaults': the seed really read the file.
     assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0003"
+    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0005"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
     store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.upgrade() == "0003"
-    assert store.upgrade() == "0003"
-    assert migrate.upgrade(fresh_url) == "0003"
+    assert store.upgrade() == "0005"
+    assert store.upgrade() == "0005"
+    assert migrate.upgrade(fresh_url) == "0005"
     with Store.open(fresh_url) as again:
-        assert again.upgrade() == "0003"
+        assert again.upgrade() == "0005"
     assert _count(store, RegimeDefinition) == 4
     assert _count(store, MarketData) == 744
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0003",)]
+    assert versions == [("0005",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
@@ -79,7 +96,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
         engine.dispose()
     assert migrate.downgrade(fresh_url) is None
     assert _tables(fresh_url) <= {"alembic_version"}
-    assert migrate.upgrade(fresh_url) == "0003"
+    assert migrate.upgrade(fresh_url) == "0005"
     assert _tables(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
@@ -160,7 +177,7 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert _count(store, MarketData) == 744
         assert _count(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.engine) == "0003"
+        assert migrate.current_revision(store.engine) == "0005"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

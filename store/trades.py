@@ -1,0 +1,377 @@
+"""Serving's feedback repository: the predictions served, the trades bots report on them, and each
+trade's attribution to the members that voted.
+
+``TradesStore(store)`` works on the database of a :class:`store.db.Store`, takes and returns the
+frozen records of :mod:`store.records`, and keeps the contract of the other repositories (run on
+SQLite and PostgreSQL by tests/store/test_trades_contract.py):
+
+- **A request id names one prediction and at most one trade, for good.** ``record_prediction``
+  written again with the same content changes nothing; with other content it raises.
+- **Feedback is idempotent on the request id.** ``record_feedback`` stores the trade and its
+  attributions in one transaction; the same trade reported again (a bot retrying) changes nothing
+  and answers ``duplicate=True`` with what was stored; another trade on the same request id raises
+  :class:`FeedbackConflictError`. Feedback on a request id no prediction answered raises
+  ``NotFoundError``; feedback naming another ``model_version`` than the prediction's raises
+  ValueError: a trade is attributed only to the members that really voted for it.
+- **What the trade means for each member** is the caller's rule (``attribute``, a pure function:
+  ``serving.feedback.attribute``); the store only keeps the rows.
+
+Shares its transactions with ``self.training`` (a :class:`store.training.TrainingStore` on the
+same database): inside ``with trades.transaction():`` writes through either are one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from store.db import Store
+from store.models import Prediction, RegimeBestModel, Trade, TradeAttribution
+from store.records import (
+    LIFECYCLE_STAGES,
+    AttributionRecord,
+    PredictionMember,
+    PredictionRecord,
+    TradeRecord,
+)
+from store.runs import NotFoundError, _dumps
+from store.training import TrainingStore
+
+__all__ = ["FeedbackConflictError", "RecordedFeedback", "TradesStore"]
+
+logger = logging.getLogger(__name__)
+
+_predictions: Table = Prediction.__table__  # type: ignore[assignment]
+_trades: Table = Trade.__table__  # type: ignore[assignment]
+_attributions: Table = TradeAttribution.__table__  # type: ignore[assignment]
+_regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
+
+#: ``attribute(prediction, trade)``: the attribution rows of a stored trade (``trade.id`` is set).
+Attribute = Callable[[PredictionRecord, TradeRecord], Sequence[AttributionRecord]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FeedbackConflictError(ValueError):
+    """A request id that already has another trade: one prediction, one trade."""
+
+
+@dataclass(frozen=True)
+class RecordedFeedback:
+    """What ``record_feedback`` stored (or found stored): the trade with its id, whether it was
+    there already, the prediction it acted on and the attribution rows."""
+
+    trade: TradeRecord
+    duplicate: bool
+    prediction: PredictionRecord
+    attributions: tuple[AttributionRecord, ...]
+
+
+class TradesStore:
+    """Predictions, trades and attributions in the database of ``store``. Thread-safe."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._training = TrainingStore(store, clock=clock)
+        self._clock = clock
+
+    @property
+    def training(self) -> TrainingStore:
+        """The training (champions) repository this store writes beside."""
+        return self._training
+
+    @property
+    def dialect(self) -> str:
+        return self._training.dialect
+
+    @contextmanager
+    def transaction(self) -> Iterator[TradesStore]:
+        """Every write and read of this thread inside the block is one transaction (see
+        ``RunStore.transaction``); a nested one joins it."""
+        with self._training.transaction():
+            yield self
+
+    # -- predictions -----------------------------------------------------------------------------
+
+    def record_prediction(
+        self,
+        request_id: str,
+        model_version: str,
+        members: Sequence[PredictionMember | Mapping[str, Any]],
+        *,
+        regime: str = "",
+    ) -> PredictionRecord:
+        """Remember what the prediction ``request_id`` answered; returns it as stored.
+
+        ``members`` are :class:`PredictionMember` or mappings of its fields (``regime`` defaults
+        to the argument: the live regime). With no live regime (no members) ``regime`` may be
+        empty; it is stored as ``"unknown"``. Raises ValueError when ``request_id`` is stored
+        with other content.
+        """
+        built = tuple(_member(member, regime) for member in members)
+        record = PredictionRecord(request_id, model_version, regime or "unknown", built)
+        values = {
+            "request_id": record.request_id,
+            "model_version": record.model_version,
+            "regime": record.regime,
+            "members_json": _members_json(record.members),
+            "created_at": self._clock(),
+        }
+        statement = self._insert(_predictions).values(values).on_conflict_do_nothing()
+        with self._training._writing() as connection:
+            connection.execute(statement)
+            stored = self._prediction(connection, request_id)
+        assert stored is not None
+        if (stored.model_version, stored.regime, stored.members) != (
+            record.model_version,
+            record.regime,
+            record.members,
+        ):
+            raise ValueError(
+                f"request_id {request_id!r} already names another prediction "
+                f"(model_version {stored.model_version!r}); a request id is used once"
+            )
+        return stored
+
+    def prediction(self, request_id: str) -> PredictionRecord | None:
+        """The prediction ``request_id`` answered, or None."""
+        with self._training._reading() as connection:
+            return self._prediction(connection, request_id)
+
+    @staticmethod
+    def _prediction(connection: Connection, request_id: str) -> PredictionRecord | None:
+        query = select(_predictions).where(_predictions.c.request_id == request_id)
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        members = tuple(PredictionMember(**item) for item in json.loads(row["members_json"]))
+        return PredictionRecord(
+            row["request_id"], row["model_version"], row["regime"], members, row["created_at"]
+        )
+
+    # -- trades and their attribution ------------------------------------------------------------
+
+    def record_feedback(self, trade: TradeRecord, attribute: Attribute) -> RecordedFeedback:
+        """Store a reported trade and its attribution rows, in one transaction (module docstring).
+
+        ``attribute(prediction, stored_trade)`` gives the rows; it is called only when the trade
+        is new. The trade's ``id`` and ``created_at`` are the store's (given ones are ignored).
+        """
+        with self.transaction(), self._training._writing() as connection:
+            prediction = self._prediction(connection, trade.request_id)
+            if prediction is None:
+                raise NotFoundError(
+                    f"request_id {trade.request_id!r} is not a prediction this service answered"
+                )
+            if prediction.model_version != trade.model_version:
+                raise ValueError(
+                    f"model_version must be the one request {trade.request_id!r} was answered "
+                    f"with ({prediction.model_version!r}); got {trade.model_version!r}"
+                )
+            values = _trade_values(trade) | {"created_at": self._clock()}
+            statement = (
+                self._insert(_trades)
+                .values(values)
+                .on_conflict_do_nothing()
+                .returning(_trades.c.id)
+            )
+            # RETURNING, not rowcount: a conflict returns no row on both backends.
+            inserted = connection.execute(statement).first() is not None
+            stored = self._trade(connection, trade.request_id)
+            assert stored is not None
+            if not inserted:
+                if not stored.same_trade(trade):
+                    raise FeedbackConflictError(
+                        f"request_id {trade.request_id!r} already has another trade (id "
+                        f"{stored.id}: {stored.side} {stored.symbol} pnl {stored.pnl}); "
+                        "report one trade per prediction"
+                    )
+                assert stored.id is not None
+                return RecordedFeedback(
+                    stored, True, prediction, tuple(self._attributions(connection, stored.id))
+                )
+            rows = tuple(attribute(prediction, stored))
+            for row in rows:
+                if row.trade_id != stored.id:
+                    raise ValueError(
+                        f"attribute must give rows of trade {stored.id}; got trade_id "
+                        f"{row.trade_id} for {row.agent_id!r}"
+                    )
+            if rows:
+                connection.execute(insert(_attributions), [_attribution_values(r) for r in rows])
+        logger.info(
+            "trade %s on %s: %s %s, net pnl %.6g, attributed to %d members",
+            stored.id,
+            trade.request_id,
+            stored.side,
+            stored.symbol,
+            stored.net_pnl,
+            len(rows),
+        )
+        return RecordedFeedback(stored, False, prediction, rows)
+
+    def trade(self, request_id: str) -> TradeRecord | None:
+        """The trade reported on ``request_id``, or None."""
+        with self._training._reading() as connection:
+            return self._trade(connection, request_id)
+
+    @staticmethod
+    def _trade(connection: Connection, request_id: str) -> TradeRecord | None:
+        query = select(_trades).where(_trades.c.request_id == request_id)
+        row = connection.execute(query).mappings().first()
+        return None if row is None else _trade_record(row)
+
+    def trades(
+        self, *, exchange: str | None = None, symbol: str | None = None
+    ) -> list[TradeRecord]:
+        """Reported trades, oldest first, filtered by the arguments given."""
+        query = select(_trades).order_by(_trades.c.id)
+        if exchange is not None:
+            query = query.where(_trades.c.exchange == exchange)
+        if symbol is not None:
+            query = query.where(_trades.c.symbol == symbol)
+        with self._training._reading() as connection:
+            return [_trade_record(row) for row in connection.execute(query).mappings()]
+
+    def attributions(
+        self,
+        *,
+        trade_id: int | None = None,
+        run_id: str | None = None,
+        agent_id: str | None = None,
+        regime: str | None = None,
+    ) -> list[AttributionRecord]:
+        """Attribution rows by trade (oldest first), then member, filtered by the arguments."""
+        with self._training._reading() as connection:
+            return self._attributions(
+                connection, trade_id, run_id=run_id, agent_id=agent_id, regime=regime
+            )
+
+    @staticmethod
+    def _attributions(
+        connection: Connection,
+        trade_id: int | None = None,
+        *,
+        run_id: str | None = None,
+        agent_id: str | None = None,
+        regime: str | None = None,
+    ) -> list[AttributionRecord]:
+        query = select(_attributions).order_by(
+            _attributions.c.trade_id, _attributions.c.run_id, _attributions.c.agent_id
+        )
+        for name, value in (
+            ("trade_id", trade_id),
+            ("run_id", run_id),
+            ("agent_id", agent_id),
+            ("regime", regime),
+        ):
+            if value is not None:
+                query = query.where(_attributions.c[name] == value)
+        return [AttributionRecord(**row) for row in connection.execute(query).mappings()]
+
+    # -- the champions' live stage ---------------------------------------------------------------
+
+    def set_champion_stage(
+        self, run_id: str, agent_id: str, specialty: str, regime: str, stage: str
+    ) -> bool:
+        """Move the champion of (specialty, regime) to ``stage`` if it is still the model
+        ``run_id``/``agent_id``; returns whether a row changed. The live record's lifecycle step
+        (``evolution.champions.next_stage``): who is champion changes only through
+        ``TrainingStore.promote``."""
+        if stage not in LIFECYCLE_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
+        statement = (
+            update(_regime_best)
+            .where(
+                _regime_best.c.run_id == run_id,
+                _regime_best.c.agent_id == agent_id,
+                _regime_best.c.specialty == specialty,
+                _regime_best.c.regime == regime,
+                _regime_best.c.is_champion,
+                _regime_best.c.stage != stage,
+            )
+            .values(stage=stage, updated_at=self._clock())
+        )
+        with self._training._writing() as connection:
+            changed = bool(connection.execute(statement).rowcount)
+        if changed:
+            logger.info(
+                "champion %s/%s (%s/%s) is now %s", run_id, agent_id, specialty, regime, stage
+            )
+        return changed
+
+    def _insert(self, table: Table) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _member(member: PredictionMember | Mapping[str, Any], regime: str) -> PredictionMember:
+    if isinstance(member, PredictionMember):
+        return member
+    if not isinstance(member, Mapping):
+        raise ValueError(f"members must be PredictionMember or mappings; got {member!r}")
+    values = {"regime": regime} | {
+        key: member[key]
+        for key in ("run_id", "agent_id", "specialty", "regime", "generation", "vote", "weight")
+        if key in member
+    }
+    try:
+        return PredictionMember(**values)
+    except TypeError:
+        raise ValueError(
+            "a member needs run_id, agent_id, specialty, regime, generation, vote and weight; "
+            f"got {dict(member)!r}"
+        ) from None
+
+
+def _members_json(members: Sequence[PredictionMember]) -> str:
+    return _dumps([member.to_dict() for member in members])
+
+
+_TRADE_COLUMNS = (
+    "request_id",
+    "model_version",
+    "exchange",
+    "symbol",
+    "side",
+    "entry_ts",
+    "exit_ts",
+    "entry_price",
+    "exit_price",
+    "qty",
+    "pnl",
+    "fees",
+)
+
+
+def _trade_values(trade: TradeRecord) -> dict[str, Any]:
+    return {name: getattr(trade, name) for name in _TRADE_COLUMNS}
+
+
+def _trade_record(row: RowMapping) -> TradeRecord:
+    return TradeRecord(
+        **{name: row[name] for name in _TRADE_COLUMNS}, id=row["id"], created_at=row["created_at"]
+    )
+
+
+def _attribution_values(row: AttributionRecord) -> dict[str, Any]:
+    return {
+        "trade_id": row.trade_id,
+        "run_id": row.run_id,
+        "agent_id": row.agent_id,
+        "specialty": row.specialty,
+        "regime": row.regime,
+        "vote": row.vote,
+        "weight": row.weight,
+        "was_correct": row.was_correct,
+        "profit_contribution": row.profit_contribution,
+    }

@@ -1,0 +1,682 @@
+"""Training's repository: Tune experiments' trained configs, their inference backtests, the training
+queue, and the champion of each (specialty, regime) with the log of every decision on it.
+
+``TrainingStore(store)`` works on the database of a :class:`store.db.Store`, takes and returns the
+frozen records of :mod:`store.records`, and keeps ``store.runs.RunStore``'s contract (run on SQLite
+and PostgreSQL by tests/store):
+
+- **One row per config, ever.** ``training_runs`` and ``training_queue`` are keyed by the config's
+  hash; every write is an upsert, and an unchanged record changes nothing, not even ``updated_at``.
+  A DONE training run is final: a later write that is not DONE (a duplicate trial that failed, a
+  resumed queue marking it again) leaves it as it is. Its ``stage`` and ``kept`` are written when
+  the row is created and then only by ``set_stage``/``set_kept``.
+- **A trial ends in one transaction.** ``finish_training_run`` writes the run, replaces its
+  inference backtests and sets its queue row's status together, so a SIGKILL leaves the config
+  either unfinished (queued again by ``resume_queue``) or finished, never half-written.
+- **The queue is the database.** ``enqueue`` skips configs already queued, running, paused or done
+  (a config whose training run is DONE counts as done); ``pause_queue``/``resume_queue``/
+  ``cancel_queue`` move every row at once; a DONE queue row never changes status again.
+- **One champion per (specialty, regime), across every run** (a partial unique index):
+  ``promote`` retires the old champion and crowns the candidate in one transaction, ``refuse``
+  records a refused candidate without touching the champion, and both log a ``PromotionRecord``.
+
+A Tune experiment is a ``runs`` row (``ensure_experiment``), so its models share
+``regime_best_models`` with evolution's: a Tune model's ``agent_id`` is ``tr-<config_hash[:12]>``
+(``TrainingRunRecord.agent_id``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, case, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from store.db import Store
+from store.models import (
+    Agent,
+    InferenceBacktest,
+    Promotion,
+    RegimeBestModel,
+    Run,
+    TrainingQueueItem,
+    TrainingRun,
+)
+from store.records import (
+    LIFECYCLE_STAGES,
+    QUEUE_STATUSES,
+    InferenceBacktestRecord,
+    PromotionRecord,
+    QueueItemRecord,
+    RegimeBestRecord,
+    RunRecord,
+    TrainingRunRecord,
+)
+from store.runs import NotFoundError, RunStore, _dumps, _record, _values
+
+__all__ = ["TrainingStore"]
+
+logger = logging.getLogger(__name__)
+
+_training: Table = TrainingRun.__table__  # type: ignore[assignment]
+_backtests: Table = InferenceBacktest.__table__  # type: ignore[assignment]
+_queue: Table = TrainingQueueItem.__table__  # type: ignore[assignment]
+_promotions: Table = Promotion.__table__  # type: ignore[assignment]
+_regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
+_agents: Table = Agent.__table__  # type: ignore[assignment]
+_runs: Table = Run.__table__  # type: ignore[assignment]
+
+#: Queue rows a trial may still take, and what ``cancel_queue`` cancels.
+_OPEN = ("QUEUED", "RUNNING", "PAUSED")
+#: Written when a training run is created, then changed only by set_stage / set_kept.
+_INSERT_ONLY = ("stage", "kept")
+#: Metrics where lower is better (every other metric is sorted highest first).
+_LOWER_IS_BETTER = frozenset({"volatility", "max_drawdown_bars", "turnover"})
+# Serializes `queue add`s on PostgreSQL (positions, and two adds of one config): "RLQUEUE".
+_PG_QUEUE_LOCK_KEY = 0x524C5155455545
+# Keeps IN (...) lists well under every backend's limit on bound parameters.
+_CHUNK = 500
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start : start + _CHUNK])
+
+
+class TrainingStore:
+    """Training runs, inference backtests, the queue and the champions in the database of ``store``.
+
+    Shares its transactions with ``self.runs`` (a :class:`RunStore` on the same database): inside
+    ``with training.transaction():`` writes through either are one transaction.
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._runs = RunStore(store, clock=clock)
+        self._clock = clock
+
+    @property
+    def runs(self) -> RunStore:
+        """The runs (and Tune experiments) repository this store writes beside."""
+        return self._runs
+
+    @property
+    def dialect(self) -> str:
+        return self._runs.dialect
+
+    @contextmanager
+    def transaction(self) -> Iterator[TrainingStore]:
+        """Every write and read of this thread inside the block is one transaction (see
+        ``RunStore.transaction``); a nested one joins it."""
+        with self._runs.transaction():
+            yield self
+
+    def _writing(self) -> AbstractContextManager[Connection]:
+        return self._runs._writing()
+
+    def _reading(self) -> AbstractContextManager[Connection]:
+        return self._runs._reading()
+
+    def regime_best(self, run_id: str | None = None) -> list[RegimeBestRecord]:
+        """``RunStore.regime_best``: the best models per (specialty, regime) of one run (a Tune
+        experiment, say) or of every run."""
+        return self._runs.regime_best(run_id)
+
+    # -- experiments and training runs ---------------------------------------------------------
+
+    def ensure_experiment(self, run_id: str, config: Mapping[str, Any], root_seed: int) -> None:
+        """Create the ``runs`` row of a Tune experiment (no generations); a no-op when it exists
+        with the same config. Raises ValueError when ``run_id`` exists with another config."""
+        record = RunRecord(
+            run_id=run_id,
+            config=dict(config),
+            config_hash=hashlib.sha256(_dumps(dict(config)).encode()).hexdigest(),
+            root_seed=root_seed,
+            generations_planned=0,
+        )
+        self._runs.create_run(record)
+
+    def upsert_training_run(self, record: TrainingRunRecord) -> None:
+        """Insert the training run or update it in place (a DONE run only by a DONE record)."""
+        with self._writing() as connection:
+            self._upsert_training(connection, record)
+
+    def _upsert_training(self, connection: Connection, record: TrainingRunRecord) -> None:
+        self._check_experiment(connection, record.experiment)
+        now = self._clock()
+        values = _values(record, created_at=now, updated_at=now)
+        statement = self._runs._upsert(
+            _training,
+            ("config_hash",),
+            [name for name in values if name not in _INSERT_ONLY],
+            only_if=lambda new: (_training.c.status != "DONE") | (new.excluded.status == "DONE"),
+        )
+        connection.execute(statement, [values])
+
+    @staticmethod
+    def _check_experiment(connection: Connection, experiment: str) -> None:
+        query = select(_runs.c.run_id).where(_runs.c.run_id == experiment)
+        if connection.execute(query).first() is None:
+            raise NotFoundError(
+                f"experiment {experiment!r} does not exist; ensure_experiment first"
+            )
+
+    def training_run(self, config_hash: str) -> TrainingRunRecord | None:
+        """The training run of ``config_hash``, or None."""
+        query = select(_training).where(_training.c.config_hash == config_hash)
+        with self._reading() as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else _record(TrainingRunRecord, row)
+
+    def require_training_run(self, config_hash: str) -> TrainingRunRecord:
+        """The training run of ``config_hash``; NotFoundError naming it when there is none."""
+        found = self.training_run(config_hash)
+        if found is None:
+            raise NotFoundError(f"config_hash {config_hash!r} has no training run")
+        return found
+
+    def training_runs(
+        self,
+        *,
+        specialty: str | None = None,
+        status: str | None = None,
+        experiment: str | None = None,
+    ) -> list[TrainingRunRecord]:
+        """Training runs, oldest first (then by config hash), filtered by the arguments given."""
+        query = select(_training)
+        for name, value in (
+            ("specialty", specialty),
+            ("status", status),
+            ("experiment", experiment),
+        ):
+            if value is not None:
+                query = query.where(_training.c[name] == value)
+        query = query.order_by(_training.c.created_at, _training.c.config_hash)
+        with self._reading() as connection:
+            return [_record(TrainingRunRecord, row) for row in connection.execute(query).mappings()]
+
+    def finish_training_run(
+        self, record: TrainingRunRecord, backtests: Sequence[InferenceBacktestRecord]
+    ) -> None:
+        """A trial's result, in one transaction: the training run (DONE or FAILED), its inference
+        backtests (exactly ``backtests`` afterwards) and its queue row's status (if queued).
+
+        Idempotent: written twice, the second changes nothing. A FAILED result for a config whose
+        run is already DONE (a duplicate trial) keeps the DONE run and its backtests.
+        """
+        if record.status not in ("DONE", "FAILED"):
+            raise ValueError(
+                f"finish_training_run of {record.config_hash!r}: status must be DONE or FAILED; "
+                f"got {record.status!r}"
+            )
+        seen: set[str] = set()
+        for backtest in backtests:
+            if backtest.config_hash != record.config_hash:
+                raise ValueError(
+                    f"finish_training_run of {record.config_hash!r}: the backtest "
+                    f"{backtest.inference_hash!r} has config_hash {backtest.config_hash!r}"
+                )
+            if backtest.inference_hash in seen:
+                raise ValueError(
+                    f"finish_training_run of {record.config_hash!r}: inference_hash "
+                    f"{backtest.inference_hash!r} is listed twice"
+                )
+            seen.add(backtest.inference_hash)
+        now = self._clock()
+        with self.transaction(), self._writing() as connection:
+            stored = connection.execute(
+                select(_training.c.status).where(_training.c.config_hash == record.config_hash)
+            ).scalar_one_or_none()
+            final = record.status
+            if stored == "DONE" and record.status != "DONE":
+                logger.warning(
+                    "training run %s is DONE: its %s result is not stored (%s)",
+                    record.config_hash,
+                    record.status,
+                    record.reason,
+                )
+                final = "DONE"
+            else:
+                self._upsert_training(connection, record)
+                self._replace_backtests(connection, record.config_hash, backtests, now)
+            reason = record.reason if final == record.status else ""
+            connection.execute(
+                update(_queue)
+                .where(
+                    _queue.c.config_hash == record.config_hash,
+                    _queue.c.status != "DONE",
+                    (_queue.c.status != final) | (_queue.c.reason != reason),
+                )
+                .values(status=final, reason=reason, updated_at=now)
+            )
+
+    def _replace_backtests(
+        self,
+        connection: Connection,
+        config_hash: str,
+        backtests: Sequence[InferenceBacktestRecord],
+        now: datetime,
+    ) -> None:
+        stale = delete(_backtests).where(_backtests.c.config_hash == config_hash)
+        if backtests:
+            keep = [backtest.inference_hash for backtest in backtests]
+            stale = stale.where(_backtests.c.inference_hash.not_in(keep))
+        connection.execute(stale)
+        if not backtests:
+            return
+        rows = [_values(backtest, created_at=backtest.created_at or now) for backtest in backtests]
+        statement = self._runs._upsert(_backtests, ("config_hash", "inference_hash"), rows[0])
+        connection.execute(statement, rows)
+
+    def backtests(self, config_hash: str) -> list[InferenceBacktestRecord]:
+        """The inference backtests of one trained config, best Sharpe first (None last)."""
+        query = select(_backtests).where(_backtests.c.config_hash == config_hash)
+        with self._reading() as connection:
+            found = [
+                _record(InferenceBacktestRecord, row)
+                for row in connection.execute(query).mappings()
+            ]
+        return sorted(found, key=lambda b: (b.sharpe is None, -(b.sharpe or 0.0), b.inference_hash))
+
+    def set_stage(self, config_hash: str, stage: str) -> None:
+        """Move a trained model to a lifecycle stage (one of ``LIFECYCLE_STAGES``)."""
+        if stage not in LIFECYCLE_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
+        self._set(config_hash, "stage", stage)
+
+    def set_kept(self, config_hash: str, kept: bool) -> None:
+        """Mark a trained model's file as kept (``redline models keep``: prune never deletes it)."""
+        if not isinstance(kept, bool):
+            raise ValueError(f"kept must be True or False; got {kept!r}")
+        self._set(config_hash, "kept", kept)
+
+    def _set(self, config_hash: str, name: str, value: Any) -> None:
+        column = _training.c[name]
+        with self._writing() as connection:
+            stored = connection.execute(
+                select(column).where(_training.c.config_hash == config_hash)
+            ).first()
+            if stored is None:
+                raise NotFoundError(f"config_hash {config_hash!r} has no training run")
+            if stored[0] != value:
+                connection.execute(
+                    update(_training)
+                    .where(_training.c.config_hash == config_hash)
+                    .values({name: value, "updated_at": self._clock()})
+                )
+
+    def delete_training_run(self, config_hash: str) -> bool:
+        """Delete a training run and its backtests (not its queue row); False if there was none."""
+        with self._writing() as connection:
+            deleted = connection.execute(
+                delete(_training).where(_training.c.config_hash == config_hash)
+            ).rowcount
+        return bool(deleted)
+
+    # -- history -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        *,
+        specialty: str | None = None,
+        regime: str | None = None,
+        sort: str = "sharpe",
+        limit: int = 20,
+    ) -> list[tuple[TrainingRunRecord, InferenceBacktestRecord | None]]:
+        """Trained configs with their best inference backtest, best first.
+
+        The key is the backtest's ``metrics[sort]``, or with ``regime`` its
+        ``per_regime[regime][sort]``; highest first, except for metrics where lower is better
+        (volatility, max_drawdown_bars, turnover). A run's best backtest is the one with the best
+        key; runs with no backtest scoring the key (NaN counts as none) come last, by age.
+        """
+        if not isinstance(sort, str) or not sort:
+            raise ValueError(f"sort must be a metric name; got {sort!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive integer; got {limit!r}")
+        sign = 1.0 if sort in _LOWER_IS_BETTER else -1.0
+
+        def key(backtest: InferenceBacktestRecord) -> float | None:
+            values = backtest.metrics if regime is None else backtest.per_regime.get(regime, {})
+            value = values.get(sort)
+            return sign * value if value is not None and not math.isnan(value) else None
+
+        runs = self.training_runs(specialty=specialty)
+        query = select(_backtests)
+        if specialty is not None:
+            query = query.join(
+                _training, _training.c.config_hash == _backtests.c.config_hash
+            ).where(_training.c.specialty == specialty)
+        best: dict[str, tuple[float, InferenceBacktestRecord]] = {}
+        with self._reading() as connection:
+            for row in connection.execute(query).mappings():
+                backtest = _record(InferenceBacktestRecord, row)
+                value = key(backtest)
+                if value is None:
+                    continue
+                held = best.get(backtest.config_hash)
+                if held is None or (value, backtest.inference_hash) < (
+                    held[0],
+                    held[1].inference_hash,
+                ):
+                    best[backtest.config_hash] = (value, backtest)
+        order = {run.config_hash: index for index, run in enumerate(runs)}
+        ranked = sorted(
+            runs,
+            key=lambda run: (
+                (0, best[run.config_hash][0], order[run.config_hash])
+                if run.config_hash in best
+                else (1, 0.0, order[run.config_hash])
+            ),
+        )
+        return [
+            (run, best[run.config_hash][1] if run.config_hash in best else None)
+            for run in ranked[:limit]
+        ]
+
+    def regime_trial_sharpes(self, specialty: str, regime: str) -> list[float]:
+        """The Sharpe in ``regime`` of every config tried for ``specialty``: each inference
+        backtest's ``per_regime[regime]["sharpe"]`` and each scored (OK) evolution agent's, finite
+        values only. Its length is the number of trials the Deflated Sharpe Ratio deflates by."""
+        tune = (
+            select(_backtests.c.per_regime_json)
+            .join(_training, _training.c.config_hash == _backtests.c.config_hash)
+            .where(_training.c.specialty == specialty)
+            .order_by(_backtests.c.config_hash, _backtests.c.inference_hash)
+        )
+        evolution = (
+            select(_agents.c.per_regime_json)
+            .where(_agents.c.specialty == specialty, _agents.c.status == "OK")
+            .order_by(_agents.c.run_id, _agents.c.agent_id)
+        )
+        sharpes: list[float] = []
+        with self._reading() as connection:
+            for query in (tune, evolution):
+                for raw in connection.execute(query).scalars():
+                    value = (json.loads(raw).get(regime) or {}).get("sharpe")
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        sharpes.append(float(value))
+        return sharpes
+
+    # -- the queue -------------------------------------------------------------------------------
+
+    def enqueue(self, items: Sequence[QueueItemRecord]) -> tuple[int, int]:
+        """Add configs to the end of the queue, in order; returns (added, already there).
+
+        Already there: a config queued, running, paused or done in the queue, or whose training
+        run is DONE; an item listed twice counts once, then as already there. A config the queue
+        holds as FAILED or CANCELLED is queued again (at the end; its attempts kept). The store
+        numbers ``position``; an item's status must be QUEUED or PAUSED (adding to a paused queue).
+        """
+        for item in items:
+            if item.status not in ("QUEUED", "PAUSED"):
+                raise ValueError(
+                    f"enqueue: QueueItemRecord.status of {item.config_hash!r} must be QUEUED or "
+                    f"PAUSED; got {item.status!r}"
+                )
+        unique: dict[str, QueueItemRecord] = {}
+        for item in items:
+            unique.setdefault(item.config_hash, item)
+        hashes = list(unique)
+        now = self._clock()
+        added = 0
+        with self.transaction(), self._writing() as connection:
+            if self.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes adds
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_QUEUE_LOCK_KEY}
+                )
+            queued: dict[str, str] = {}
+            done: set[str] = set()
+            for chunk in _chunks(hashes):
+                queued.update(
+                    connection.execute(
+                        select(_queue.c.config_hash, _queue.c.status).where(
+                            _queue.c.config_hash.in_(chunk)
+                        )
+                    ).all()
+                )
+                done.update(
+                    connection.execute(
+                        select(_training.c.config_hash).where(
+                            _training.c.config_hash.in_(chunk), _training.c.status == "DONE"
+                        )
+                    ).scalars()
+                )
+            last = connection.execute(select(func.max(_queue.c.position))).scalar_one()
+            position = -1 if last is None else int(last)
+            fresh: list[dict[str, Any]] = []
+            for config_hash, item in unique.items():
+                status = queued.get(config_hash)
+                if config_hash in done or status in (*_OPEN, "DONE"):
+                    continue
+                position += 1
+                added += 1
+                values = _values(
+                    replace(item, position=position, attempts=0, reason=""),
+                    created_at=now,
+                    updated_at=now,
+                )
+                if status is None:
+                    fresh.append(values)
+                    continue
+                del values["attempts"], values["created_at"]
+                connection.execute(
+                    update(_queue).where(_queue.c.config_hash == config_hash).values(values)
+                )
+            if fresh:
+                connection.execute(insert(_queue), fresh)
+        return added, len(items) - added
+
+    def queue_items(self, *, status: str | Sequence[str] | None = None) -> list[QueueItemRecord]:
+        """The queue in order (by position), with the given status(es) only if ``status``."""
+        query = select(_queue).order_by(_queue.c.position, _queue.c.config_hash)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for value in statuses:
+                _check_queue_status(value)
+            query = query.where(_queue.c.status.in_(statuses))
+        with self._reading() as connection:
+            return [_record(QueueItemRecord, row) for row in connection.execute(query).mappings()]
+
+    def set_queue_status(self, config_hashes: Sequence[str], status: str, reason: str = "") -> int:
+        """Set the status (and reason) of queue rows; returns how many changed.
+
+        A DONE row never changes, and a CANCELLED one only back to QUEUED. Moving a row to
+        RUNNING counts an attempt.
+        """
+        _check_queue_status(status)
+        if isinstance(config_hashes, str):
+            raise ValueError(f"config_hashes must be a sequence of hashes; got {config_hashes!r}")
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": self._clock()}
+        if status == "RUNNING":
+            values["attempts"] = case(
+                (_queue.c.status != "RUNNING", _queue.c.attempts + 1), else_=_queue.c.attempts
+            )
+        changed = 0
+        with self.transaction(), self._writing() as connection:
+            for chunk in _chunks(list(config_hashes)):
+                statement = (
+                    update(_queue)
+                    .where(
+                        _queue.c.config_hash.in_(chunk),
+                        _queue.c.status != "DONE",
+                        (_queue.c.status != status) | (_queue.c.reason != reason),
+                    )
+                    .values(values)
+                )
+                if status != "QUEUED":
+                    statement = statement.where(_queue.c.status != "CANCELLED")
+                changed += connection.execute(statement).rowcount
+        return changed
+
+    def _move(self, connection: Connection, sources: Sequence[str], status: str) -> int:
+        statement = (
+            update(_queue)
+            .where(_queue.c.status.in_(list(sources)))
+            .values(status=status, updated_at=self._clock())
+        )
+        return int(connection.execute(statement).rowcount)
+
+    def pause_queue(self) -> int:
+        """QUEUED -> PAUSED; returns how many. Running trials finish (or are stopped by the
+        runner, which polls the queue)."""
+        with self._writing() as connection:
+            return self._move(connection, ("QUEUED",), "PAUSED")
+
+    def resume_queue(self) -> int:
+        """PAUSED -> QUEUED, and RUNNING -> QUEUED (a ``queue start`` killed mid-trial left them);
+        returns how many. Call it when no ``queue start`` is running."""
+        with self._writing() as connection:
+            return self._move(connection, ("PAUSED", "RUNNING"), "QUEUED")
+
+    def cancel_queue(self) -> list[str]:
+        """QUEUED, PAUSED and RUNNING -> CANCELLED, and their training runs deleted unless DONE
+        (no half-written rows), in one transaction; returns the cancelled hashes in queue order."""
+        with self.transaction(), self._writing() as connection:
+            hashes = list(
+                connection.execute(
+                    select(_queue.c.config_hash)
+                    .where(_queue.c.status.in_(_OPEN))
+                    .order_by(_queue.c.position, _queue.c.config_hash)
+                ).scalars()
+            )
+            self._move(connection, _OPEN, "CANCELLED")
+            for chunk in _chunks(hashes):
+                connection.execute(
+                    delete(_training).where(
+                        _training.c.config_hash.in_(chunk), _training.c.status != "DONE"
+                    )
+                )
+        return hashes
+
+    def queue_counts(self) -> dict[str, int]:
+        """The number of queue rows in each status (every status, zeros included)."""
+        query = select(_queue.c.status, func.count()).group_by(_queue.c.status)
+        with self._reading() as connection:
+            found = {status: int(count) for status, count in connection.execute(query).all()}
+        return {status: found.get(status, 0) for status in QUEUE_STATUSES}
+
+    # -- champions -------------------------------------------------------------------------------
+
+    def record_promotion(self, record: PromotionRecord) -> None:
+        """Append a decision to the promotions log (``created_at`` stamped when None)."""
+        with self._writing() as connection:
+            self._insert_promotion(connection, record)
+
+    def _insert_promotion(self, connection: Connection, record: PromotionRecord) -> None:
+        values = _values(record, created_at=record.created_at or self._clock())
+        del values["id"]
+        connection.execute(insert(_promotions).values(values))
+
+    def promotions(
+        self, *, specialty: str | None = None, regime: str | None = None
+    ) -> list[PromotionRecord]:
+        """The promotions log, oldest first, filtered by the arguments given."""
+        query = select(_promotions).order_by(_promotions.c.id)
+        if specialty is not None:
+            query = query.where(_promotions.c.specialty == specialty)
+        if regime is not None:
+            query = query.where(_promotions.c.regime == regime)
+        with self._reading() as connection:
+            return [_record(PromotionRecord, row) for row in connection.execute(query).mappings()]
+
+    def champion(self, specialty: str, regime: str) -> RegimeBestRecord | None:
+        """The champion of (specialty, regime), or None."""
+        query = select(_regime_best).where(
+            _regime_best.c.specialty == specialty,
+            _regime_best.c.regime == regime,
+            _regime_best.c.is_champion,
+        )
+        with self._reading() as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else _record(RegimeBestRecord, row)
+
+    def champions(self) -> list[RegimeBestRecord]:
+        """Every champion, by specialty and regime."""
+        query = (
+            select(_regime_best)
+            .where(_regime_best.c.is_champion)
+            .order_by(_regime_best.c.specialty, _regime_best.c.regime)
+        )
+        with self._reading() as connection:
+            return [_record(RegimeBestRecord, row) for row in connection.execute(query).mappings()]
+
+    def promote(self, candidate: RegimeBestRecord, promotion: PromotionRecord) -> None:
+        """Crown ``candidate`` champion of its (specialty, regime), in one transaction: the old
+        champion (if any) loses the flag and is RETIRED, the candidate's row is written with
+        ``is_champion`` True and stage PAPER, and ``promotion`` (PROMOTED) is logged.
+
+        The candidate's run (a Tune candidate: its experiment) must exist.
+        """
+        _check_decision(candidate, promotion, "PROMOTED")
+        crowned = replace(candidate, is_champion=True, stage="PAPER")
+        now = self._clock()
+        values = _values(crowned, updated_at=now)
+        statement = self._runs._upsert(_regime_best, ("run_id", "specialty", "regime"), values)
+        with self.transaction(), self._writing() as connection:
+            self._runs._check_runs(connection, {candidate.run_id})
+            # The old champion first: the partial unique index allows one flagged row at a time.
+            connection.execute(
+                update(_regime_best)
+                .where(
+                    _regime_best.c.specialty == candidate.specialty,
+                    _regime_best.c.regime == candidate.regime,
+                    _regime_best.c.is_champion,
+                    _regime_best.c.run_id != candidate.run_id,
+                )
+                .values(is_champion=False, stage="RETIRED", updated_at=now)
+            )
+            connection.execute(statement, [values])
+            self._insert_promotion(connection, promotion)
+        logger.info(
+            "champion of %s/%s: %s (was %s)",
+            candidate.specialty,
+            candidate.regime,
+            candidate.model,
+            promotion.incumbent,
+        )
+
+    def refuse(self, candidate: RegimeBestRecord, promotion: PromotionRecord) -> None:
+        """Record a refused candidate, in one transaction: its row written (not champion, its
+        stage as given) and ``promotion`` (REFUSED) logged. A row that is the champion is left as
+        it is (``RunStore.set_regime_best``)."""
+        _check_decision(candidate, promotion, "REFUSED")
+        with self.transaction(), self._writing() as connection:
+            self._runs.set_regime_best(candidate)
+            self._insert_promotion(connection, promotion)
+
+
+def _check_queue_status(status: str) -> None:
+    if status not in QUEUE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(QUEUE_STATUSES)}; got {status!r}")
+
+
+def _check_decision(candidate: RegimeBestRecord, promotion: PromotionRecord, decision: str) -> None:
+    verb = "promote" if decision == "PROMOTED" else "refuse"
+    if promotion.decision != decision:
+        raise ValueError(
+            f"{verb}: PromotionRecord.decision must be {decision}; got {promotion.decision!r}"
+        )
+    if (promotion.specialty, promotion.regime) != (candidate.specialty, candidate.regime):
+        raise ValueError(
+            f"{verb}: the promotion is for ({promotion.specialty}, {promotion.regime}); "
+            f"the candidate is for ({candidate.specialty}, {candidate.regime})"
+        )
+    if promotion.challenger != candidate.model:
+        raise ValueError(
+            f"{verb}: PromotionRecord.challenger must be the candidate {candidate.model!r}; "
+            f"got {promotion.challenger!r}"
+        )
+    if decision == "REFUSED" and candidate.is_champion:
+        raise ValueError(f"refuse: the candidate {candidate.model!r} must not be a champion")
