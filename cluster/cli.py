@@ -13,13 +13,15 @@ from rich.logging import RichHandler
 from cluster.cli_backtest import backtest_cmd
 from cluster.cli_data import data_app
 from cluster.cli_evolve import evolve_cmd, mother_train_cmd, prepare_cmd
+from cluster.cli_models import models_app, search_cmd
+from cluster.cli_queue import queue_app
 from cluster.cli_runs import (
     children_cmd,
     generations_cmd,
     kills_cmd,
     lineage_cmd,
     restore_cmd,
-    runs_cmd,
+    runs_app,
 )
 from cluster.cli_state import CliState, make_console, open_store
 
@@ -39,12 +41,17 @@ mother_app.command("train")(mother_train_cmd)
 app.add_typer(mother_app, name="mother")
 data_app.command("prepare")(prepare_cmd)
 # Reading what runs left behind (cluster/cli_runs.py).
-app.command("runs")(runs_cmd)
+app.add_typer(runs_app, name="runs")
+runs_app.command("search")(search_cmd)
 app.command("children")(children_cmd)
 app.command("generations")(generations_cmd)
 app.command("lineage")(lineage_cmd)
 app.command("kills")(kills_cmd)
 app.command("restore")(restore_cmd)
+# Tune grids through the training queue, and the models they leave (cluster/cli_queue.py,
+# cluster/cli_models.py).
+app.add_typer(queue_app, name="queue")
+app.add_typer(models_app, name="models")
 # Backtests of a strategy beside the baselines (cluster/cli_backtest.py).
 app.command("backtest")(backtest_cmd)
 

@@ -91,8 +91,24 @@ def fate(agent: AgentRecord) -> str:
 # -- runs, children, generations, kills -----------------------------------------------------------
 
 
+runs_app = typer.Typer(help="Every run, newest first; `redline runs search` ranks trained configs.")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs_main(ctx: typer.Context) -> None:
+    """Every run, newest first (evolution runs and Tune experiments).
+
+    `redline runs search` ranks the trained Tune configs.
+    """
+    if ctx.invoked_subcommand is None:
+        runs_cmd(ctx)
+
+
 def runs_cmd(ctx: typer.Context) -> None:
-    """Every evolution run, newest first: status, progress, seed, config hash, specialties."""
+    """Every run, newest first: status, progress, seed, config hash, specialties.
+
+    A Tune experiment (``tune-<grid hash>``) shows its grid instead of a population.
+    """
     store = open_store(ctx.obj)
     records = RunStore(store).list_runs()
     table = Table(
@@ -108,7 +124,9 @@ def runs_cmd(ctx: typer.Context) -> None:
             f"{run.generations_done}/{run.generations_planned}",
             str(run.root_seed),
             run.config_hash[:12],
-            ", ".join(f"{name} x{size}" for name, size in population.items()),
+            ", ".join(f"{name} x{size}" for name, size in population.items())
+            if population or "specialty" not in run.config
+            else f"tune grid {run.config.get('name', '?')}: {run.config['specialty']}",
         )
     console.print(table)
 

@@ -8,14 +8,18 @@ dotted key (``fetch.max_retries``). Secrets come only from the environment and a
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from market.regimes import REGIMES, RegimeRule, RegimeRules
 from market.timeframes import bars_in
+
+if TYPE_CHECKING:
+    from evolution.champions import ChampionPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULTS_FILE = CONFIG_DIR / "defaults.yaml"
@@ -159,10 +163,41 @@ class EvolveConfig(_Frozen):
         return value
 
 
+class ChampionsConfig(_Frozen):
+    """The champion rules' thresholds (``evolution.champions.ChampionPolicy``).
+
+    Not part of a run's identity: the same run judged under another policy is the same run.
+    """
+
+    margin: float = Field(0.25, ge=0, allow_inf_nan=False)  # annualized Sharpe over the champion
+    dsr_threshold: float = Field(0.95, ge=0, le=1)
+    min_regime_bars: int = Field(200, ge=2)  # out-of-sample bars of the regime
+    min_live_trades: int = Field(20, ge=1)
+
+    def to_policy(self, overrides: Mapping[str, Any] | None = None) -> ChampionPolicy:
+        """The policy, with ``overrides`` (e.g. a grid's ``champions:``) validated on top; a bad
+        override raises ConfigError naming ``champions.<key>``."""
+        from evolution.champions import ChampionPolicy
+
+        config = self
+        if overrides:
+            try:
+                config = ChampionsConfig.model_validate(self.model_dump() | dict(overrides))
+            except ValidationError as exc:
+                raise ConfigError(_problems("champions", exc)) from None
+        return ChampionPolicy(
+            margin=config.margin,
+            dsr_threshold=config.dsr_threshold,
+            min_regime_bars=config.min_regime_bars,
+            min_live_trades=config.min_live_trades,
+        )
+
+
 class RedlineConfig(_Frozen):
     data: DataConfig = DataConfig()
     fetch: FetchConfig = FetchConfig()
     regimes: RegimesConfig
+    champions: ChampionsConfig = ChampionsConfig()
     evolve: EvolveConfig | None = None
 
     def require_evolve(self, source: str) -> EvolveConfig:
@@ -205,13 +240,18 @@ def load_config(path: str | Path | None = None) -> RedlineConfig:
     try:
         return RedlineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"])
-            value = error.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
-            problems.append(f"{key}: {error['msg']}{shown}")
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+        raise ConfigError(f"{source}: " + _problems("", exc)) from None
+
+
+def _problems(prefix: str, exc: ValidationError) -> str:
+    """Every error of ``exc`` as ``dotted.key: message (got value)``, joined by ``; ``."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        value = error.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        problems.append(f"{key}: {error['msg']}{shown}")
+    return "; ".join(problems)
 
 
 def data_home(config: RedlineConfig | None = None) -> Path:

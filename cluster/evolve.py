@@ -20,6 +20,7 @@ import ray
 
 from agents.dataset import Dataset
 from agents.datasets import DataSources, build_datasets, write_dataset
+from cluster.champions import consider_evolution_run
 from cluster.config import EvolveConfig, RedlineConfig
 from cluster.ingest import ensure_sample
 from cluster.session import ensure_ray
@@ -27,8 +28,9 @@ from evolution.mother import COORDINATOR, EvolutionSettings, Progress
 from evolution.selection import KillRule
 from market.series import SeriesKey
 from store.db import Store
-from store.records import RunRecord
+from store.records import PromotionRecord, RunRecord
 from store.runs import RunStore
+from store.training import TrainingStore
 
 logger = logging.getLogger(__name__)
 
@@ -202,4 +204,19 @@ def start_or_resume(
         except Exception:  # the actor may already be gone
             logger.debug("mother actor of %s already gone", run_id)
         ray.kill(mother)
+    judge_champions(config, evolve, store, run_id)
     return EvolveResult(run_id, generations, time.perf_counter() - started)
+
+
+def judge_champions(
+    config: RedlineConfig, evolve: EvolveConfig, store: Store, run_id: str
+) -> list[PromotionRecord]:
+    """A finished run's best child per (specialty, regime) against the champions, under the
+    config's ``champions`` policy (``cluster.champions``). Outside the run's own try block: the run
+    is finished whatever the judging does, and judging it again (a resume) logs nothing twice."""
+    runs = RunStore(store)
+    if runs.require_run(run_id).status != "finished":
+        return []
+    return consider_evolution_run(
+        TrainingStore(store), runs, run_id, config.champions.to_policy(), evolve.data.timeframe
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,20 @@ def postgres_url() -> str:
             pytest.fail("REDLINE_TEST_DATABASE_URL is not set: run the suite through `make test`")
         pytest.skip("no PostgreSQL: run through `make test` (tools/with-postgres.sh)")
     return url
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """Ray started once per pytest process (2 CPUs); yields its GCS address for subprocesses.
+
+    Shared by every test package (tests/cluster, tests/serving). Not shut down: other test modules
+    may use the same session, and Ray stops with the process.
+    """
+    import ray  # here: most test modules never need Ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=True, logging_level=logging.WARNING)
+    yield ray.get_runtime_context().gcs_address
 
 
 @pytest.fixture

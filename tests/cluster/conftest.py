@@ -1,4 +1,5 @@
-"""Fixtures of the evolution tests: one Ray for the whole session, and one smoke run to compare with.
+"""Fixtures of the evolution tests: one smoke run to compare with (Ray: ``ray_session`` of
+tests/conftest.py, one per session).
 
 The smoke run (``redline evolve --config configs/evolve-smoke.yaml``, in-process) is the reference
 the fault tests measure against: the same seed must give the same genomes and scores whether a run
@@ -7,13 +8,10 @@ loses a child's process or its driver on the way.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import ray
 import yaml
 from typer.testing import CliRunner
 
@@ -24,17 +22,6 @@ from store.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_CONFIG = REPO / "configs" / "evolve-smoke.yaml"
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[str]:
-    """Ray started once per pytest process (2 CPUs); yields its GCS address for subprocesses.
-
-    Not shut down: other test modules may use the same session, and Ray stops with the process.
-    """
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=True, logging_level=logging.WARNING)
-    yield ray.get_runtime_context().gcs_address
 
 
 def sqlite_url(home: Path) -> str:

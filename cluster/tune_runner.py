@@ -1,0 +1,603 @@
+"""Trial configs run through Ray Tune: train, checkpoint, backtest the inference grid, store.
+
+:func:`run_trials` runs fixed configs (a grid or random search expanded by ``cluster.grids``) as
+one ``tune.grid_search`` over their config hashes, or a Bayesian search with Tune's
+``OptunaSearch`` whose history (``points_to_evaluate`` / ``evaluated_rewards``) is rebuilt from
+the database (:func:`optuna_history`), never from Tune's own searcher state (Tune restore has lost
+searcher state before, ray-project/ray#30861). The database is the truth: a config whose training
+run is DONE is never trained again, so running the same configs twice changes nothing, and a run
+killed at any point is resumed by running its configs again.
+
+Each trial, in its Tune worker (one CPU, actors reused between trials):
+
+1. skips a config whose queue row was paused or cancelled meanwhile, else marks it RUNNING;
+2. trains with ``agents.training.train_child`` (the function evolution uses), agent id
+   ``tr-<config_hash[:12]>``, one torch thread;
+3. writes the weights-only checkpoint ``<home>/checkpoints/tune/<config_hash>.pt`` (written beside
+   its name and renamed into place; ``agents.models.save_checkpoint``);
+4. backtests the inference grid on the out-of-sample rows (``agents.inference``);
+5. writes the training run, its inference backtests and its queue row's status in one transaction
+   (``TrainingStore.finish_training_run``), then ``tune.report``\\ s ``sharpe`` (the best inference
+   backtest's) and ``objective`` (what the Bayesian search maximizes: that Sharpe, 0.0 when no
+   inference config traded).
+
+A failed child is a FAILED row with its reason (and no file); a trial whose worker dies is recorded
+FAILED by the driver. Datasets are built once on the driver (from the store, importing the shipped
+sample when a series is missing; written under ``training_db/``) and put in the object store once
+(``tune.with_parameters``). A :class:`~ray.tune.Stopper` polls ``should_stop`` (at most every
+``poll_s`` seconds) and stops the whole experiment when it says so; trials stopped that way write
+nothing. Tune's experiment state lives under ``<home>/tune/<experiment>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from agents.dataset import Dataset
+from agents.datasets import DataSources, build_datasets, write_dataset
+from agents.inference import evaluate_inference_grid
+from agents.models import save_checkpoint
+from agents.specialties import get_specialty
+from agents.training import ChildReport, checkpoint_meta, train_child
+from cluster.grids import (
+    GridSpec,
+    compute_config_hash,
+    config_from_params,
+    inference_configs,
+    optuna_space,
+    params_of,
+)
+from store.db import Store
+from store.records import InferenceBacktestRecord, TrainingRunRecord
+from store.training import TrainingStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OUTCOME_STATUSES",
+    "TrialOutcome",
+    "checkpoint_relpath",
+    "inference_hash",
+    "optuna_history",
+    "run_trials",
+    "trial_score",
+]
+
+#: DONE / FAILED: trained now and stored. SKIPPED: already DONE in the database, not trained again.
+#: STOPPED: stopped (should_stop, or its queue row paused or cancelled) before it stored anything.
+OUTCOME_STATUSES: tuple[str, ...] = ("DONE", "FAILED", "SKIPPED", "STOPPED")
+_OBJECTIVE = "objective"
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What became of one config. ``sharpe`` is its best inference backtest's (None when FAILED or
+    no config traded); ``train_seconds`` is ``train_child``'s time, ``wall_seconds`` the trial's
+    time from Tune starting it to Tune seeing it complete (0 for SKIPPED)."""
+
+    config_hash: str
+    status: str
+    sharpe: float | None
+    train_seconds: float
+    wall_seconds: float
+    reason: str = ""
+
+
+def checkpoint_relpath(config_hash: str) -> str:
+    """Where a trained config's checkpoint lives, relative to the data root."""
+    return f"checkpoints/tune/{config_hash}.pt"
+
+
+def inference_hash(inference: Mapping[str, Any]) -> str:
+    """Identity of an inference config: the config hash of its values as floats (as
+    ``InferenceBacktestRecord.inference`` stores them, so a stored row hashes to its key)."""
+    return compute_config_hash({name: float(value) for name, value in inference.items()})
+
+
+def trial_score(backtests: Sequence[InferenceBacktestRecord]) -> float | None:
+    """The best finite inference Sharpe of a trained config (None when none is finite)."""
+    sharpes = [b.sharpe for b in backtests if b.sharpe is not None and math.isfinite(b.sharpe)]
+    return max(sharpes) if sharpes else None
+
+
+# --- one trial (runs in a Tune worker) ---------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _training_store(store_url: str, home: str) -> TrainingStore:
+    """One store per worker process: reused actors do not reopen (and re-migrate) per trial."""
+    return TrainingStore(Store.open(store_url, home=Path(home)))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(
+    config: Mapping[str, Any], config_hash: str, experiment: str, report: ChildReport | None
+) -> TrainingRunRecord:
+    """The FAILED/DONE record skeleton of a config (status FAILED until filled in)."""
+    return TrainingRunRecord(
+        config_hash=config_hash,
+        experiment=experiment,
+        specialty=str(config["specialty"]),
+        dataset=str(config["dataset"]),
+        config=json.loads(json.dumps(config)),
+        seed=int(config["seed"]),
+        status="FAILED",
+        dataset_digest=report.dataset_digest if report else "",
+        train_seconds=report.train_seconds if report else None,
+    )
+
+
+def _train_and_store(
+    config: Mapping[str, Any],
+    config_hash: str,
+    dataset: Dataset,
+    tstore: TrainingStore,
+    home: Path,
+    experiment: str,
+) -> tuple[TrainingRunRecord, list[InferenceBacktestRecord]]:
+    """Train, checkpoint, backtest and store one config; returns what was stored."""
+    genome = get_specialty(str(config["specialty"])).space.validate(config["genome"])
+    report, state = train_child(
+        dataset, genome, seed=int(config["seed"]), agent_id=f"tr-{config_hash[:12]}",
+        generation=0, fee_bps=float(config["fee_bps"]), torch_threads=1,
+    )  # fmt: skip
+    record = _record(config, config_hash, experiment, report)
+    backtests: list[InferenceBacktestRecord] = []
+    target = home / checkpoint_relpath(config_hash)
+    if not report.ok or state is None:
+        record = replace(record, reason=report.reason or "training failed")
+    else:
+        try:
+            results = evaluate_inference_grid(
+                report, dataset, inference_configs(config), fee_bps=float(config["fee_bps"])
+            )
+            backtests = [
+                InferenceBacktestRecord(
+                    config_hash=config_hash,
+                    inference_hash=inference_hash(inference),
+                    inference=dict(inference),
+                    metrics=metrics,
+                    per_regime=per_regime,
+                    sharpe=metrics.get("sharpe"),
+                )
+                for inference, metrics, per_regime in results
+            ]
+            meta = checkpoint_meta(report) | {
+                "config_hash": config_hash,
+                "experiment": experiment,
+                "config_json": json.dumps(config, sort_keys=True),
+            }
+            save_checkpoint(target, state, meta)
+            metrics = report.metrics
+            record = replace(
+                record, status="DONE", metrics=metrics, per_regime=report.per_regime,
+                sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
+                hit_rate=metrics.get("direction_hit_rate"), model_path=checkpoint_relpath(config_hash),
+                model_sha256=_file_sha256(target),
+            )  # fmt: skip
+        except Exception as exc:  # a model we cannot backtest is a result, not a crash
+            logger.warning("trial %s: %s", config_hash[:12], exc, exc_info=True)
+            record = replace(record, reason=f"backtest failed: {type(exc).__name__}: {exc}")
+            backtests = []
+    try:
+        tstore.finish_training_run(record, backtests)
+    except BaseException:
+        _remove_unrecorded(tstore, config_hash, target)
+        raise
+    if record.status != "DONE":
+        _remove_unrecorded(tstore, config_hash, target)
+    return record, backtests
+
+
+def _remove_unrecorded(tstore: TrainingStore, config_hash: str, target: Path) -> None:
+    """Delete a checkpoint no DONE row names (no orphan files)."""
+    stored = tstore.training_run(config_hash)
+    if stored is None or stored.status != "DONE":
+        target.unlink(missing_ok=True)
+
+
+def _tune_trial(
+    params: dict[str, Any],
+    *,
+    configs: dict[str, dict[str, Any]] | None,
+    spec: GridSpec | None,
+    datasets: dict[str, Dataset],
+    store_url: str,
+    home: str,
+    experiment: str,
+) -> None:
+    """The Tune function trainable (see the module doc)."""
+    from ray import tune
+
+    if configs is not None:
+        config = configs[params["config_hash"]]
+    else:
+        assert spec is not None
+        config = config_from_params(spec, params)
+    config_hash = compute_config_hash(config)
+    tstore = _training_store(store_url, home)
+    stored = tstore.training_run(config_hash)
+    if stored is not None and stored.status == "DONE":  # e.g. Optuna proposed a config again
+        score = trial_score(tstore.backtests(config_hash))
+        tune.report(_metrics(config_hash, "SKIPPED", score, 0.0, "already trained"))
+        return
+    held = {item.config_hash for item in tstore.queue_items(status=("PAUSED", "CANCELLED"))}
+    if config_hash in held:
+        tune.report(_metrics(config_hash, "STOPPED", None, 0.0, "queue paused or cancelled"))
+        return
+    tstore.set_queue_status([config_hash], "RUNNING")
+    dataset = datasets[f"{config['specialty']}/{config['dataset']}"]
+    record, backtests = _train_and_store(
+        config, config_hash, dataset, tstore, Path(home), experiment
+    )
+    score = trial_score(backtests)
+    tune.report(
+        _metrics(config_hash, record.status, score, record.train_seconds or 0.0, record.reason)
+    )
+
+
+def _metrics(
+    config_hash: str, status: str, sharpe: float | None, train_seconds: float, reason: str
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "config_hash": config_hash,
+        "status": status,
+        "sharpe": math.nan if sharpe is None else sharpe,
+        "train_seconds": train_seconds,
+        "reason": reason,
+    }
+    if status in ("DONE", "SKIPPED"):  # a failed trial gives the searcher no value (pruned)
+        metrics[_OBJECTIVE] = 0.0 if sharpe is None else sharpe
+    return metrics
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
+    from cluster.cli_data import parse_when
+    from cluster.config import load_config
+
+    def ms(value: str | None, name: str) -> int | None:
+        return None if value is None else parse_when(str(value), f"data.{name}")
+
+    return DataSources(
+        store=store,
+        exchange=specialty_data["exchange"],
+        timeframe=specialty_data["timeframe"],
+        symbols=tuple(specialty_data["symbols"]),
+        start_ms=ms(specialty_data.get("start"), "start"),
+        end_ms=ms(specialty_data.get("end"), "end"),
+        sentiment_symbol=specialty_data["symbols"][0],
+        regime_rules=load_config().regimes.to_rules(),
+    )
+
+
+def _datasets(store: Store, home: Path, configs: Sequence[Mapping[str, Any]]) -> dict[str, Dataset]:
+    """Every dataset the configs name, built once per (specialty, data), keyed
+    ``"<specialty>/<dataset>"``; the shipped sample is imported for a missing series."""
+    from cluster.ingest import ensure_sample
+    from market.series import SeriesKey
+
+    out: dict[str, Dataset] = {}
+    done: set[str] = set()
+    for config in configs:
+        key = f"{config['specialty']}/{config['dataset']}"
+        group = json.dumps([config["specialty"], config["data"]], sort_keys=True)
+        if key in out or group in done:
+            if key not in out:
+                raise ValueError(f"{key}: no such dataset is built from {config['data']}")
+            continue
+        done.add(group)
+        data = config["data"]
+        keys = [SeriesKey(data["exchange"], s, data["timeframe"]) for s in data["symbols"]]
+        if any(store.series_info(k) is None for k in keys):
+            ensure_sample(store)
+        for dataset in build_datasets(str(config["specialty"]), _sources(store, data)):
+            out[f"{config['specialty']}/{dataset.name}"] = dataset
+            write_dataset(dataset, home)
+        if key not in out:
+            raise ValueError(f"{key}: no such dataset is built from {config['data']}")
+    return out
+
+
+def optuna_history(tstore: TrainingStore, spec: GridSpec) -> list[tuple[dict[str, Any], float]]:
+    """Finished trials of an Optuna grid, rebuilt from the database as ``(config, reward)``:
+    every DONE training run of the grid's specialty and dataset whose fixed genes, seed,
+    inference grid and fees are the grid's (so it lies in the search space), rewarded with its
+    best inference Sharpe (0.0 when none traded), in the order they were trained."""
+    space = optuna_space(spec)
+    probe = config_from_params(spec, {})
+    fixed = {name: value for name, value in probe["genome"].items() if name not in space}
+    same = ("specialty", "dataset", "data", "seed", "inference", "fee_bps")
+    out: list[tuple[dict[str, Any], float]] = []
+    for run in tstore.training_runs(specialty=spec.specialty, status="DONE"):
+        config = run.config
+        if any(config.get(k) != probe[k] for k in same):
+            continue
+        if any(config["genome"].get(name) != value for name, value in fixed.items()):
+            continue
+        if not _in_space(spec, params_of(spec, config)):
+            continue
+        score = trial_score(tstore.backtests(run.config_hash))
+        out.append((config, 0.0 if score is None else score))
+    return out
+
+
+def _in_space(spec: GridSpec, params: Mapping[str, Any]) -> bool:
+    """Whether searcher params lie in the grid's searched lists and ranges (Optuna refuses a
+    warm-start point outside its distributions)."""
+    for name, value in params.items():
+        entry = spec.genome[name]
+        if isinstance(entry, list) and value not in entry:
+            return False
+        if isinstance(entry, Mapping) and not entry["low"] <= value <= entry["high"]:
+            return False
+    return True
+
+
+class _Outcomes:
+    """Driver-side Tune callback state: a TrialOutcome per trial as it completes (with its wall
+    time from start to completion), and every trial Tune started or saw fail."""
+
+    def __init__(self, on_trial: Callable[[TrialOutcome], None] | None) -> None:
+        self.on_trial = on_trial
+        self.started: dict[str, float] = {}
+        self.trials: dict[str, Any] = {}  # trial id -> Tune Trial, in start order
+        self.errored: set[str] = set()
+        self.outcomes: dict[str, TrialOutcome] = {}
+
+    def start(self, trial: Any) -> None:
+        self.started.setdefault(trial.trial_id, time.perf_counter())
+        self.trials.setdefault(trial.trial_id, trial)
+
+    def error(self, trial: Any) -> None:
+        self.trials.setdefault(trial.trial_id, trial)
+        self.errored.add(trial.trial_id)
+
+    def complete(self, trial: Any) -> None:
+        self.trials.setdefault(trial.trial_id, trial)
+        result = trial.last_result or {}
+        wall = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
+        if "status" not in result or "config_hash" not in result:
+            return  # stopped before it reported: the driver lists it as STOPPED
+        sharpe = result.get("sharpe")
+        outcome = TrialOutcome(
+            config_hash=str(result["config_hash"]),
+            status=str(result["status"]),
+            sharpe=float(sharpe) if sharpe is not None and math.isfinite(sharpe) else None,
+            train_seconds=float(result.get("train_seconds") or 0.0),
+            wall_seconds=0.0 if result["status"] == "SKIPPED" else wall,
+            reason=str(result.get("reason") or ""),
+        )
+        self.emit(trial.trial_id, outcome)
+
+    def emit(self, trial_id: str, outcome: TrialOutcome) -> None:
+        self.outcomes[trial_id] = outcome
+        if self.on_trial is not None:
+            self.on_trial(outcome)
+
+
+def _callback(outcomes: _Outcomes) -> Any:
+    from ray import tune
+
+    class OutcomeCallback(tune.Callback):
+        def on_trial_start(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            outcomes.start(trial)
+
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            outcomes.complete(trial)
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            outcomes.error(trial)
+
+    return OutcomeCallback()
+
+
+def _stopper(should_stop: Callable[[], bool], poll_s: float) -> Any:
+    from ray import tune
+
+    class ShouldStop(tune.Stopper):
+        """Stops the whole experiment once ``should_stop()`` says so (polled every ``poll_s``)."""
+
+        def __init__(self) -> None:
+            self.stopped = False
+            self.polled = -math.inf
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False  # a trial reports once, at its end
+
+        def stop_all(self) -> bool:
+            now = time.monotonic()
+            if not self.stopped and now - self.polled >= poll_s:
+                self.polled = now
+                self.stopped = bool(should_stop())
+                if self.stopped:
+                    logger.info("should_stop: stopping the Tune experiment")
+            return self.stopped
+
+    return ShouldStop()
+
+
+def run_trials(
+    configs: Sequence[Mapping[str, Any]],
+    *,
+    store_url: str,
+    home: Path,
+    experiment: str,
+    max_concurrent: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_trial: Callable[[TrialOutcome], None] | None = None,
+    search: str = "grid",
+    optuna: tuple[GridSpec, int, list[tuple[dict[str, Any], float]]] | None = None,
+    poll_s: float = 1.0,
+) -> list[TrialOutcome]:
+    """Run trial configs on Ray Tune (see the module doc); one outcome per config (per Optuna
+    trial), SKIPPED first for configs already DONE, then the others as Tune finished them and
+    STOPPED for those it did not.
+
+    ``search``: ``"grid"`` (also for expanded random searches: ``configs`` are run as given) or
+    ``"optuna"``, with ``optuna=(spec, n_trials, history)`` (``history``: finished ``(config,
+    reward)`` pairs, e.g. :func:`optuna_history`; ``configs`` is then ignored). The experiment's
+    ``runs`` row is created when missing. Ray must already be up (``cluster.session.ensure_ray``).
+    """
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    if not ray.is_initialized():
+        raise RuntimeError("run_trials needs Ray up first (cluster.session.ensure_ray)")
+    if search not in ("grid", "optuna"):
+        raise ValueError(f"search must be 'grid' or 'optuna'; got {search!r}")
+    home = Path(home).resolve()
+    store = Store.open(store_url, home=home)
+    try:
+        tstore = TrainingStore(store)
+        if tstore.runs.get_run(experiment) is None:
+            tstore.ensure_experiment(experiment, {"tune_experiment": experiment}, 0)
+        outcomes = _Outcomes(on_trial)
+        skipped: list[TrialOutcome] = []
+        pending: dict[str, dict[str, Any]] = {}
+        spec: GridSpec | None = None
+        if search == "optuna":
+            if optuna is None:
+                raise ValueError("search 'optuna' needs optuna=(spec, n_trials, history)")
+            spec, n_trials, history = optuna
+            if n_trials < 1:
+                return []
+            wanted = [config_from_params(spec, {})]
+        else:
+            for config in configs:
+                config_hash = compute_config_hash(config)
+                if config_hash in pending:
+                    continue
+                stored = tstore.training_run(config_hash)
+                if stored is not None and stored.status == "DONE":
+                    score = trial_score(tstore.backtests(config_hash))
+                    outcome = TrialOutcome(
+                        config_hash, "SKIPPED", score, 0.0, 0.0, "already trained"
+                    )
+                    skipped.append(outcome)
+                    if on_trial is not None:
+                        on_trial(outcome)
+                else:
+                    pending[config_hash] = json.loads(json.dumps(dict(config)))
+            if not pending:
+                return skipped
+            wanted = list(pending.values())
+        datasets = _datasets(store, home, wanted)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                _tune_trial, configs=pending or None, spec=spec, datasets=datasets,
+                store_url=store.url, home=str(home), experiment=experiment,
+            ),
+            {"cpu": 1},
+        )  # fmt: skip
+        if search == "optuna":
+            assert spec is not None
+            points = [params_of(spec, config) for config, _ in history]
+            searcher = OptunaSearch(
+                metric=_OBJECTIVE, mode="max", seed=spec.seed + len(points),
+                points_to_evaluate=points or None,
+                evaluated_rewards=[float(reward) for _, reward in history] or None,
+            )  # fmt: skip
+            param_space: dict[str, Any] = optuna_space(spec)
+            tune_config = tune.TuneConfig(
+                search_alg=searcher, num_samples=n_trials, max_concurrent_trials=max_concurrent,
+                reuse_actors=True, trial_dirname_creator=_dirname,
+            )  # fmt: skip
+        else:
+            param_space = {"config_hash": tune.grid_search(list(pending))}
+            tune_config = tune.TuneConfig(
+                num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                trial_dirname_creator=_dirname,
+            )  # fmt: skip
+        run_config = tune.RunConfig(
+            name=experiment, storage_path=str(home / "tune"), verbose=0,
+            stop=_stopper(should_stop, poll_s), callbacks=[_callback(outcomes)],
+            failure_config=tune.FailureConfig(max_failures=0),
+        )  # fmt: skip
+        tuner = tune.Tuner(
+            trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+        )
+        tuner.fit()  # results come from the callback and the database, not the ResultGrid
+        return skipped + _finish(outcomes, tstore, pending, spec, experiment, home)
+    finally:
+        store.close()
+
+
+def _dirname(trial: Any) -> str:
+    return str(trial.trial_id)
+
+
+def _finish(
+    outcomes: _Outcomes,
+    tstore: TrainingStore,
+    pending: Mapping[str, dict[str, Any]],
+    spec: GridSpec | None,
+    experiment: str,
+    home: Path,
+) -> list[TrialOutcome]:
+    """Outcomes in Tune's completion order, then: errored trials recorded FAILED (their worker
+    died or raised before storing a result), trials stopped while running, trials never started."""
+    done = list(outcomes.outcomes.values())
+    seen = {outcome.config_hash for outcome in done}
+    for trial_id, trial in outcomes.trials.items():
+        if trial_id in outcomes.outcomes:
+            continue
+        params = dict(trial.config or {})
+        if params.get("config_hash") in pending:
+            config = pending[params["config_hash"]]
+        elif spec is not None:
+            config = config_from_params(spec, params)
+        else:
+            continue
+        config_hash = compute_config_hash(config)
+        if config_hash in seen:
+            continue
+        seen.add(config_hash)
+        if trial_id not in outcomes.errored:
+            done.append(TrialOutcome(config_hash, "STOPPED", None, 0.0, 0.0, "stopped running"))
+            continue
+        error = trial.get_error()
+        reason = f"trial raised: {_first_line(error) if error else 'unknown error'}"
+        stored = tstore.training_run(config_hash)
+        if stored is None or stored.status != "DONE":
+            failed = replace(_record(config, config_hash, experiment, None), reason=reason)
+            tstore.finish_training_run(failed, [])
+            (home / checkpoint_relpath(config_hash)).unlink(missing_ok=True)
+        outcome = TrialOutcome(config_hash, "FAILED", None, 0.0, 0.0, reason)
+        outcomes.emit(trial_id, outcome)
+        done.append(outcome)
+    for config_hash in pending:
+        if config_hash not in seen:  # never started (the experiment was stopped first)
+            done.append(TrialOutcome(config_hash, "STOPPED", None, 0.0, 0.0, "not started"))
+    return done
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

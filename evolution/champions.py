@@ -1,0 +1,390 @@
+"""Champions per (specialty, regime) and the model lifecycle: pure rules, no Ray, no database.
+
+A **challenger** (a model's out-of-sample result in one regime) replaces the **incumbent** champion
+of that (specialty, regime) only when all of these hold (:func:`decide`):
+
+1. **Enough bars.** The challenger was scored on at least ``min_regime_bars`` out-of-sample bars
+   of the regime (default 200): fewer is too short a record to judge.
+2. **It survives the search.** Its Deflated Sharpe Ratio (``market.overfitting``, Bailey and López
+   de Prado 2014) is at least ``dsr_threshold`` (default 0.95). The DSR is the probability that
+   the true Sharpe exceeds the best Sharpe expected from the search by luck alone; it is computed
+   on the **per-period** Sharpe (annualized / ``sqrt(periods_per_year)``) with ``n_obs`` = the
+   regime's out-of-sample bars, the challenger's skewness and (non-excess) kurtosis when its
+   metrics carry them (``"skew"``, ``"kurtosis"``; else normal returns: 0 and 3), and ``n_trials``
+   and the Sharpe variance of **every config tried so far** for that specialty and regime (the
+   challenger included; ``ddof=1``, and 0 for a single trial).
+3. **It makes money.** Its out-of-sample Sharpe in the regime is positive, whatever the other
+   thresholds are set to (the smoke grids lower them): a losing model is never crowned.
+4. **It beats the champion by the margin.** Its annualized out-of-sample Sharpe in the regime
+   exceeds the incumbent's by at least ``margin`` (default 0.25). With no incumbent (or one with
+   no Sharpe) only rules 1 to 3 apply.
+
+Every :class:`Decision` carries a reason that says the numbers, e.g. ``"refused: DSR 0.41 < 0.95
+over 812 trials"``; a refusal lists every rule that failed.
+
+Lifecycle (:func:`next_stage`; ``store.records.LIFECYCLE_STAGES``)::
+
+    DISCOVERY --validated--> VALIDATION --promoted--> PAPER --live record: >= min_live_trades,
+    hit rate >= 0.5--> MATURE;  PAPER/MATURE --live record: >= min_live_trades, hit rate < 0.5-->
+    DECAY;  PAPER/MATURE/DECAY --dethroned--> RETIRED;  DECAY --live record still failing--> RETIRED
+
+- ``validated``: the DSR and bars rules pass (DISCOVERY or VALIDATION -> VALIDATION).
+- ``promoted``: made champion (DISCOVERY or VALIDATION -> PAPER; a promotion implies validation).
+- ``dethroned``: a champion (PAPER, MATURE, DECAY) replaced by a challenger -> RETIRED.
+- ``live_record(trades, hit_rate)``: the champion's live trades (issue 6 feedback). Fewer than
+  ``min_live_trades`` trades is not yet evidence: the stage stays. A recovered DECAY model stays
+  DECAY (a decayed model is never promoted back; a new champion dethrones it).
+
+RETIRED is final: every event on it is an error, as is an event a stage cannot take (e.g. a live
+record of a model that never traded). Errors name the stage, the event and the allowed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from market.overfitting import deflated_sharpe_ratio, per_period_sharpe
+from store.records import LIFECYCLE_STAGES
+
+__all__ = [
+    "EVENTS",
+    "LIVE_HIT_RATE",
+    "Candidate",
+    "ChampionPolicy",
+    "Decision",
+    "LiveRecord",
+    "decide",
+    "live_record",
+    "next_stage",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The named lifecycle events; the fourth kind of event is a :class:`LiveRecord`.
+EVENTS: tuple[str, ...] = ("validated", "promoted", "dethroned")
+#: A live hit rate below this (over ``min_live_trades`` trades or more) is decay (DESIGN.md).
+LIVE_HIT_RATE = 0.5
+
+Event = Literal["validated", "promoted", "dethroned"]
+
+
+@dataclass(frozen=True)
+class ChampionPolicy:
+    """The thresholds of the champion rules (``champions:`` in ``configs/defaults.yaml``).
+
+    ``margin`` is in annualized Sharpe; ``dsr_threshold`` a probability; ``min_regime_bars`` the
+    out-of-sample bars of a regime a challenger needs (at least 2: the DSR needs two returns);
+    ``min_live_trades`` the live trades before a live record moves a champion's stage.
+    """
+
+    margin: float = 0.25
+    dsr_threshold: float = 0.95
+    min_regime_bars: int = 200
+    min_live_trades: int = 20
+
+    def __post_init__(self) -> None:
+        if not (_real(self.margin) and math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(
+                f"ChampionPolicy.margin must be a finite number >= 0; got {self.margin!r}"
+            )
+        if not (_real(self.dsr_threshold) and 0.0 <= self.dsr_threshold <= 1.0):
+            raise ValueError(
+                f"ChampionPolicy.dsr_threshold must be between 0 and 1; got {self.dsr_threshold!r}"
+            )
+        if not (_integer(self.min_regime_bars) and self.min_regime_bars >= 2):
+            raise ValueError(
+                f"ChampionPolicy.min_regime_bars must be an integer >= 2; "
+                f"got {self.min_regime_bars!r}"
+            )
+        if not (_integer(self.min_live_trades) and self.min_live_trades >= 1):
+            raise ValueError(
+                f"ChampionPolicy.min_live_trades must be an integer >= 1; "
+                f"got {self.min_live_trades!r}"
+            )
+        object.__setattr__(self, "margin", float(self.margin))
+        object.__setattr__(self, "dsr_threshold", float(self.dsr_threshold))
+        object.__setattr__(self, "min_regime_bars", int(self.min_regime_bars))
+        object.__setattr__(self, "min_live_trades", int(self.min_live_trades))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model's out-of-sample result in one regime, as the rules see it.
+
+    ``name`` is the model's identity (``"<run_id>/<agent_id>"``), ``sharpe`` its annualized Sharpe
+    in the regime (None when it has none), ``bars`` the regime's out-of-sample bars it was scored
+    on, ``skew`` and ``kurtosis`` (non-excess, 3 for normal returns) its per-bar return moments.
+    """
+
+    name: str
+    sharpe: float | None
+    bars: int
+    skew: float = 0.0
+    kurtosis: float = 3.0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Candidate.name must be a non-empty string; got {self.name!r}")
+        if self.sharpe is not None:
+            if not _real(self.sharpe):
+                raise ValueError(
+                    f"Candidate.sharpe of {self.name!r} must be a number or None; "
+                    f"got {self.sharpe!r}"
+                )
+            sharpe = float(self.sharpe)
+            object.__setattr__(self, "sharpe", sharpe if math.isfinite(sharpe) else None)
+        if not (_integer(self.bars) and self.bars >= 0):
+            raise ValueError(
+                f"Candidate.bars of {self.name!r} must be a non-negative integer; got {self.bars!r}"
+            )
+        object.__setattr__(self, "bars", int(self.bars))
+        for name in ("skew", "kurtosis"):
+            value = getattr(self, name)
+            if not (_real(value) and math.isfinite(value)):
+                raise ValueError(
+                    f"Candidate.{name} of {self.name!r} must be a finite number; got {value!r}"
+                )
+            object.__setattr__(self, name, float(value))
+        if self.kurtosis < 1.0 + self.skew**2 - 1e-9:
+            # Sample moments always satisfy this; an excess kurtosis passed by mistake does not.
+            raise ValueError(
+                f"Candidate.kurtosis of {self.name!r} must be the non-excess kurtosis, at least "
+                f"1 + skew^2 = {1.0 + self.skew**2:.4g}; got {self.kurtosis!r}"
+            )
+        object.__setattr__(self, "metrics", dict(self.metrics))
+
+    @classmethod
+    def from_metrics(cls, name: str, metrics: Mapping[str, float]) -> Candidate:
+        """A candidate from one regime's metrics (``"sharpe"``, ``"bars"``, and ``"skew"`` and
+        ``"kurtosis"`` when present and usable, else normal returns)."""
+        sharpe = metrics.get("sharpe")
+        bars = metrics.get("bars", 0)
+        bars = int(bars) if _real(bars) and math.isfinite(bars) and bars >= 0 else 0
+        skew, kurtosis = metrics.get("skew"), metrics.get("kurtosis")
+        moments = (0.0, 3.0)
+        if (
+            skew is not None
+            and kurtosis is not None
+            and math.isfinite(skew)
+            and math.isfinite(kurtosis)
+        ):
+            if kurtosis >= 1.0 + skew**2 - 1e-9:
+                moments = (float(skew), float(kurtosis))
+            else:
+                logger.warning(
+                    "%s: skew %s and kurtosis %s are inconsistent (not sample moments with a "
+                    "non-excess kurtosis); the DSR assumes normal returns",
+                    name,
+                    skew,
+                    kurtosis,
+                )
+        return cls(
+            name=name,
+            sharpe=sharpe,
+            bars=bars,
+            skew=moments[0],
+            kurtosis=moments[1],
+            metrics=metrics,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules decided for a challenger.
+
+    ``stage`` is the challenger's lifecycle stage after the decision (PAPER when promoted,
+    VALIDATION when the DSR and bars rules passed, else DISCOVERY); ``dsr`` is None when it could
+    not be computed (no Sharpe, fewer than 2 bars); ``n_trials`` counts the configs the DSR
+    deflated by.
+    """
+
+    promote: bool
+    stage: str
+    reason: str
+    dsr: float | None
+    n_trials: int
+
+
+def decide(
+    challenger: Candidate,
+    incumbent: Candidate | None,
+    trial_sharpes: Sequence[float],
+    policy: ChampionPolicy,
+    periods_per_year: float,
+) -> Decision:
+    """Apply the champion rules (module docstring) to ``challenger`` against ``incumbent``.
+
+    ``trial_sharpes`` are the annualized Sharpes of every config tried so far for the specialty
+    and regime, the challenger's included (it is added when no value equals its Sharpe);
+    non-finite values are dropped. ``periods_per_year`` converts to per-period Sharpes
+    (``market.timeframes.bars_per_year(timeframe)``).
+    """
+    if not (_real(periods_per_year) and math.isfinite(periods_per_year) and periods_per_year > 0):
+        raise ValueError(f"periods_per_year must be a positive number; got {periods_per_year!r}")
+    if incumbent is not None and incumbent.name == challenger.name:
+        raise ValueError(
+            f"challenger {challenger.name!r} is the incumbent champion: nothing to decide"
+        )
+    trials = [float(s) for s in trial_sharpes if _real(s) and math.isfinite(s)]
+    sharpe = challenger.sharpe
+    if sharpe is not None and sharpe not in trials:
+        trials.append(sharpe)
+    n_trials = max(len(trials), 1)
+    if sharpe is None:
+        return Decision(
+            False,
+            "DISCOVERY",
+            "refused: no finite out-of-sample Sharpe in this regime",
+            None,
+            n_trials,
+        )
+
+    failures: list[str] = []
+    dsr: float | None = None
+    if not sharpe > 0:  # whatever the thresholds (the smoke grids lower them): never crown a loser
+        failures.append(f"Sharpe {sharpe:.2f} is not positive")
+    if challenger.bars < policy.min_regime_bars:
+        failures.append(f"{challenger.bars} out-of-sample bars < {policy.min_regime_bars} required")
+    if challenger.bars >= 2:
+        dsr = _dsr(challenger, trials, periods_per_year)
+        if dsr < policy.dsr_threshold:
+            failures.append(
+                f"DSR {dsr:.2f} < {policy.dsr_threshold:.2f} over {n_trials} "
+                f"{_plural(n_trials, 'trial')}"
+            )
+    validated = not failures
+    stage = next_stage("DISCOVERY", "validated") if validated else "DISCOVERY"
+
+    beat = ""
+    if incumbent is not None and incumbent.sharpe is not None:
+        gain = sharpe - incumbent.sharpe
+        if gain <= 0 or gain < policy.margin:
+            failures.append(
+                f"Sharpe {sharpe:.2f} does not beat the champion's {incumbent.sharpe:.2f} "
+                f"by the margin {policy.margin:.2f} (needs {incumbent.sharpe + policy.margin:.2f})"
+            )
+        beat = f", beats the champion's {incumbent.sharpe:.2f} by {gain:.2f} >= {policy.margin:.2f}"
+    elif incumbent is not None:
+        beat = ", the champion has no Sharpe"
+    else:
+        beat = ", no champion yet"
+
+    if failures:
+        return Decision(False, stage, "refused: " + "; ".join(failures), dsr, n_trials)
+    assert dsr is not None  # validated: bars >= min_regime_bars >= 2
+    reason = (
+        f"promoted: Sharpe {sharpe:.2f} over {challenger.bars} bars, DSR {dsr:.2f} >= "
+        f"{policy.dsr_threshold:.2f} over {n_trials} {_plural(n_trials, 'trial')}{beat}"
+    )
+    return Decision(True, next_stage(stage, "promoted"), reason, dsr, n_trials)
+
+
+def _dsr(challenger: Candidate, trials: list[float], periods_per_year: float) -> float:
+    assert challenger.sharpe is not None
+    per_trial = [per_period_sharpe(s, periods_per_year) for s in trials]
+    n = len(per_trial)
+    mean = sum(per_trial) / n
+    variance = sum((s - mean) ** 2 for s in per_trial) / (n - 1) if n > 1 else 0.0
+    return deflated_sharpe_ratio(
+        per_period_sharpe(challenger.sharpe, periods_per_year),
+        challenger.bars,
+        n_trials=n,
+        sharpe_variance=variance,
+        skew=challenger.skew,
+        kurtosis=challenger.kurtosis,
+    )
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    """A champion's live trading so far: how many trades, and the share that made money."""
+
+    trades: int
+    hit_rate: float
+
+    def __post_init__(self) -> None:
+        if not (_integer(self.trades) and self.trades >= 0):
+            raise ValueError(
+                f"live_record trades must be a non-negative integer; got {self.trades!r}"
+            )
+        if not (_real(self.hit_rate) and 0.0 <= self.hit_rate <= 1.0):
+            raise ValueError(f"live_record hit_rate must be between 0 and 1; got {self.hit_rate!r}")
+        object.__setattr__(self, "trades", int(self.trades))
+        object.__setattr__(self, "hit_rate", float(self.hit_rate))
+
+
+def live_record(trades: int, hit_rate: float) -> LiveRecord:
+    """The ``live_record(trades, hit_rate)`` event of :func:`next_stage`."""
+    return LiveRecord(trades, hit_rate)
+
+
+_NAMED: dict[str, dict[str, str]] = {
+    "validated": {"DISCOVERY": "VALIDATION", "VALIDATION": "VALIDATION"},
+    "promoted": {"DISCOVERY": "PAPER", "VALIDATION": "PAPER"},
+    "dethroned": {"PAPER": "RETIRED", "MATURE": "RETIRED", "DECAY": "RETIRED"},
+}
+_TRADING = ("PAPER", "MATURE", "DECAY")
+
+
+def next_stage(
+    stage: str, event: Event | LiveRecord, *, policy: ChampionPolicy | None = None
+) -> str:
+    """The stage a model in ``stage`` moves to on ``event`` (module docstring).
+
+    ``event`` is ``"validated"``, ``"promoted"``, ``"dethroned"`` or a :func:`live_record`;
+    ``policy`` gives ``min_live_trades`` (default :class:`ChampionPolicy`'s). Raises ValueError
+    on an unknown stage or event and on an event the stage cannot take.
+    """
+    if stage not in LIFECYCLE_STAGES:
+        raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
+    if isinstance(event, LiveRecord):
+        if stage not in _TRADING:
+            raise ValueError(
+                f"a live record needs a champion that trades ({', '.join(_TRADING)}); "
+                f"got stage {stage!r}"
+            )
+        minimum = (policy or ChampionPolicy()).min_live_trades
+        if event.trades < minimum:
+            return stage  # not yet evidence either way
+        failing = event.hit_rate < LIVE_HIT_RATE
+        if stage == "DECAY":
+            return "RETIRED" if failing else "DECAY"
+        if failing:
+            return "DECAY"
+        return "MATURE"
+    if event not in _NAMED:
+        raise ValueError(
+            f"event must be one of {', '.join(EVENTS)} or a live_record(trades, hit_rate); "
+            f"got {event!r}"
+        )
+    moves = _NAMED[event]
+    if stage not in moves:
+        raise ValueError(
+            f"event {event!r} cannot move a model in stage {stage!r}; it applies to "
+            f"{', '.join(moves)}"
+        )
+    return moves[stage]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
