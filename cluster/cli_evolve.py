@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.cli_state import CliState, make_console, open_store
+from cluster.cli_state import CliState, make_console, open_store, status_progress
 from cluster.config import load_config
 from evolution.brain import latest_brain
 from evolution.mother import Progress as MotherProgress
@@ -36,14 +35,7 @@ def evolve_cmd(
             "redline evolve needs --config FILE with an 'evolve' section, or --resume RUN_ID"
         )
     store = open_store(state)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
+    with status_progress(console) as bars:
         task = bars.add_task("preparing datasets", total=None, status="")
 
         def show(progress: MotherProgress) -> None:

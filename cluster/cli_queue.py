@@ -14,16 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Column, Table
 
-from cluster.cli_state import CliState, make_console, open_store
+from cluster.cli_state import CliState, make_console, open_store, status_progress
 from store.records import QUEUE_STATUSES
 
 if TYPE_CHECKING:
@@ -80,14 +75,7 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
     ensure_ray()
     # Tune's newer console output prints its own tables even at verbose=0; the bars below say it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bars:
+    with status_progress(console) as bars:
         tasks: dict[str, TaskID] = {}
 
         def show(progress: QueueProgress) -> None:

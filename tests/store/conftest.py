@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from market.series import SeriesKey
 from store.db import Store
 from tests.conftest import shared_data_dir
+from tests.store.rows import Clock
 
 BTC_1H = SeriesKey("binance", "BTC/USDT", "1h")
 ETH_1H = SeriesKey("binance", "ETH/USDT", "1h")
@@ -88,3 +89,9 @@ def fresh_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 def store(fresh_url: str) -> Iterator[Store]:
     with Store.open(fresh_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A frozen UTC clock for the repositories' stamps (``tests.store.rows.Clock``)."""
+    return Clock()

@@ -18,6 +18,7 @@ from store.db import Store
 from store.engine import create_store_engine
 from store.models import Base, MarketData, RegimeDefinition
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
+from tests.store.rows import count_rows
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -45,11 +46,6 @@ def _yaml_rules(path: Path) -> RegimeRules:
     return RegimeRules(section["window"], tuple(RegimeRule(**rule) for rule in section["rules"]))
 
 
-def _count(store: Store, model: type[Base]) -> int:
-    with store.engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
-
-
 def _tables(url: str) -> set[str]:
     engine = create_store_engine(url)
     try:
@@ -61,7 +57,7 @@ def _tables(url: str) -> set[str]:
 def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(store: Store) -> None:
     expected = _yaml_rules(REPO / "configs" / "defaults.yaml")
     assert store.regime_rules() == expected
-    assert _count(store, RegimeDefinition) == 4
+    assert count_rows(store, RegimeDefinition) == 4
     # The YAML's wording, not the built-in defaults': the seed really read the file.
     assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
     assert migrate.current_revision(store.engine) == migrate.head_revision() == "0005"
@@ -74,8 +70,8 @@ def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
     assert migrate.upgrade(fresh_url) == "0005"
     with Store.open(fresh_url) as again:
         assert again.upgrade() == "0005"
-    assert _count(store, RegimeDefinition) == 4
-    assert _count(store, MarketData) == 744
+    assert count_rows(store, RegimeDefinition) == 4
+    assert count_rows(store, MarketData) == 744
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     assert versions == [("0005",)]
@@ -100,7 +96,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     assert _tables(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
-        assert _count(store, RegimeDefinition) == 4
+        assert count_rows(store, RegimeDefinition) == 4
         assert store.regime_rules() == _yaml_rules(REPO / "configs" / "defaults.yaml")
 
 
@@ -143,7 +139,7 @@ def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
     )
     store.sync_regime_definitions(rules)
     assert store.regime_rules() == rules
-    assert _count(store, RegimeDefinition) == 4
+    assert count_rows(store, RegimeDefinition) == 4
     store.sync_regime_definitions(RegimeRules())
     assert store.regime_rules() == RegimeRules()
 
@@ -175,8 +171,8 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     assert all(isinstance(outcome, int) for outcome in outcomes), outcomes
     assert sum(outcomes) == 744
     with Store.open(fresh_url) as store:
-        assert _count(store, MarketData) == 744
-        assert _count(store, RegimeDefinition) == 4
+        assert count_rows(store, MarketData) == 744
+        assert count_rows(store, RegimeDefinition) == 4
         assert migrate.current_revision(store.engine) == "0005"
 
 

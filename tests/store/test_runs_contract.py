@@ -10,16 +10,15 @@ with its metrics per regime of the store's own regime rules.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect
 
 from agents.genome import Genome
 from agents.specialties import get_specialty
@@ -32,7 +31,7 @@ from market.regimes import classify_regimes
 from store import migrate
 from store.db import Store
 from store.engine import create_store_engine
-from store.models import Agent, Base, Generation, Kill, MarketData, RegimeBestModel, Run
+from store.models import Agent, Generation, Kill, MarketData, RegimeBestModel, Run
 from store.records import (
     AgentRecord,
     GenerationRecord,
@@ -42,6 +41,7 @@ from store.records import (
 )
 from store.runs import NotFoundError, RunStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, MAR_2020, real_candles
+from tests.store.rows import Clock, count_rows, record_content
 
 SPECIALTY = "technical_analyst"
 SPACE = get_specialty(SPECIALTY).space
@@ -57,42 +57,9 @@ DATASET_DIGEST = "9b2e4f6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e
 POPULATION_TABLES = {"runs", "agents", "generations", "kills", "regime_best_models"}
 
 
-class Clock:
-    """A frozen UTC clock the tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 4, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: int = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def runs(store: Store, clock: Clock) -> RunStore:
     return RunStore(store, clock=clock)
-
-
-def _count(store: Store, model: type[Base], **where: Any) -> int:
-    query = select(func.count()).select_from(model)
-    for name, value in where.items():
-        query = query.where(getattr(model, name) == value)
-    with store.engine.connect() as connection:
-        return int(connection.execute(query).scalar_one())
-
-
-def _content(record: Any) -> str:
-    """A record without its store-made stamps, as text (NaN compares equal to NaN here)."""
-    fields = {k: v for k, v in asdict(record).items() if k not in {"created_at", "updated_at"}}
-    return json.dumps(fields, sort_keys=True, default=str)
 
 
 def _run(run_id: str = "evo-20240401-a", config_hash: str = CONFIG_HASH) -> RunRecord:
@@ -225,7 +192,7 @@ def _generation(run_id: str, generation: int, **changes: Any) -> GenerationRecor
 
 def test_run_round_trip_listing_and_updates(runs: RunStore, clock: Clock) -> None:
     created = runs.create_run(_run())
-    assert _content(created) == _content(_run())
+    assert record_content(created) == record_content(_run())
     assert created.created_at == created.updated_at == clock.now
     assert created.config == CONFIG and created.dataset_digests == {SPECIALTY: DATASET_DIGEST}
     assert runs.get_run("evo-20240401-a") == created
@@ -254,14 +221,14 @@ def test_create_run_is_idempotent_and_refuses_another_config(runs: RunStore, sto
     runs.update_run(first.run_id, generations_done=2)
     again = runs.create_run(_run())  # a resume: the stored run, progress kept
     assert again.generations_done == 2 and again.created_at == first.created_at
-    assert _count(store, Run) == 1
+    assert count_rows(store, Run) == 1
     with pytest.raises(
         ValueError,
         match=rf"run_id 'evo-20240401-a' already exists with config_hash '{CONFIG_HASH}'; "
         rf"got '{OTHER_HASH}'",
     ):
         runs.create_run(_run(config_hash=OTHER_HASH))
-    assert runs.get_run(first.run_id) == again and _count(store, Run) == 1
+    assert runs.get_run(first.run_id) == again and count_rows(store, Run) == 1
 
 
 def test_run_values_are_checked(runs: RunStore) -> None:
@@ -294,9 +261,9 @@ def test_agent_upserts_are_idempotent_and_keep_results(
     born_at = clock.now
     clock.tick()
     runs.upsert_agents(births)  # the resume rewrites the births: nothing changes
-    assert _count(store, Agent) == 4
+    assert count_rows(store, Agent) == 4
     stored = runs.agents(run_id)
-    assert [_content(a) for a in stored] == [_content(a) for a in births]
+    assert [record_content(a) for a in stored] == [record_content(a) for a in births]
     assert {(a.created_at, a.updated_at) for a in stored} == {(born_at, born_at)}
 
     scored_at = clock.tick()
@@ -305,9 +272,9 @@ def test_agent_upserts_are_idempotent_and_keep_results(
     clock.tick()
     runs.upsert_agents(scored)
     runs.upsert_agents(births)  # a PENDING birth never overwrites a result
-    assert _count(store, Agent) == 4
+    assert count_rows(store, Agent) == 4
     stored = runs.agents(run_id)
-    assert [_content(a) for a in stored] == [_content(a) for a in scored]
+    assert [record_content(a) for a in stored] == [record_content(a) for a in scored]
     assert {(a.created_at, a.updated_at) for a in stored} == {(born_at, scored_at)}
     first = runs.require_agent("ta-g000-000", run_id=run_id)
     assert first.status == "OK" and first.sharpe == scored[0].metrics["sharpe"]
@@ -333,7 +300,7 @@ def test_agent_upserts_are_idempotent_and_keep_results(
     )  # fmt: skip
     assert all(math.isnan(value) for value in again.objectives)
     assert math.isnan(again.metrics["sharpe"]) and again.metrics["sortino"] == math.inf
-    assert _count(store, Agent) == 4
+    assert count_rows(store, Agent) == 4
 
 
 def test_an_agents_birth_never_changes(runs: RunStore, store: Store) -> None:
@@ -360,7 +327,7 @@ def test_an_agents_birth_never_changes(runs: RunStore, store: Store) -> None:
     assert runs.require_agent("ta-g001-001", run_id=run_id).sharpe != 9.0
     with pytest.raises(ValueError, match=r"genome_digest of 'ta-g001-000' must be the SHA-256"):
         replace(child, genome_digest=OTHER_HASH)
-    assert _count(store, Agent) == len(lineage)
+    assert count_rows(store, Agent) == len(lineage)
 
 
 def test_agent_lookups_name_the_id_and_the_run(runs: RunStore) -> None:
@@ -418,7 +385,7 @@ def test_kill_sets_killed_generation_and_alive_at(runs: RunStore, store: Store) 
             KillRecord(run_id, "ta-g002-002", 2, "FAILED", "loss became NaN at epoch 3"),
         ]
     )
-    assert _count(store, Kill) == 3
+    assert count_rows(store, Kill) == 3
     assert [(k.agent_id, k.generation, k.reason) for k in runs.kills(run_id)] == [
         ("ta-g000-002", 0, "LOW_HIT_RATE"),
         ("ta-g001-001", 1, "DOMINATED"),
@@ -448,7 +415,7 @@ def test_kill_sets_killed_generation_and_alive_at(runs: RunStore, store: Store) 
     # A corrected kill updates in place.
     runs.record_kill(replace(kill, generation=1, reason="DOMINATED", detail="re-scored"))
     assert runs.require_agent("ta-g000-002", run_id=run_id).killed_generation == 1
-    assert runs.kills(run_id)[0].reason == "DOMINATED" and _count(store, Kill) == 3
+    assert runs.kills(run_id)[0].reason == "DOMINATED" and count_rows(store, Kill) == 3
 
     with pytest.raises(
         ValueError,
@@ -464,7 +431,7 @@ def test_kill_sets_killed_generation_and_alive_at(runs: RunStore, store: Store) 
         match=r"KillRecord.reason must be one of FAILED, LOW_HIT_RATE, DOMINATED; got 'OLD'",
     ):
         KillRecord(run_id, "ta-g000-000", 0, "OLD")
-    assert _count(store, Kill) == 3
+    assert count_rows(store, Kill) == 3
 
 
 # -- lineage -------------------------------------------------------------------------------------
@@ -488,7 +455,9 @@ def test_ancestors_walk_back_to_generation_zero_each_once(runs: RunStore) -> Non
     assert ids("ta-g001-001") == ["ta-g000-001", "ta-g000-002"]
     assert ids("ta-g000-000") == []
     ancestors = runs.ancestors("ta-g002-000")
-    assert [_content(a) for a in ancestors] == [_content(lineage[a]) for a in ids("ta-g002-000")]
+    assert [record_content(a) for a in ancestors] == [
+        record_content(lineage[a]) for a in ids("ta-g002-000")
+    ]
     assert ancestors[0].operators == lineage["ta-g001-000"].operators
     assert ancestors[0].operators[0].startswith("cxSimulatedBinaryBounded(")
 
@@ -525,10 +494,10 @@ def test_ancestors_stay_in_their_run_and_end_at_missing_parents(runs: RunStore) 
 
 def _population_counts(store: Store) -> tuple[int, int, int, int]:
     return (
-        _count(store, Agent),
-        _count(store, Kill),
-        _count(store, Generation),
-        _count(store, RegimeBestModel),
+        count_rows(store, Agent),
+        count_rows(store, Kill),
+        count_rows(store, Generation),
+        count_rows(store, RegimeBestModel),
     )
 
 
@@ -607,7 +576,7 @@ def test_generations_upsert_in_place_in_order(runs: RunStore, store: Store, cloc
         2,
         ("ta-g001-000", "ta-g001-002"),
     )
-    assert again.finished_at == corrected_at and _count(store, Generation) == 3
+    assert again.finished_at == corrected_at and count_rows(store, Generation) == 3
     # A generation where no child was usable has no fitness at all.
     runs.record_generation(
         _generation(run_id, 2, best_fitness=math.nan, median_fitness=None, best_agent_id=None)
@@ -634,7 +603,7 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
         runs.set_regime_best(best[regime])
         runs.set_regime_best(best[regime])
     runs.set_regime_best(replace(best["calm_ranging"], run_id=run_b))
-    assert _count(store, RegimeBestModel) == 5
+    assert count_rows(store, RegimeBestModel) == 5
     stored = runs.regime_best(run_a)
     assert [r.regime for r in stored] == [
         "bear_trending",
@@ -643,8 +612,8 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
         "volatile_ranging",
     ]
     assert all(r.stage == "DISCOVERY" for r in stored)
-    assert [_content(r) for r in stored] == [
-        _content(replace(best[r.regime], updated_at=r.updated_at)) for r in stored
+    assert [record_content(r) for r in stored] == [
+        record_content(replace(best[r.regime], updated_at=r.updated_at)) for r in stored
     ]
     assert [r.run_id for r in runs.regime_best()] == [run_a] * 4 + [run_b]
 
@@ -652,7 +621,7 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
         best["bull_trending"], agent_id="ta-g002-001", sharpe=3.25, stage="VALIDATION"
     )
     runs.set_regime_best(challenger)
-    assert _count(store, RegimeBestModel) == 5
+    assert count_rows(store, RegimeBestModel) == 5
     now = runs.regime_best(run_a)[1]
     assert (now.agent_id, now.sharpe, now.stage) == ("ta-g002-001", 3.25, "VALIDATION")
     with pytest.raises(
@@ -692,7 +661,7 @@ def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
     assert not _tables(fresh_url) & POPULATION_TABLES
     with Store.open(fresh_url) as store:  # opening migrates back to head
         assert migrate.current_revision(store.engine) == migrate.head_revision()
-        assert _count(store, MarketData) == 744 and store.regime_rules().window == "7d"
+        assert count_rows(store, MarketData) == 744 and store.regime_rules().window == "7d"
         runs = RunStore(store)
         assert runs.list_runs() == [] and runs.regime_best() == []
         runs.create_run(_run())

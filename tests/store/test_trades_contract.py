@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from store.db import Store
 from store.models import Prediction, Trade, TradeAttribution
@@ -27,7 +26,8 @@ from store.records import (
 from store.runs import NotFoundError
 from store.trades import FeedbackConflictError, TradesStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
-from tests.store.test_runs_contract import Clock, _run
+from tests.store.rows import Clock, count_rows
+from tests.store.test_runs_contract import _run
 
 VERSION = "3f9a1c2b7d4e"
 REGIME = "bull_trending"
@@ -36,11 +36,6 @@ MEMBERS = (
     PredictionMember("evo-20240401-a", "vh-g001-000", "volume_hunter", REGIME, 1, -1, 0.3),
     PredictionMember("tune-5f1c0f0b8e7d", "tr-5f1c0f0b8e7d", "volume_hunter", REGIME, 0, 0, 0.1),
 )
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -90,11 +85,6 @@ def _by_sign(prediction: PredictionRecord, trade: TradeRecord) -> list[Attributi
     ]
 
 
-def _count(store: Store, model: Any) -> int:
-    with store.engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
-
-
 # -- predictions -----------------------------------------------------------------------------------
 
 
@@ -107,7 +97,7 @@ def test_a_prediction_is_remembered_once(trades: TradesStore, store: Store, cloc
     clock.tick()
     # Written again (a retried write) it changes nothing, not even created_at.
     assert trades.record_prediction("req-1", VERSION, MEMBERS, regime=REGIME) == stored
-    assert _count(store, Prediction) == 1
+    assert count_rows(store, Prediction) == 1
     with pytest.raises(ValueError, match=r"request_id 'req-1' already names another prediction"):
         trades.record_prediction("req-1", VERSION, MEMBERS[:1], regime=REGIME)
 
@@ -116,6 +106,32 @@ def test_a_prediction_is_remembered_once(trades: TradesStore, store: Store, cloc
     assert trades.record_prediction("req-2", VERSION, as_dicts, regime=REGIME).members == MEMBERS
     # No live regime, nobody voted: remembered too (feedback on it attributes to nobody).
     assert trades.record_prediction("req-3", VERSION, []).regime == "unknown"
+
+
+def test_a_batch_of_predictions_is_one_write(
+    trades: TradesStore, store: Store, clock: Clock
+) -> None:
+    as_dicts = [{k: v for k, v in m.to_dict().items() if k != "regime"} for m in MEMBERS]
+    stored = trades.record_predictions(
+        [("req-1", VERSION, MEMBERS, REGIME), ("req-2", VERSION, as_dicts, REGIME),
+         ("req-3", VERSION, [], "")]
+    )  # fmt: skip
+    assert stored == [
+        PredictionRecord("req-1", VERSION, REGIME, MEMBERS, clock.now),
+        PredictionRecord("req-2", VERSION, REGIME, MEMBERS, clock.now),
+        PredictionRecord("req-3", VERSION, "unknown", (), clock.now),
+    ]
+    assert [trades.prediction(f"req-{i}") for i in (1, 2, 3)] == stored
+    assert trades.record_predictions([]) == []
+    clock.tick()
+    # Written again it changes nothing; one conflicting row refuses the whole batch.
+    assert trades.record_predictions([("req-1", VERSION, MEMBERS, REGIME)]) == stored[:1]
+    with pytest.raises(ValueError, match=r"request_id 'req-2' already names another prediction"):
+        trades.record_predictions(
+            [("req-4", VERSION, MEMBERS, REGIME), ("req-2", VERSION, MEMBERS[:1], REGIME)]
+        )
+    assert trades.prediction("req-4") is None
+    assert count_rows(store, Prediction) == 3
 
 
 def test_bad_members_name_the_field(trades: TradesStore) -> None:
@@ -169,7 +185,7 @@ def test_feedback_is_stored_with_its_attribution_once(
     again = trades.record_feedback(trade, _by_sign)
     assert again.duplicate and again.trade == first.trade
     assert again.attributions == first.attributions
-    assert (_count(store, Trade), _count(store, TradeAttribution)) == (1, 3)
+    assert (count_rows(store, Trade), count_rows(store, TradeAttribution)) == (1, 3)
 
     # Another trade on the same prediction is refused, and changes nothing.
     with pytest.raises(FeedbackConflictError, match=r"request_id 'req-1' already has another"):
@@ -183,7 +199,7 @@ def test_feedback_needs_the_prediction_it_acted_on(trades: TradesStore, store: S
     trades.record_prediction("req-1", VERSION, MEMBERS, regime=REGIME)
     with pytest.raises(ValueError, match=r"model_version must be the one request 'req-1' was"):
         trades.record_feedback(replace(_trade("req-1"), model_version="0000aaaa"), _by_sign)
-    assert _count(store, Trade) == 0
+    assert count_rows(store, Trade) == 0
 
 
 def test_a_failing_attribution_leaves_no_trade(trades: TradesStore, store: Store) -> None:
@@ -195,7 +211,7 @@ def test_a_failing_attribution_leaves_no_trade(trades: TradesStore, store: Store
 
     with pytest.raises(ValueError, match=r"attribute must give rows of trade"):
         trades.record_feedback(_trade("req-1"), broken)
-    assert (_count(store, Trade), _count(store, TradeAttribution)) == (0, 0)
+    assert (count_rows(store, Trade), count_rows(store, TradeAttribution)) == (0, 0)
     # The report can then be made for real.
     assert not trades.record_feedback(_trade("req-1"), _by_sign).duplicate
 
@@ -237,7 +253,7 @@ def test_concurrent_reports_of_one_trade_store_it_once(store: Store) -> None:
         worker.join(timeout=60)
     assert errors == []
     assert sorted(results) == [False, True, True, True]
-    assert (_count(store, Trade), _count(store, TradeAttribution)) == (1, 3)
+    assert (count_rows(store, Trade), count_rows(store, TradeAttribution)) == (1, 3)
 
 
 # -- the champions' live stage ---------------------------------------------------------------------

@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import bindparam, func, inspect, select, text, update
+from sqlalchemy import bindparam, inspect, text, update
 from sqlalchemy.exc import IntegrityError
 
 from market.backtest import backtest_many
@@ -29,7 +29,6 @@ from store import migrate
 from store.db import Store
 from store.engine import create_store_engine
 from store.models import (
-    Base,
     InferenceBacktest,
     Promotion,
     RegimeBestModel,
@@ -48,7 +47,8 @@ from store.records import (
 from store.runs import NotFoundError
 from store.training import TrainingStore
 from tests.store.conftest import BTC_1H, JAN_2020, MAR_2020, real_candles
-from tests.store.test_runs_contract import Clock, _generation, _lineage, _run
+from tests.store.rows import Clock, count_rows, record_content
+from tests.store.test_runs_contract import _generation, _lineage, _run
 
 SPECIALTY = "technical_analyst"
 EXPERIMENT = "tune-5f1c0f0b8e7d"
@@ -61,27 +61,8 @@ TRAINING_TABLES = {"training_runs", "inference_backtests", "training_queue", "pr
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def tstore(store: Store, clock: Clock) -> TrainingStore:
     return TrainingStore(store, clock=clock)
-
-
-def _count(store: Store, model: type[Base], **where: Any) -> int:
-    query = select(func.count()).select_from(model)
-    for name, value in where.items():
-        query = query.where(getattr(model, name) == value)
-    with store.engine.connect() as connection:
-        return int(connection.execute(query).scalar_one())
-
-
-def _content(record: Any) -> str:
-    """A record without its store-made stamps, as text (NaN compares equal to NaN here)."""
-    fields = {k: v for k, v in asdict(record).items() if k not in {"created_at", "updated_at"}}
-    return json.dumps(fields, sort_keys=True, default=str)
 
 
 def _hash(value: Any) -> str:
@@ -183,12 +164,12 @@ def _experiment(tstore: TrainingStore, run_id: str = EXPERIMENT) -> None:
 def test_ensure_experiment_is_idempotent(tstore: TrainingStore, store: Store) -> None:
     _experiment(tstore)
     _experiment(tstore)
-    assert _count(store, Run) == 1
+    assert count_rows(store, Run) == 1
     run = tstore.runs.require_run(EXPERIMENT)
     assert (run.generations_planned, run.root_seed, run.config["grid_hash"]) == (0, 7, GRID_HASH)
     with pytest.raises(ValueError, match=rf"run_id '{EXPERIMENT}' already exists with config_hash"):
         tstore.ensure_experiment(EXPERIMENT, {"grid": {"name": "other"}}, 7)
-    assert _count(store, Run) == 1
+    assert count_rows(store, Run) == 1
 
 
 def test_finish_training_run_is_one_idempotent_transaction(
@@ -205,10 +186,10 @@ def test_finish_training_run_is_one_idempotent_transaction(
     tstore.finish_training_run(record, backtests)
     clock.tick()
     tstore.finish_training_run(record, backtests)  # the trial reports again: nothing changes
-    assert _count(store, TrainingRun) == 1
-    assert _count(store, InferenceBacktest) == len(THRESHOLDS) * len(SIZES)
+    assert count_rows(store, TrainingRun) == 1
+    assert count_rows(store, InferenceBacktest) == len(THRESHOLDS) * len(SIZES)
     stored = tstore.require_training_run(record.config_hash)
-    assert _content(stored) == _content(record)
+    assert record_content(stored) == record_content(record)
     assert stored.updated_at == finished_at and stored.agent_id == f"tr-{record.config_hash[:12]}"
     assert tstore.queue_items()[0].status == "DONE"
     assert {b.inference_hash for b in tstore.backtests(record.config_hash)} == {
@@ -219,14 +200,14 @@ def test_finish_training_run_is_one_idempotent_transaction(
 
     # A rerun with a smaller inference grid leaves exactly its backtests.
     tstore.finish_training_run(record, backtests[:2])
-    assert _count(store, InferenceBacktest) == 2
+    assert count_rows(store, InferenceBacktest) == 2
     tstore.finish_training_run(record, backtests)
 
     # DONE is final: a duplicate trial that failed, or a late RUNNING mark, keeps the result.
     tstore.finish_training_run(replace(record, status="FAILED", reason="OOM"), [])
     tstore.upsert_training_run(replace(record, status="RUNNING", sharpe=None))
-    assert _content(tstore.require_training_run(record.config_hash)) == _content(stored)
-    assert _count(store, InferenceBacktest) == 6 and tstore.queue_items()[0].status == "DONE"
+    assert record_content(tstore.require_training_run(record.config_hash)) == record_content(stored)
+    assert count_rows(store, InferenceBacktest) == 6 and tstore.queue_items()[0].status == "DONE"
 
 
 def test_training_run_checks_and_lifecycle(tstore: TrainingStore, store: Store) -> None:
@@ -235,7 +216,7 @@ def test_training_run_checks_and_lifecycle(tstore: TrainingStore, store: Store) 
         NotFoundError, match=rf"experiment '{EXPERIMENT}' does not exist; ensure_experiment first"
     ):
         tstore.finish_training_run(record, backtests)
-    assert _count(store, TrainingRun) == 0
+    assert count_rows(store, TrainingRun) == 0
     _experiment(tstore)
     with pytest.raises(ValueError, match=r"status must be DONE or FAILED; got 'RUNNING'"):
         tstore.finish_training_run(replace(record, status="RUNNING"), backtests)
@@ -249,7 +230,7 @@ def test_training_run_checks_and_lifecycle(tstore: TrainingStore, store: Store) 
         replace(record, config_hash="f" * 65)
     with pytest.raises(ValueError, match=r"TrainingRunRecord.kept must be True or False; got 1"):
         replace(record, kept=1)
-    assert _count(store, TrainingRun) == 0
+    assert count_rows(store, TrainingRun) == 0
 
     tstore.finish_training_run(record, backtests)
     tstore.set_stage(record.config_hash, "VALIDATION")
@@ -271,7 +252,7 @@ def test_training_run_checks_and_lifecycle(tstore: TrainingStore, store: Store) 
 
     assert tstore.delete_training_run(record.config_hash) is True
     assert tstore.delete_training_run(record.config_hash) is False
-    assert _count(store, InferenceBacktest) == 0 and _count(store, TrainingRun) == 1
+    assert count_rows(store, InferenceBacktest) == 0 and count_rows(store, TrainingRun) == 1
 
 
 # -- the queue -----------------------------------------------------------------------------------
@@ -285,7 +266,7 @@ def test_enqueue_skips_queued_and_done_configs(tstore: TrainingStore, store: Sto
     # Config 4 was trained elsewhere (DONE) and config 5 is listed twice.
     tstore.finish_training_run(*_trained(4))
     assert tstore.enqueue([items[5], items[4], items[0], items[5]]) == (1, 3)
-    assert _count(store, TrainingQueueItem) == 5
+    assert count_rows(store, TrainingQueueItem) == 5
     queued = tstore.queue_items()
     assert [q.config_hash for q in queued] == [items[i].config_hash for i in (0, 1, 2, 3, 5)]
     assert [q.position for q in queued] == [0, 1, 2, 3, 4]
@@ -338,7 +319,7 @@ def test_pause_resume_cancel(tstore: TrainingStore, store: Store) -> None:
     assert tstore.queue_counts()["CANCELLED"] == 4 and tstore.queue_counts()["DONE"] == 1
     # No half-written rows: config 1's RUNNING row is gone, config 0's result stays.
     assert [r.config_hash for r in tstore.training_runs()] == [hashes[0]]
-    assert _count(store, InferenceBacktest) == 6
+    assert count_rows(store, InferenceBacktest) == 6
     assert tstore.cancel_queue() == []
     assert tstore.set_queue_status(hashes, "RUNNING") == 0  # cancelled: only back to QUEUED
     assert tstore.enqueue(items) == (4, 1)
@@ -405,7 +386,7 @@ def test_promote_swaps_the_champion_atomically(
     assert [c.model for c in tstore.champions()] == [second.model]
     old = tstore.regime_best(EXPERIMENT)[0]
     assert (old.agent_id, old.is_champion, old.stage) == (first.agent_id, False, "RETIRED")
-    assert _count(store, RegimeBestModel, is_champion=True) == 1
+    assert count_rows(store, RegimeBestModel, is_champion=True) == 1
     log = tstore.promotions(specialty=SPECIALTY, regime=regime)
     assert [(p.decision, p.challenger, p.incumbent) for p in log] == [
         ("PROMOTED", first.model, None),
@@ -421,7 +402,7 @@ def test_promote_swaps_the_champion_atomically(
             _decision(replace(first, run_id="tune-missing"), second),
         )
     assert [c.model for c in tstore.champions()] == [second.model]
-    assert _count(store, Promotion) == 2
+    assert count_rows(store, Promotion) == 2
 
     # The partial unique index refuses a second champion, whatever writes it.
     with pytest.raises(IntegrityError), store.engine.begin() as connection:
@@ -430,7 +411,7 @@ def test_promote_swaps_the_champion_atomically(
             .where(RegimeBestModel.run_id == EXPERIMENT)
             .values(is_champion=True)
         )
-    assert _count(store, RegimeBestModel, is_champion=True) == 1
+    assert count_rows(store, RegimeBestModel, is_champion=True) == 1
     # ... but not a champion of another regime.
     other = _candidate(0, "bear_trending")
     tstore.promote(other, _decision(other, None))
@@ -476,7 +457,7 @@ def test_refuse_logs_and_keeps_the_champion(tstore: TrainingStore, store: Store)
         ValueError, match=r"PromotionRecord.decision must be one of PROMOTED, REFUSED"
     ):
         replace(_decision(challenger, champion), decision="MAYBE")
-    assert _count(store, Promotion) == 3
+    assert count_rows(store, Promotion) == 3
 
 
 def test_the_mother_never_demotes_a_champion(tstore: TrainingStore, store: Store) -> None:
@@ -501,7 +482,7 @@ def test_the_mother_never_demotes_a_champion(tstore: TrainingStore, store: Store
     runs.record_generation_outcome(_generation(run_id, 0), g0, [], [mothers])
     runs.set_regime_best(replace(mothers, agent_id="ta-g000-003", sharpe=9.0))
     assert tstore.champion(SPECIALTY, regime) == crowned
-    assert _count(store, RegimeBestModel) == 1
+    assert count_rows(store, RegimeBestModel) == 1
     with pytest.raises(ValueError, match=r"is_champion must be False; got True"):
         runs.set_regime_best(replace(mothers, is_champion=True))
     # Rows that are not the champion still follow the Mother.

@@ -1,0 +1,41 @@
+"""Helpers the store contract suites share: a hand-moved clock, row counts, records as text."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from store.db import Store
+
+
+class Clock:
+    """A frozen UTC clock the tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 4, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, minutes: int = 1) -> datetime:
+        self.now += timedelta(minutes=minutes)
+        return self.now
+
+
+def count_rows(store: Store, model: Any, **where: Any) -> int:
+    """Rows of an ORM table, optionally those whose columns equal ``where``."""
+    query = select(func.count()).select_from(model)
+    for name, value in where.items():
+        query = query.where(getattr(model, name) == value)
+    with store.engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def record_content(record: Any) -> str:
+    """A record without its store-made stamps, as text (NaN compares equal to NaN here)."""
+    fields = {k: v for k, v in asdict(record).items() if k not in {"created_at", "updated_at"}}
+    return json.dumps(fields, sort_keys=True, default=str)
