@@ -23,6 +23,7 @@ from cluster.cli_runs import (
     restore_cmd,
     runs_app,
 )
+from cluster.cli_serve import serve_cmd
 from cluster.cli_state import CliState, make_console, open_store
 
 app = typer.Typer(
@@ -54,6 +55,7 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(models_app, name="models")
 # Backtests of a strategy beside the baselines (cluster/cli_backtest.py).
 app.command("backtest")(backtest_cmd)
+app.command("serve")(serve_cmd)  # cluster/cli_serve.py
 
 console = make_console()
 

@@ -1,8 +1,10 @@
 """``make demo``: the shipped real sample into the embedded store, then a small real evolution.
 
 It prints a summary of every series (rows, range, gaps, share of time per regime), evolves all
-seven specialties for a few generations on Ray (``configs/evolve-demo.yaml``), and prints the mother
-brain's champions per regime beside the best single child and buy-and-hold, out of sample.
+seven specialties for a few generations on Ray (``configs/evolve-demo.yaml``), prints the mother
+brain's champions per regime beside the best single child and buy-and-hold, out of sample, and ends
+with one prediction of the freshly evolved ensemble: the Serve application (``serving.app``) started
+on a free loopback port, one ``RedlineClient.predict``, then Serve shut down.
 """
 
 from __future__ import annotations
@@ -73,4 +75,50 @@ def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
     console.print(
         f"run {run.run_id}: {run.generations_done} generations in {run.seconds:.0f}s; "
         f"try `redline children {run.run_id}` or `redline generations {run.run_id}`"
+    )
+    assert demo.evolve is not None  # evolve-demo.yaml has its evolve section
+    data = demo.evolve.data
+    show_prediction(console, store.url, state.home, data.symbols[0], data.timeframe)
+
+
+def show_prediction(
+    console: Console, store_url: str, home: Any, symbol: str, timeframe: str
+) -> None:
+    """Serve the live ensemble on a free loopback port, ask it once, print the answer, stop it."""
+    import socket
+
+    from ray import serve
+
+    from serving.app import build_app
+    from serving.client import RedlineClient
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        # No CPU reserved: on a 2-core laptop the evolution's pool may still hold the cores.
+        app = build_app(store_url, home, deployment={"ray_actor_options": {"num_cpus": 0}})
+        serve.run(app, name="redline", route_prefix="/")
+        with RedlineClient(f"http://127.0.0.1:{port}", timeout=60) as client:
+            answer = client.predict(symbol, timeframe=timeframe)
+    finally:
+        serve.shutdown()
+    regime = answer.regime
+    confidence = "n/a" if regime.confidence is None else f"{regime.confidence:.2f}"
+    table = Table(
+        "specialty", "agent", "generation", "vote", "score", "weight",
+        title=f"Serve's prediction for {answer.symbol} {answer.timeframe} at "
+        f"{fmt_ts(answer.as_of)} (ensemble {answer.model_version})",
+    )  # fmt: skip
+    for member in answer.members:
+        table.add_row(member.specialty, member.agent_id, str(member.generation),
+                      f"{member.vote:+d}", f"{member.score:+.3f}", f"{member.weight:.2f}")  # fmt: skip
+    console.print(table)
+    signal = answer.signal
+    console.print(
+        f"regime {regime.name or 'none'} (confidence {confidence}); signal direction "
+        f"{signal.direction:+d}, score {signal.score:+.3f}, confidence {signal.confidence:.2f}, "
+        f"position size {answer.position_size:.2f} by {answer.combiner}"
+        + (f"; {signal.reason}" if signal.reason else "")
     )

@@ -36,7 +36,9 @@ class SeriesKey:
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9]+", self.exchange):
-            raise ValueError(f"exchange must be a lower-case ccxt id like 'binance'; got {self.exchange!r}")
+            raise ValueError(
+                f"exchange must be a lower-case ccxt id like 'binance'; got {self.exchange!r}"
+            )
         object.__setattr__(self, "symbol", normalize_symbol(self.symbol))
         timeframe_ms(self.timeframe)  # raises with the list of valid timeframes
 

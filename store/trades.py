@@ -55,6 +55,8 @@ _trades: Table = Trade.__table__  # type: ignore[assignment]
 _attributions: Table = TradeAttribution.__table__  # type: ignore[assignment]
 _regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
 
+#: ``(request_id, model_version, members, regime)``: one prediction of ``record_predictions``.
+PredictionRow = tuple[str, str, Sequence[PredictionMember | Mapping[str, Any]], str]
 #: ``attribute(prediction, trade)``: the attribution rows of a stored trade (``trade.id`` is set).
 Attribute = Callable[[PredictionRecord, TradeRecord], Sequence[AttributionRecord]]
 
@@ -143,6 +145,41 @@ class TradesStore:
             )
         return stored
 
+    def record_predictions(self, predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
+        """``record_prediction`` of each ``(request_id, model_version, members, regime)``, in one
+        transaction and one multi-row insert (a Serve batch's predictions); returns them as stored,
+        in order. Raises ValueError, writing none, when a request id is stored with other content.
+        """
+        records = [
+            PredictionRecord(request_id, version, regime or "unknown",
+                             tuple(_member(member, regime) for member in members))
+            for request_id, version, members, regime in predictions
+        ]  # fmt: skip
+        if not records:
+            return []
+        now = self._clock()
+        values = [
+            {"request_id": r.request_id, "model_version": r.model_version, "regime": r.regime,
+             "members_json": _members_json(r.members), "created_at": now}
+            for r in records
+        ]  # fmt: skip
+        ids = [r.request_id for r in records]
+        with self.transaction(), self._training._writing() as connection:
+            connection.execute(self._insert(_predictions).on_conflict_do_nothing(), values)
+            query = select(_predictions).where(_predictions.c.request_id.in_(ids))
+            stored = {row["request_id"]: _prediction_record(row)
+                      for row in connection.execute(query).mappings()}  # fmt: skip
+            for record in records:
+                found = stored[record.request_id]
+                if (found.model_version, found.regime, found.members) != (
+                    record.model_version, record.regime, record.members,
+                ):  # fmt: skip
+                    raise ValueError(
+                        f"request_id {record.request_id!r} already names another prediction "
+                        f"(model_version {found.model_version!r}); a request id is used once"
+                    )
+        return [stored[request_id] for request_id in ids]
+
     def prediction(self, request_id: str) -> PredictionRecord | None:
         """The prediction ``request_id`` answered, or None."""
         with self._training._reading() as connection:
@@ -152,12 +189,7 @@ class TradesStore:
     def _prediction(connection: Connection, request_id: str) -> PredictionRecord | None:
         query = select(_predictions).where(_predictions.c.request_id == request_id)
         row = connection.execute(query).mappings().first()
-        if row is None:
-            return None
-        members = tuple(PredictionMember(**item) for item in json.loads(row["members_json"]))
-        return PredictionRecord(
-            row["request_id"], row["model_version"], row["regime"], members, row["created_at"]
-        )
+        return None if row is None else _prediction_record(row)
 
     # -- trades and their attribution ------------------------------------------------------------
 
@@ -331,6 +363,13 @@ def _member(member: PredictionMember | Mapping[str, Any], regime: str) -> Predic
             "a member needs run_id, agent_id, specialty, regime, generation, vote and weight; "
             f"got {dict(member)!r}"
         ) from None
+
+
+def _prediction_record(row: RowMapping) -> PredictionRecord:
+    members = tuple(PredictionMember(**item) for item in json.loads(row["members_json"]))
+    return PredictionRecord(
+        row["request_id"], row["model_version"], row["regime"], members, row["created_at"]
+    )
 
 
 def _members_json(members: Sequence[PredictionMember]) -> str:

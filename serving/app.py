@@ -1,0 +1,425 @@
+"""The Ray Serve application: a FastAPI ingress deployment ``RedlineAPI`` around the live ensemble.
+
+Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST /v1/rugpull``,
+``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``; the OpenAPI schema at
+``/openapi.json``. The maths is :mod:`serving.ensemble` (no Ray); this module only moves data.
+
+- **Hot swap without blocking.** Serve's ``user_config``/``reconfigure`` takes a replica out of
+  traffic while it reloads (ray-project/ray#54509). Instead each replica runs a daemon thread that
+  asks the store for :func:`serving.ensemble.ensemble_version` every ``reload_interval_s``; on a
+  change it loads the new :class:`Ensemble` *beside* the old one, then swaps one reference.
+  A request reads the reference once when it starts, so in-flight requests finish on the old
+  ensemble and no request ever waits for a load. ``swaps`` counts the swaps.
+- **Batching.** Predictions go through ``@serve.batch`` (``max_batch_size``,
+  ``batch_wait_timeout_s``; ``batching: false`` calls the ensemble per request); a batch is
+  computed in a worker thread so the replica's event loop keeps accepting requests, and its
+  predictions are remembered for feedback in one transaction before any answer leaves. The
+  default wait is 0: a lone request is not held back, and under load a batch is whatever queued
+  while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
+- **Safety.** With ``REDLINE_SERVE_TOKEN`` set (or ``token=``), every route but ``/healthz`` needs
+  ``Authorization: Bearer <token>`` (401 otherwise). A body over ``max_body_bytes`` answers 413
+  before it is parsed. Bad fields answer 422 naming the field (FastAPI's ``loc``).
+- **Metrics** (``ray.serve.metrics``, on the Ray dashboard beside Serve's own):
+  ``redline_predictions`` {regime}, ``redline_feedback``, ``redline_swaps`` (exported with
+  ``_total``).
+
+``build_app(...)`` binds the deployment (``serve.run(build_app(), name=..., route_prefix=...)``);
+``app`` is the builder ``serve run serving.app:app`` and ``serve deploy configs/serve.yaml``
+call with the config's ``args``.
+
+No ``from __future__ import annotations`` here: Serve's ingress rebuilds the route methods'
+signatures, and FastAPI must see real classes, not strings, to read the request bodies.
+"""
+
+import asyncio
+import hmac
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from ray import serve
+from ray.serve import metrics
+from ray.serve.deployment import Application
+
+from market.series import SeriesKey
+from market.timeframes import timeframe_ms
+from serving.ensemble import Ensemble, candle_frame, ensemble_version
+from serving.feedback import apply_feedback
+from serving.schemas import (
+    FeedbackAttribution,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    ModelsResponse,
+    PredictRequest,
+    PredictResponse,
+    RugpullRequest,
+    RugpullResponse,
+)
+from store.db import Store
+from store.paths import home_from_env
+from store.records import TradeRecord
+from store.runs import NotFoundError
+from store.trades import FeedbackConflictError, TradesStore
+
+__all__ = ["TOKEN_ENV", "RedlineAPI", "ServeOptions", "api", "app", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "REDLINE_SERVE_TOKEN"
+OPEN_PATHS = frozenset({"/healthz"})
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The replica's settings (``args`` of ``configs/serve.yaml``; errors name the key)."""
+
+    reload_interval_s: float = 2.0
+    batching: bool = True
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.0
+    max_body_bytes: int = 2 * 1024 * 1024
+    history_bars: int = 500
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("reload_interval_s", self.reload_interval_s > 0, "a number > 0"),
+            ("max_batch_size", self.max_batch_size >= 1, "an integer >= 1"),
+            ("batch_wait_timeout_s", self.batch_wait_timeout_s >= 0, "a number >= 0"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "an integer >= 1024"),
+            ("history_bars", self.history_bars >= 2, "an integer >= 2"),
+        )
+        for name, ok, rule in checks:
+            if not ok or isinstance(getattr(self, name), bool):
+                raise ValueError(f"serve.{name} must be {rule}; got {getattr(self, name)!r}")
+        if not isinstance(self.batching, bool):
+            raise ValueError(f"serve.batching must be true or false; got {self.batching!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "ServeOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"serve.{unknown[0]} is not a setting; known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+# -- the guard: auth and body size, before FastAPI parses anything --------------------------------
+
+
+@dataclass
+class _GuardSettings:
+    token: str | None = None
+    max_body_bytes: int = ServeOptions.max_body_bytes
+
+
+# One replica is one process: its constructor sets this (configure_guard) before any request.
+_guard = _GuardSettings()
+
+
+def configure_guard(token: str | None, max_body_bytes: int) -> None:
+    """Set the replica's guard. A function, not a write to ``_guard`` from the deployment class:
+    Serve pickles the class by value (with copies of the globals it reads), while this module's
+    functions and the middleware are imported by reference in the replica and share ``_guard``."""
+    _guard.token = token
+    _guard.max_body_bytes = max_body_bytes
+
+
+async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = ('{"detail":"' + detail.replace('"', "'") + '"}').encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    """Pure ASGI: 401 without the bearer token (``/healthz`` is open), 413 for a large body."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+        local = path[len(root) :] if root and path.startswith(root) else path
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        token = _guard.token
+        if token and local not in OPEN_PATHS:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                await _reply(send, 401, "missing or wrong bearer token",
+                             [(b"www-authenticate", b"Bearer")])  # fmt: skip
+                return
+        limit = _guard.max_body_bytes
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > limit:
+                await _reply(send, 413, f"request body over {limit} bytes", [])
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length (chunked): read up to the limit, then replay what was read.
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = bool(message.get("more_body", False))
+            if size > limit:
+                await _reply(send, 413, f"request body over {limit} bytes", [])
+                return
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+api = FastAPI(
+    title="Redline",
+    version="1",
+    description="Per-regime champion ensembles for trading bots (see serving/ensemble.py).",
+)
+api.add_middleware(GuardMiddleware)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    detail: Any
+
+
+def _field_error(field: str, message: str) -> _Failure:
+    return _Failure(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+@serve.deployment(
+    name="RedlineAPI",
+    max_ongoing_requests=32,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+)
+@serve.ingress(api)
+class RedlineAPI:
+    """One replica: the live ensemble, its hot-swap thread and the routes."""
+
+    def __init__(
+        self,
+        store_url: str | None,
+        home: str | None,
+        token: str | None,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.settings = ServeOptions.from_mapping(options)
+        configure_guard(token or os.environ.get(TOKEN_ENV) or None, self.settings.max_body_bytes)
+        self.home = Path(home) if home else home_from_env()
+        self.store = Store.open(store_url, home=self.home)
+        self.trades = TradesStore(self.store)
+        self.ensemble = Ensemble.load(self.store, self.home)
+        self.swaps = 0
+        self.last_poll_error: str | None = None
+        self._predictions = metrics.Counter(
+            "redline_predictions", description="Predictions answered, by live regime.",
+            tag_keys=("regime",),
+        )  # fmt: skip
+        self._feedback = metrics.Counter("redline_feedback", description="Trades reported back.")
+        self._swaps = metrics.Counter("redline_swaps", description="Hot swaps of the ensemble.")
+        batcher: Any = self._predict_batch  # serve.batch's wrapper carries the setters
+        batcher.set_max_batch_size(self.settings.max_batch_size)
+        batcher.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="redline-hot-swap", daemon=True)
+        self._poller.start()
+        logger.info("RedlineAPI up: ensemble %s", self.ensemble.version)
+
+    # -- hot swap --------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.reload_interval_s):
+            try:
+                if ensemble_version(self.store, self.home) != self.ensemble.version:
+                    fresh = Ensemble.load(self.store, self.home)  # beside the live one
+                    old, self.ensemble = self.ensemble, fresh  # the swap: one reference
+                    self.swaps += 1
+                    self._swaps.inc()
+                    logger.info("hot swap %d: %s -> %s", self.swaps, old.version, fresh.version)
+                self.last_poll_error = None
+            except Exception as exc:  # a store hiccup: keep serving the live ensemble
+                self.last_poll_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("ensemble poll failed: %s", self.last_poll_error)
+
+    def check_health(self) -> None:
+        if not self._poller.is_alive():
+            raise RuntimeError("the hot-swap thread is not running")
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+
+    # -- predict ---------------------------------------------------------------------------------
+
+    def _candles(self, request: PredictRequest) -> Any:
+        if request.candles is not None:
+            return candle_frame(request.candles)
+        key = SeriesKey(request.exchange, request.symbol, request.timeframe)
+        info = self.store.series_info(key)
+        if info is None:
+            return _field_error("candles", f"the store has no candles for {key}; send candles")
+        start = info.last_ts - (self.settings.history_bars - 1) * timeframe_ms(key.timeframe)
+        return self.store.load_candles(key, start)
+
+    def _answer(self, ensemble: Ensemble, request: PredictRequest) -> Any:
+        """The ensemble's answer to one request (not yet recorded), or a 422 failure."""
+        candles = self._candles(request)
+        if isinstance(candles, _Failure):
+            return candles
+        try:
+            return ensemble.predict(
+                candles, exchange=request.exchange, symbol=request.symbol,
+                timeframe=request.timeframe, request_id=uuid.uuid4().hex,
+            )  # fmt: skip
+        except ValueError as exc:
+            return _field_error("candles", str(exc))
+
+    def _predict_many(self, ensemble: Ensemble, requests: list[PredictRequest]) -> list[Any]:
+        """Answer ``requests`` and remember the answers for feedback in one transaction, before
+        any is returned (so feedback on an answer always finds its prediction)."""
+        results = [self._answer(ensemble, request) for request in requests]
+        answers = [r for r in results if isinstance(r, PredictResponse)]
+        self.trades.record_predictions([
+            (a.request_id, a.model_version, [m.model_dump() for m in a.members],
+             a.regime.name or "")
+            for a in answers
+        ])  # fmt: skip
+        for answer in answers:
+            self._predictions.inc(tags={"regime": answer.regime.name or "none"})
+        return results
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
+    async def _predict_batch(self, requests: list[PredictRequest]) -> list[Any]:
+        ensemble = self.ensemble  # one snapshot for the whole batch
+        return await asyncio.to_thread(self._predict_many, ensemble, requests)
+
+    @api.post("/v1/predict", response_model=PredictResponse)
+    async def predict(self, request: PredictRequest) -> PredictResponse:
+        """The live regime, the champions' votes and the ensemble's call on the last candle."""
+        if self.settings.batching:
+            result = await self._predict_batch(request)
+        else:
+            [result] = await asyncio.to_thread(self._predict_many, self.ensemble, [request])
+        if isinstance(result, _Failure):
+            raise HTTPException(result.status, result.detail)
+        assert isinstance(result, PredictResponse)
+        return result
+
+    # -- rug pulls, feedback, listing ------------------------------------------------------------
+
+    @api.post("/v1/rugpull", response_model=RugpullResponse)
+    async def rugpull(self, request: RugpullRequest) -> RugpullResponse:
+        """The rug-pull champion's probability for a token, and the 5 features that drove it."""
+        ensemble = self.ensemble
+        try:
+            return await asyncio.to_thread(ensemble.rugpull, request.features)
+        except ValueError as exc:
+            failure = _field_error("features", str(exc))
+            raise HTTPException(failure.status, failure.detail) from None
+
+    @api.post("/v1/feedback", response_model=FeedbackResponse)
+    async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
+        """A trade's outcome on a prediction: stored and attributed to the members that voted."""
+        trade = TradeRecord(**request.model_dump())
+        try:
+            outcome = await asyncio.to_thread(apply_feedback, self.trades, trade, home=self.home)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except FeedbackConflictError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            failure = _field_error("model_version", str(exc))
+            raise HTTPException(failure.status, failure.detail) from None
+        if not outcome.duplicate:
+            self._feedback.inc()
+        attributed = [
+            FeedbackAttribution(agent_id=a.agent_id, was_correct=a.was_correct,
+                                profit_contribution=a.profit_contribution)
+            for a in outcome.attributions
+        ]  # fmt: skip
+        return FeedbackResponse(trade_id=outcome.trade_id, duplicate=outcome.duplicate,
+                                attributed=attributed)  # fmt: skip
+
+    @api.get("/v1/models", response_model=ModelsResponse)
+    async def models(self) -> ModelsResponse:
+        """What is live per regime, the brain version, and what does not vote (with the reason)."""
+        return self.ensemble.models(swaps=self.swaps)
+
+    @api.get("/healthz", response_model=HealthResponse)
+    async def healthz(self) -> HealthResponse:
+        """Liveness (no token needed)."""
+        return HealthResponse(status="ok", model_version=self.ensemble.version, swaps=self.swaps)
+
+
+#: Deployment options ``build_app`` sets unless ``deployment`` overrides them.
+DEPLOYMENT_DEFAULTS: dict[str, Any] = {
+    "max_ongoing_requests": 32,
+    "health_check_period_s": 10.0,
+    "health_check_timeout_s": 30.0,
+    "ray_actor_options": {"num_cpus": 1},
+}
+
+
+def build_app(
+    store_url: str | None = None,
+    home: str | Path | None = None,
+    *,
+    token: str | None = None,
+    deployment: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Application:
+    """The bound ``RedlineAPI`` for ``serve.run``.
+
+    ``store_url`` None: the replica's REDLINE_DATABASE_URL, else SQLite under ``home``; ``home``
+    None: REDLINE_HOME (else ./redline_data), resolved here. ``token`` None: REDLINE_SERVE_TOKEN
+    of this process (else of the replica). ``deployment``: Serve deployment options over
+    ``DEPLOYMENT_DEFAULTS`` (``num_replicas``, ``autoscaling_config``, ``ray_actor_options``,
+    ...). ``options``: :class:`ServeOptions` (unknown keys raise naming them).
+    """
+    settings = ServeOptions.from_mapping(options)
+    root = str(Path(home if home is not None else home_from_env()).expanduser().resolve())
+    secret = token if token is not None else os.environ.get(TOKEN_ENV)
+    deployment_options = {**DEPLOYMENT_DEFAULTS, **(deployment or {})}
+    if "autoscaling_config" in deployment_options:
+        deployment_options.pop("num_replicas", None)
+    bound = RedlineAPI.options(**deployment_options)  # type: ignore[attr-defined]
+    return bound.bind(store_url, root, secret or None, asdict(settings))
+
+
+def app(args: Mapping[str, Any] | None = None) -> Application:
+    """The app builder of ``serve run serving.app:app`` / ``serve deploy configs/serve.yaml``:
+    ``args`` are ``build_app``'s keyword arguments."""
+    values = dict(args or {})
+    return build_app(values.pop("store_url", None), values.pop("home", None), **values)

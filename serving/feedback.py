@@ -1,0 +1,169 @@
+"""A trade's outcome, attributed to the ensemble members that voted for (or against) it.
+
+A bot reports a trade it made on a prediction (``POST /v1/feedback`` with the prediction's request
+id). :func:`attribute` is the rule, a pure function; :func:`apply_feedback` stores the trade and its
+attribution (``store.trades.TradesStore``, idempotent on the request id) and then moves what the
+members' live records say.
+
+The rule. The trade's net profit is ``net = pnl - fees``; its side ``s`` is +1 (long) or -1
+(short); a member's agreement with the trade is ``a = vote * s`` (1: it called the trade's
+direction, -1: the opposite one, 0: it stayed flat). Then
+
+- ``was_correct``: ``a == 1`` and ``net > 0`` (it called a winner), or ``a == -1`` and ``net < 0``
+  (it called against a loser), or ``vote == 0`` and ``net <= 0`` (staying out beat trading);
+- ``profit_contribution = weight * net * a``: the member's weighted share of the profit when it
+  agreed, of the loss avoided (as a negative share of the profit) when it disagreed, nothing when it
+  abstained.
+
+After a new trade (never on a replayed one), for every member that voted:
+
+- its live record, :class:`agents.training.Performance` folded with
+  :func:`agents.training.update_performance` over all its attribution rows in the database (so a
+  replayed report or two replicas writing at once converge on the same numbers), is written under
+  ``"live"`` in ``playground/<agent_id>/performance.json`` (the rest of the file is kept);
+- when it is still the champion of its (specialty, regime) in a trading stage (PAPER, MATURE,
+  DECAY), its stage moves by :func:`evolution.champions.next_stage` with the
+  ``live_record(trades, hit_rate)`` of its trades in that regime (in the trade's transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.training import Performance, update_performance
+from evolution.champions import ChampionPolicy, live_record, next_stage
+from store.paths import DataRoot, home_from_env
+from store.records import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
+from store.trades import TradesStore
+
+__all__ = ["FeedbackOutcome", "apply_feedback", "attribute", "live_performance"]
+
+logger = logging.getLogger(__name__)
+
+_TRADING_STAGES = ("PAPER", "MATURE", "DECAY")
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """The stored trade's id, whether it had been reported already, and its attribution rows."""
+
+    trade_id: int
+    duplicate: bool
+    attributions: tuple[AttributionRecord, ...]
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
+
+
+def attribute(prediction: PredictionRecord, trade: TradeRecord) -> tuple[AttributionRecord, ...]:
+    """The attribution rows of ``trade`` (stored: its ``id`` is set) to the prediction's members,
+    by the rule of the module docstring."""
+    if trade.id is None:
+        raise ValueError("attribute needs a stored trade (TradeRecord.id is None)")
+    net = trade.net_pnl
+    rows = []
+    for member in prediction.members:
+        agreement = member.vote * trade.direction
+        outcome = _sign(net)
+        correct = (agreement != 0 and agreement == outcome) or (member.vote == 0 and net <= 0)
+        rows.append(
+            AttributionRecord(
+                trade_id=trade.id,
+                run_id=member.run_id,
+                agent_id=member.agent_id,
+                specialty=member.specialty,
+                regime=member.regime,
+                vote=member.vote,
+                weight=member.weight,
+                was_correct=bool(correct),
+                profit_contribution=member.weight * net * agreement,
+            )
+        )
+    return tuple(rows)
+
+
+def live_performance(rows: Iterable[AttributionRecord]) -> Performance:
+    """A member's live record: ``update_performance`` folded over its attribution rows."""
+    performance = Performance()
+    for row in rows:
+        performance = update_performance(performance, row.was_correct, row.profit_contribution)
+    return performance
+
+
+def apply_feedback(
+    trades: TradesStore,
+    trade: TradeRecord,
+    *,
+    home: str | Path | None = None,
+    policy: ChampionPolicy | None = None,
+) -> FeedbackOutcome:
+    """Store ``trade``, attribute it and update the members' live records (module docstring).
+
+    ``home`` is the data root (REDLINE_HOME when None); ``policy`` gives ``min_live_trades``.
+    Raises ``store.runs.NotFoundError`` for an unknown request id, ``FeedbackConflictError`` for a
+    second, different trade on one request id, ValueError for another model version.
+    """
+    with trades.transaction():
+        recorded = trades.record_feedback(trade, attribute)
+        if not recorded.duplicate:
+            for member in recorded.prediction.members:
+                _step_lifecycle(trades, member, policy)
+    assert recorded.trade.id is not None
+    if not recorded.duplicate:
+        root = DataRoot(Path(home) if home is not None else home_from_env())
+        for member in recorded.prediction.members:
+            rows = trades.attributions(run_id=member.run_id, agent_id=member.agent_id)
+            _write_live(root, member, live_performance(rows))
+    return FeedbackOutcome(recorded.trade.id, recorded.duplicate, recorded.attributions)
+
+
+def _step_lifecycle(
+    trades: TradesStore, member: PredictionMember, policy: ChampionPolicy | None
+) -> None:
+    champion = trades.training.champion(member.specialty, member.regime)
+    if champion is None or (champion.run_id, champion.agent_id) != (
+        member.run_id,
+        member.agent_id,
+    ):
+        return  # no longer the champion: its live record no longer moves a stage
+    if champion.stage not in _TRADING_STAGES:
+        return
+    rows = trades.attributions(run_id=member.run_id, agent_id=member.agent_id, regime=member.regime)
+    record = live_performance(rows)
+    stage = next_stage(champion.stage, live_record(record.trades, record.hit_rate), policy=policy)
+    if stage != champion.stage:
+        trades.set_champion_stage(
+            member.run_id, member.agent_id, member.specialty, member.regime, stage
+        )
+
+
+def _write_live(root: DataRoot, member: PredictionMember, performance: Performance) -> None:
+    """``performance.json``'s ``"live"`` key, replaced atomically (the rest of the file kept)."""
+    try:
+        folder = root.playground(member.agent_id)
+    except ValueError as error:  # an agent id that cannot be a folder name: nothing to write
+        logger.warning("no playground for %s: %s", member.agent_id, error)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "performance.json"
+    payload: dict[str, Any] = {}
+    if path.exists():
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            logger.warning("%s unreadable (%s); rewriting its live record only", path, error)
+    payload.setdefault("agent_id", member.agent_id)
+    payload.setdefault("run_id", member.run_id)
+    payload["live"] = performance.to_dict()
+    # One temporary file per writer: replicas and threads may write the same agent at once.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
+    os.replace(tmp, path)

@@ -1,0 +1,267 @@
+"""API v1 of the Redline Serve application: request and response models (pydantic v2).
+
+Requests are strict about what a bot sends: unknown fields are refused, numbers must be finite,
+and a bad value answers 422 with the field's location (``["body", "candles"]``) and a message
+that names the row and the rule (``candles[3]: high 9.5 is below low 10.0``).
+
+Candles are rows ``[timestamp, open, high, low, close, volume]``: ``timestamp`` is the candle's
+open time in integer milliseconds UTC (as everywhere in Redline), rows in increasing time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+
+from market.series import normalize_symbol
+from market.timeframes import timeframe_ms
+
+__all__ = [
+    "MAX_CANDLES",
+    "Candle",
+    "FeedbackAttribution",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "HealthResponse",
+    "MemberOut",
+    "ModelEntry",
+    "ModelsResponse",
+    "PredictRequest",
+    "PredictResponse",
+    "RegimeModels",
+    "RegimeOut",
+    "RugpullFeature",
+    "RugpullRequest",
+    "RugpullResponse",
+    "SignalOut",
+]
+
+#: Candles one predict request may carry (about 60 days of 5m bars; the body limit applies too).
+MAX_CANDLES = 20_000
+
+Direction = Literal[-1, 0, 1]
+Candle = tuple[int, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PredictRequest(_Strict):
+    """``POST /v1/predict``: the series to call, with its recent candles (else the store's)."""
+
+    exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
+    symbol: str = Field(..., min_length=3, max_length=41, examples=["BTC/USDT"])
+    timeframe: str = Field("1h", examples=["1h"])
+    candles: list[Candle] | None = Field(
+        None,
+        max_length=MAX_CANDLES,
+        description="Recent OHLCV rows [timestamp ms, open, high, low, close, volume], oldest "
+        "first; when absent the store's latest candles of the series are used.",
+    )
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str) -> str:
+        return normalize_symbol(value)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        timeframe_ms(value)  # raises naming the known timeframes
+        return value
+
+    @field_validator("candles")
+    @classmethod
+    def _candles(cls, rows: list[Candle] | None) -> list[Candle] | None:
+        if rows is None:
+            return None
+        if not rows:
+            raise ValueError("candles must hold at least one row; omit it to use the store's")
+        if _candles_ok(rows):  # the common case, checked in one vectorized pass
+            return rows
+        previous: int | None = None  # a bad row: find the first one and name its rule
+        for i, (ts, open_, high, low, close, volume) in enumerate(rows):
+            if ts < 0:
+                raise ValueError(f"candles[{i}]: timestamp must be >= 0 (ms UTC); got {ts}")
+            if previous is not None and ts <= previous:
+                raise ValueError(f"candles[{i}]: timestamps must increase; {ts} follows {previous}")
+            previous = ts
+            if min(open_, high, low, close) <= 0:
+                raise ValueError(
+                    f"candles[{i}]: prices must be > 0; got open {open_}, high {high}, "
+                    f"low {low}, close {close}"
+                )
+            if high < low:
+                raise ValueError(f"candles[{i}]: high {high} is below low {low}")
+            if not low <= open_ <= high or not low <= close <= high:
+                raise ValueError(
+                    f"candles[{i}]: open {open_} and close {close} must lie within "
+                    f"[low {low}, high {high}]"
+                )
+            if volume < 0:
+                raise ValueError(f"candles[{i}]: volume must be >= 0; got {volume}")
+        return rows
+
+
+def _candles_ok(rows: list[Candle]) -> bool:
+    """Whether every row keeps the rules ``PredictRequest._candles`` names (vectorized)."""
+    ts = [row[0] for row in rows]
+    if min(ts) < 0 or max(ts) >= 2**63:
+        return False
+    if (np.diff(np.array(ts, dtype=np.int64)) <= 0).any():
+        return False
+    o, h, lo, c, v = np.array([row[1:] for row in rows], dtype=np.float64).T
+    return bool(
+        (lo > 0).all() and (h >= lo).all() and (lo <= o).all() and (o <= h).all()
+        and (lo <= c).all() and (c <= h).all() and (v >= 0).all()
+    )  # fmt: skip
+
+
+class RegimeOut(_Strict):
+    """The live regime (``market.regimes``) of the last candle, and how far inside it it sits
+    (0 on a boundary, 1 a full threshold away); None without a full regime window."""
+
+    name: str | None
+    confidence: float | None
+
+
+class SignalOut(_Strict):
+    """The ensemble's call. ``direction`` 0 with a ``reason`` when it will not call."""
+
+    direction: Direction
+    score: float = Field(..., ge=-1.0, le=1.0)
+    confidence: float = Field(..., ge=0.0, le=1.0)
+    reason: str | None = None
+
+
+class MemberOut(_Strict):
+    """One champion's vote: ``vote`` is ``sign(score)`` when ``|score|`` exceeds its threshold."""
+
+    agent_id: str
+    run_id: str
+    specialty: str
+    regime: str
+    generation: int
+    vote: Direction
+    score: float
+    weight: float
+
+
+class PredictResponse(_Strict):
+    request_id: str = Field(..., description="Quote it in /v1/feedback.")
+    as_of: int = Field(..., description="Open time (ms UTC) of the last candle read.")
+    exchange: str
+    symbol: str
+    timeframe: str
+    regime: RegimeOut
+    signal: SignalOut
+    position_size: float = Field(..., ge=0.0, le=1.0)
+    members: list[MemberOut]
+    combiner: str = Field(..., description="How the votes were combined (see serving.ensemble).")
+    model_version: str
+
+
+class RugpullRequest(_Strict):
+    """``POST /v1/rugpull``: a token's raw on-chain features, by the data set's column names."""
+
+    features: dict[Annotated[str, Field(max_length=64)], FiniteFloat] = Field(
+        ..., min_length=1, max_length=64
+    )
+
+
+class RugpullFeature(_Strict):
+    name: str
+    value: float
+    attribution: float = Field(
+        ..., description="Gradient x input of the logit on the standardized input."
+    )
+
+
+class RugpullResponse(_Strict):
+    probability: float | None = Field(None, ge=0.0, le=1.0)
+    is_rugpull: bool | None = None
+    threshold: float | None = None
+    top_features: list[RugpullFeature]
+    agent_id: str | None = None
+    run_id: str | None = None
+    reason: str | None = None
+    model_version: str
+
+
+class FeedbackRequest(_Strict):
+    """``POST /v1/feedback``: the outcome of a trade a bot made on a prediction."""
+
+    request_id: str = Field(..., min_length=1, max_length=64)
+    model_version: str = Field(..., min_length=1, max_length=64)
+    exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
+    symbol: str = Field(..., min_length=3, max_length=41)
+    side: Literal["long", "short"]
+    entry_ts: int = Field(..., ge=0, description="ms UTC")
+    exit_ts: int = Field(..., ge=0, description="ms UTC")
+    entry_price: FiniteFloat = Field(..., gt=0)
+    exit_price: FiniteFloat = Field(..., gt=0)
+    pnl: FiniteFloat = Field(..., description="In quote currency, before fees.")
+    fees: FiniteFloat = Field(..., ge=0)
+    qty: FiniteFloat | None = Field(None, gt=0)
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str) -> str:
+        return normalize_symbol(value)
+
+    @model_validator(mode="after")
+    def _times(self) -> FeedbackRequest:
+        if self.exit_ts < self.entry_ts:
+            raise ValueError(f"exit_ts {self.exit_ts} is before entry_ts {self.entry_ts}")
+        return self
+
+
+class FeedbackAttribution(_Strict):
+    agent_id: str
+    was_correct: bool
+    profit_contribution: float
+
+
+class FeedbackResponse(_Strict):
+    trade_id: int
+    duplicate: bool
+    attributed: list[FeedbackAttribution]
+
+
+class ModelEntry(_Strict):
+    """A champion row as serving sees it; ``reason`` says why it does not vote when it does not."""
+
+    agent_id: str
+    run_id: str
+    specialty: str
+    regime: str
+    generation: int | None
+    stage: str
+    sharpe: float | None
+    threshold: float | None
+    live: bool
+    reason: str | None = None
+
+
+class RegimeModels(_Strict):
+    members: list[ModelEntry]
+    combiner: str
+
+
+class ModelsResponse(_Strict):
+    model_version: str
+    brain_version: str | None
+    loaded_at: str
+    swaps: int
+    regimes: dict[str, RegimeModels]
+    rugpull: ModelEntry | None
+    unavailable: list[ModelEntry]
+
+
+class HealthResponse(_Strict):
+    status: Literal["ok"]
+    model_version: str
+    swaps: int
