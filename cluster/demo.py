@@ -95,11 +95,12 @@ def show_prediction(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    quiet = {"log_level": "WARNING", "enable_access_log": False}  # the table below says it all
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=quiet)
     try:
         # No CPU reserved: on a 2-core laptop the evolution's pool may still hold the cores.
         app = build_app(store_url, home, deployment={"ray_actor_options": {"num_cpus": 0}})
-        serve.run(app, name="redline", route_prefix="/")
+        serve.run(app, name="redline", route_prefix="/", logging_config=quiet)
         with RedlineClient(f"http://127.0.0.1:{port}", timeout=60) as client:
             answer = client.predict(symbol, timeframe=timeframe)
     finally:
