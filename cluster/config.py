@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from market.regimes import REGIMES, RegimeRule, RegimeRules
 from market.timeframes import bars_in
+from store.paths import absolute_home
 
 if TYPE_CHECKING:
     from evolution.champions import ChampionPolicy
@@ -255,8 +256,7 @@ def _problems(prefix: str, exc: ValidationError) -> str:
 
 
 def data_home(config: RedlineConfig | None = None) -> Path:
-    """``REDLINE_HOME`` when set, else the config's ``data.home``."""
+    """``REDLINE_HOME`` when set, else the config's ``data.home``; made absolute (against the
+    working directory), since paths under it are stored in the database."""
     env = os.environ.get("REDLINE_HOME")
-    if env:
-        return Path(env).expanduser()
-    return (config or load_config()).data.home.expanduser()
+    return absolute_home(env if env else (config or load_config()).data.home)

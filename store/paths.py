@@ -25,6 +25,19 @@ from market.series import normalize_symbol
 DEFAULT_HOME = Path("./redline_data")
 DB_FILE_NAME = "redline.db"
 
+REMOTE_SCHEMES = ("s3:", "gs:", "gcs:", "hdfs:")
+
+
+def absolute_home(home: str | os.PathLike[str]) -> Path:
+    """A local data root made absolute against the working directory (a remote one as it is).
+
+    Paths under the data root are written into the database (checkpoints), so they must mean
+    the same file to every process that reads them, whatever its working directory.
+    """
+    path = Path(home).expanduser()
+    return path if str(path).startswith(REMOTE_SCHEMES) else path.absolute()
+
+
 # One path component made of safe characters: agent ids and specialties become folder names.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -41,7 +54,7 @@ def _component(kind: str, value: str) -> str:
 def home_from_env() -> Path:
     """``REDLINE_HOME`` when set, else ``./redline_data``."""
     env = os.environ.get("REDLINE_HOME")
-    return Path(env).expanduser() if env else DEFAULT_HOME
+    return absolute_home(env if env else DEFAULT_HOME)
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class DataRoot:
     home: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "home", Path(self.home).expanduser())
+        object.__setattr__(self, "home", absolute_home(self.home))
 
     @classmethod
     def from_env(cls) -> DataRoot:

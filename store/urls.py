@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from store.paths import DB_FILE_NAME, home_from_env
+from store.paths import DB_FILE_NAME, REMOTE_SCHEMES, home_from_env
 
 ENV_URL = "REDLINE_DATABASE_URL"
 
@@ -62,7 +62,7 @@ def default_url(home: Path | None = None) -> str:
     if env:
         return env
     root = home if home is not None else home_from_env()
-    if str(root).startswith(("s3:", "gs:", "gcs:", "hdfs:")):
+    if str(root).startswith(REMOTE_SCHEMES):
         raise ValueError(
             f"the data root {str(root)!r} is remote, and SQLite needs a local file: set {ENV_URL} "
             "to a postgresql+psycopg:// URL"
