@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from store.db import Store, StoreConnectionError
-from store.paths import DataRoot
+from store.paths import DataRoot, absolute_home, home_from_env
 from store.urls import default_url, mask_url, normalize_url
 from tests.store.conftest import BTC_1H, JAN_2020, real_candles
 
@@ -114,3 +114,15 @@ def test_data_root_layout(tmp_path: Path) -> None:
 
 def test_data_root_from_env(redline_home: Path) -> None:
     assert DataRoot.from_env().home == redline_home
+
+
+def test_a_relative_home_is_made_absolute_and_a_remote_one_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoint paths under the home go into the database: a relative home (make demo's
+    ./redline_data) would make them relative to whichever process wrote them."""
+    monkeypatch.chdir(tmp_path)
+    assert DataRoot(Path("redline_data")).checkpoints == tmp_path / "redline_data" / "checkpoints"
+    monkeypatch.setenv("REDLINE_HOME", "data")
+    assert home_from_env() == tmp_path / "data"
+    assert str(absolute_home("s3://bucket/redline")) == "s3:/bucket/redline"
