@@ -30,6 +30,7 @@ from store.paths import DataRoot
 from store.records import AgentRecord
 from store.runs import RunStore
 from tests.cluster.conftest import RunOnDisk
+from tests.support.waiting import table_rows
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "evolve-smoke.yaml"
@@ -69,21 +70,6 @@ def invoke(home: Path, *args: str) -> str:
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def table_rows(output: str) -> list[list[str]]:
-    """The body rows of the rich tables in ``output``; a cell wrapped over several lines is
-    joined back with spaces (rich wraps at spaces)."""
-    rows: list[list[str]] = []
-    for line in output.splitlines():
-        if not line.startswith("│"):
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
-        if cells[0] or not rows:
-            rows.append(cells)
-        else:  # a continuation line of the previous row
-            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
-    return rows
 
 
 def short(agent_id: str) -> str:

@@ -24,10 +24,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ray.util.state import list_actors, list_tasks
 
@@ -49,24 +48,11 @@ from tests.cluster.conftest import (
     sqlite_url,
     trained_signature,
 )
-
-T = TypeVar("T")
+from tests.support.waiting import wait_for
 
 # The driver is killed at a point drawn from this seed (override to explore other points).
 FAULT_SEED = int(os.environ.get("REDLINE_FAULT_SEED", "4"))
 STATE_API_TIMEOUT = 10
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.2) -> T:
-    """``probe()`` once it is truthy; fails naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def duplicate_rows(home: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -21,12 +21,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import ray
@@ -45,21 +44,10 @@ from store.records import (
 from store.runs import RunStore
 from store.training import TrainingStore
 from tests.cluster.conftest import REPO, run_cli, sqlite_url
+from tests.support.waiting import table_rows, wait_for
 
-T = TypeVar("T")
 SMOKE_GRID = REPO / "configs" / "grids" / "smoke.yaml"
 CONFIGS = 4
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 def small_grid(path: Path) -> Path:
@@ -166,21 +154,6 @@ def done_rows(tstore: TrainingStore, home: Path) -> dict[str, tuple[Any, ...]]:
         )
         for r in tstore.training_runs(status="DONE")
     }
-
-
-def table_rows(output: str) -> list[list[str]]:
-    """The body rows of the rich tables in ``output``; a cell wrapped over several lines is
-    joined back (rich wraps at spaces, or within a word too long for its column)."""
-    rows: list[list[str]] = []
-    for line in output.splitlines():
-        if not line.startswith("│"):
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
-        if cells[0] or not rows:
-            rows.append(cells)
-        else:  # a continuation line of the previous row
-            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
-    return rows
 
 
 def files_of(home: Path) -> set[str]:
