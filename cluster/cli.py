@@ -91,7 +91,8 @@ def demo(
     ctx: typer.Context,
     evolve: bool = typer.Option(True, help="Also run the small evolution (about 5 minutes)."),
 ) -> None:
-    """The shipped real sample: load and summarize it, evolve the seven specialties on it."""
+    """The shipped real sample: load and summarize it, evolve the seven specialties on it, and
+    serve one prediction from the champions."""
     from cluster.demo import run_demo
 
     run_demo(ctx.obj, console, evolve=evolve)
