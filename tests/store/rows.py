@@ -1,4 +1,5 @@
-"""Helpers the store contract suites share: a hand-moved clock, row counts, records as text."""
+"""Helpers the store contract suites share: a hand-moved clock, row counts, records as text,
+table names."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from store.db import Store
+from store.engine import create_store_engine
 
 
 class Clock:
@@ -39,3 +41,12 @@ def record_content(record: Any) -> str:
     """A record without its store-made stamps, as text (NaN compares equal to NaN here)."""
     fields = {k: v for k, v in asdict(record).items() if k not in {"created_at", "updated_at"}}
     return json.dumps(fields, sort_keys=True, default=str)
+
+
+def table_names(url: str) -> set[str]:
+    """The tables of the database at ``url``, read with a throwaway engine."""
+    engine = create_store_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

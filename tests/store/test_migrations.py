@@ -10,7 +10,7 @@ import pytest
 import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select, text
 
 from market.regimes import RegimeRule, RegimeRules
 from store import migrate
@@ -18,7 +18,7 @@ from store.db import Store
 from store.engine import create_store_engine
 from store.models import Base, MarketData, RegimeDefinition
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
-from tests.store.rows import count_rows
+from tests.store.rows import count_rows, table_names
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {
@@ -44,14 +44,6 @@ TABLES = {
 def _yaml_rules(path: Path) -> RegimeRules:
     section = yaml.safe_load(path.read_text())["regimes"]
     return RegimeRules(section["window"], tuple(RegimeRule(**rule) for rule in section["rules"]))
-
-
-def _tables(url: str) -> set[str]:
-    engine = create_store_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(store: Store) -> None:
@@ -91,9 +83,9 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     finally:
         engine.dispose()
     assert migrate.downgrade(fresh_url) is None
-    assert _tables(fresh_url) <= {"alembic_version"}
+    assert table_names(fresh_url) <= {"alembic_version"}
     assert migrate.upgrade(fresh_url) == "0005"
-    assert _tables(fresh_url) >= TABLES
+    assert table_names(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
         assert count_rows(store, RegimeDefinition) == 4

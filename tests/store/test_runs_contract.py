@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect
 
 from agents.genome import Genome
 from agents.specialties import get_specialty
@@ -30,7 +29,6 @@ from market.baselines import sma_cross
 from market.regimes import classify_regimes
 from store import migrate
 from store.db import Store
-from store.engine import create_store_engine
 from store.models import Agent, Generation, Kill, MarketData, RegimeBestModel, Run
 from store.records import (
     AgentRecord,
@@ -41,7 +39,7 @@ from store.records import (
 )
 from store.runs import NotFoundError, RunStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, MAR_2020, real_candles
-from tests.store.rows import Clock, count_rows, record_content
+from tests.store.rows import Clock, count_rows, record_content, table_names
 
 SPECIALTY = "technical_analyst"
 SPACE = get_specialty(SPECIALTY).space
@@ -634,14 +632,6 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
 # -- the migration -------------------------------------------------------------------------------
 
 
-def _tables(url: str) -> set[str]:
-    engine = create_store_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
     with Store.open(fresh_url) as store:
         store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
@@ -655,10 +645,10 @@ def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
         runs.set_regime_best(
             RegimeBestRecord(run_id, SPECIALTY, "calm_ranging", "ta-g000-000", 1.2)
         )
-    assert _tables(fresh_url) >= POPULATION_TABLES
+    assert table_names(fresh_url) >= POPULATION_TABLES
 
     assert migrate.downgrade(fresh_url, revision="0002") == "0002"
-    assert not _tables(fresh_url) & POPULATION_TABLES
+    assert not table_names(fresh_url) & POPULATION_TABLES
     with Store.open(fresh_url) as store:  # opening migrates back to head
         assert migrate.current_revision(store.engine) == migrate.head_revision()
         assert count_rows(store, MarketData) == 744 and store.regime_rules().window == "7d"
@@ -668,9 +658,9 @@ def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
         runs.upsert_agents(list(_lineage(run_id).values()))
         assert len(runs.ancestors("ta-g002-000")) == 5
     assert migrate.downgrade(fresh_url) is None
-    assert _tables(fresh_url) <= {"alembic_version"}
+    assert table_names(fresh_url) <= {"alembic_version"}
     assert migrate.upgrade(fresh_url) == migrate.head_revision()
-    assert _tables(fresh_url) >= POPULATION_TABLES
+    assert table_names(fresh_url) >= POPULATION_TABLES
 
 
 def test_timestamps_are_utc(store: Store) -> None:

@@ -47,7 +47,7 @@ from store.records import (
 from store.runs import NotFoundError
 from store.training import TrainingStore
 from tests.store.conftest import BTC_1H, JAN_2020, MAR_2020, real_candles
-from tests.store.rows import Clock, count_rows, record_content
+from tests.store.rows import Clock, count_rows, record_content, table_names
 from tests.store.test_runs_contract import _generation, _lineage, _run
 
 SPECIALTY = "technical_analyst"
@@ -560,14 +560,6 @@ def test_regime_trial_sharpes_count_tune_and_evolution(tstore: TrainingStore) ->
 # -- the migration -----------------------------------------------------------------------------------
 
 
-def _tables(url: str) -> set[str]:
-    engine = create_store_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -> None:
     # A database at 0003 holding an evolution run's best model per regime.
     assert migrate.upgrade(fresh_url, revision="0003") == "0003"
@@ -594,7 +586,7 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
             )
     finally:
         engine.dispose()
-    assert not _tables(fresh_url) & TRAINING_TABLES
+    assert not table_names(fresh_url) & TRAINING_TABLES
 
     with Store.open(fresh_url) as store:  # opening migrates to head
         assert migrate.current_revision(store.engine) == migrate.head_revision()
@@ -611,10 +603,10 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
         _experiment(tstore)
         tstore.finish_training_run(*_trained(0))
         tstore.enqueue([_queue_item(1)])
-    assert _tables(fresh_url) >= TRAINING_TABLES
+    assert table_names(fresh_url) >= TRAINING_TABLES
 
     assert migrate.downgrade(fresh_url, revision="0003") == "0003"
-    assert not _tables(fresh_url) & TRAINING_TABLES
+    assert not table_names(fresh_url) & TRAINING_TABLES
     engine = create_store_engine(fresh_url)
     try:
         with engine.connect() as connection:
@@ -630,6 +622,6 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
         assert [r.agent_id for r in tstore.regime_best()] == ["ta-g002-001"]
         assert tstore.runs.require_run(EXPERIMENT).generations_planned == 0
     assert migrate.downgrade(fresh_url) is None
-    assert _tables(fresh_url) <= {"alembic_version"}
+    assert table_names(fresh_url) <= {"alembic_version"}
     assert migrate.upgrade(fresh_url) == migrate.head_revision()
-    assert _tables(fresh_url) >= TRAINING_TABLES
+    assert table_names(fresh_url) >= TRAINING_TABLES
