@@ -42,6 +42,7 @@ from rich.table import Column, Table
 
 from cluster.cli_state import CliState, make_console, open_store
 from store.db import Store
+from store.paths import DataRoot
 from store.records import LIFECYCLE_STAGES, AgentRecord, RegimeBestRecord
 from store.runs import RunStore
 
@@ -91,18 +92,8 @@ def _num(value: float | None, spec: str = "+.3f") -> str:
 
 
 def _resolve(home: Path, name: str | None) -> Path | None:
-    """A row's file as a path: relative paths are under the data root; an absolute path from
-    a data root that has moved is looked up under this one's ``checkpoints/``."""
-    if not name:
-        return None
-    path = Path(name)
-    if not path.is_absolute():
-        return home / path
-    if not path.exists():
-        moved = home / "checkpoints" / path.name
-        if moved.exists():
-            return moved
-    return path
+    """A row's file as a path (``DataRoot.stored_file``), or None when the row names none."""
+    return DataRoot(home).stored_file(name) if name else None
 
 
 def _gene(value: object) -> str:

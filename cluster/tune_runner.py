@@ -31,7 +31,6 @@ nothing. Tune's experiment state lives under ``<home>/tune/<experiment>/``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from typing import Any
 
 import ray
 
+from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.datasets import DataSources, build_datasets, write_dataset
 from agents.inference import evaluate_inference_grid
@@ -120,14 +120,6 @@ def _training_store(store_url: str, home: str) -> TrainingStore:
     return TrainingStore(Store.open(store_url, home=Path(home)))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _record(
     config: Mapping[str, Any], config_hash: str, experiment: str, report: ChildReport | None
 ) -> TrainingRunRecord:
@@ -191,7 +183,7 @@ def _train_and_store(
                 record, status="DONE", metrics=metrics, per_regime=report.per_regime,
                 sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
                 hit_rate=metrics.get("direction_hit_rate"), model_path=checkpoint_relpath(config_hash),
-                model_sha256=_file_sha256(target),
+                model_sha256=file_sha256(target),
             )  # fmt: skip
         except Exception as exc:  # a model we cannot backtest is a result, not a crash
             logger.warning("trial %s: %s", config_hash[:12], exc, exc_info=True)

@@ -125,11 +125,6 @@ class CheckpointRefused(ValueError):
     """A checkpoint that does not match its row (or cannot be read): it is never loaded."""
 
 
-def _resolve(path: str, home: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else Path(home) / candidate
-
-
 def verified_model(path: Path, sha256: str | None) -> tuple[ChildNet, dict[str, Any]]:
     """The model in ``path`` after its SHA-256 matched ``sha256``; CheckpointRefused otherwise."""
     if not sha256:
@@ -215,7 +210,9 @@ def _entry(row: RegimeBestRecord, generation: int | None, threshold: float | Non
 def _load_member(row: RegimeBestRecord, home: Path) -> Member:
     if row.checkpoint_path is None:
         raise CheckpointRefused("its row has no checkpoint_path")
-    model, meta = verified_model(_resolve(row.checkpoint_path, home), row.checkpoint_sha256)
+    model, meta = verified_model(
+        DataRoot(home).stored_file(row.checkpoint_path), row.checkpoint_sha256
+    )
     if meta.get("specialty") != row.specialty:
         raise CheckpointRefused(
             f"checkpoint is a {meta.get('specialty')!r} model; the row is {row.specialty!r}"

@@ -97,6 +97,18 @@ class DataRoot:
     def db_file(self) -> Path:
         return self.home / DB_FILE_NAME
 
+    def stored_file(self, name: str) -> Path:
+        """A file a database row names: a relative path is under this data root; an absolute
+        one from a data root that has moved is looked up under this one's ``checkpoints/``."""
+        path = Path(name)
+        if not path.is_absolute():
+            return self.home / path
+        if not path.exists():
+            moved = self.checkpoints / path.name
+            if moved.exists():
+                return moved
+        return path
+
     def ensure(self) -> DataRoot:
         """Create the base folders (not the per-agent or per-series ones); returns self."""
         for folder in (

@@ -126,3 +126,13 @@ def test_a_relative_home_is_made_absolute_and_a_remote_one_kept(
     monkeypatch.setenv("REDLINE_HOME", "data")
     assert home_from_env() == tmp_path / "data"
     assert str(absolute_home("s3://bucket/redline")) == "s3:/bucket/redline"
+
+
+def test_a_stored_file_resolves_under_the_root_or_after_a_move(tmp_path: Path) -> None:
+    root = DataRoot(tmp_path / "home")
+    assert root.stored_file("checkpoints/tune/ab.pt") == root.checkpoints / "tune" / "ab.pt"
+    old = tmp_path / "old-home" / "checkpoints" / "ta-g000-001_gen0.pt"
+    assert root.stored_file(str(old)) == old  # nowhere to be found: the row's path as it is
+    root.checkpoints.mkdir(parents=True)
+    (root.checkpoints / old.name).write_bytes(b"")
+    assert root.stored_file(str(old)) == root.checkpoints / old.name  # the root has moved
