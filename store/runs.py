@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from store.db import Store
+from store.db import Store, _utcnow
 from store.engine import write_transaction
 from store.models import Agent, Generation, Kill, RegimeBestModel, Run
 from store.records import (
@@ -107,10 +107,6 @@ _R = TypeVar(
     QueueItemRecord,
     PromotionRecord,
 )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _dumps(value: Any) -> str:

@@ -27,14 +27,14 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from store.db import Store
+from store.db import Store, _utcnow
 from store.models import Prediction, RegimeBestModel, Trade, TradeAttribution
 from store.records import (
     LIFECYCLE_STAGES,
@@ -59,10 +59,6 @@ _regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
 PredictionRow = tuple[str, str, Sequence[PredictionMember | Mapping[str, Any]], str]
 #: ``attribute(prediction, trade)``: the attribution rows of a stored trade (``trade.id`` is set).
 Attribute = Callable[[PredictionRecord, TradeRecord], Sequence[AttributionRecord]]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FeedbackConflictError(ValueError):
@@ -120,30 +116,7 @@ class TradesStore:
         empty; it is stored as ``"unknown"``. Raises ValueError when ``request_id`` is stored
         with other content.
         """
-        built = tuple(_member(member, regime) for member in members)
-        record = PredictionRecord(request_id, model_version, regime or "unknown", built)
-        values = {
-            "request_id": record.request_id,
-            "model_version": record.model_version,
-            "regime": record.regime,
-            "members_json": _members_json(record.members),
-            "created_at": self._clock(),
-        }
-        statement = self._insert(_predictions).values(values).on_conflict_do_nothing()
-        with self._training._writing() as connection:
-            connection.execute(statement)
-            stored = self._prediction(connection, request_id)
-        assert stored is not None
-        if (stored.model_version, stored.regime, stored.members) != (
-            record.model_version,
-            record.regime,
-            record.members,
-        ):
-            raise ValueError(
-                f"request_id {request_id!r} already names another prediction "
-                f"(model_version {stored.model_version!r}); a request id is used once"
-            )
-        return stored
+        return self.record_predictions([(request_id, model_version, members, regime)])[0]
 
     def record_predictions(self, predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
         """``record_prediction`` of each ``(request_id, model_version, members, regime)``, in one

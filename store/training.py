@@ -34,13 +34,13 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from store.db import Store
+from store.db import Store, _utcnow
 from store.models import (
     Agent,
     InferenceBacktest,
@@ -84,10 +84,6 @@ _LOWER_IS_BETTER = frozenset({"volatility", "max_drawdown_bars", "turnover"})
 _PG_QUEUE_LOCK_KEY = 0x524C5155455545
 # Keeps IN (...) lists well under every backend's limit on bound parameters.
 _CHUNK = 500
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
