@@ -187,6 +187,7 @@ def _series_dataset(
     name: str,
     timeframe: str,
     rules: RegimeRules | None,
+    regimes: np.ndarray | None,
 ) -> Dataset:
     close = candles["close"].astype("float64")
     columns: Columns = {"logret_1": _values(ft.log_returns(close))}
@@ -205,19 +206,25 @@ def _series_dataset(
         columns,
         sets,
         close=_values(close),
-        regimes=classify_regimes(candles, timeframe, rules),
+        regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
     )
 
 
 def technical_dataset(
-    candles: pd.DataFrame, *, name: str, timeframe: str, rules: RegimeRules | None = None
+    candles: pd.DataFrame,
+    *,
+    name: str,
+    timeframe: str,
+    rules: RegimeRules | None = None,
+    regimes: np.ndarray | None = None,
 ) -> Dataset:
     """technical_analyst: the market.features bank at the FAST and SLOW windows, scale-free.
 
     Feature sets: ``fast`` (logret_1 + the FAST bank), ``slow`` (logret_1 + the SLOW bank), ``all``.
+    ``regimes``: the candles' ``classify_regimes`` when the caller already has it (serving).
     """
     banks = {"fast": _technical_bank(candles, FAST, 4), "slow": _technical_bank(candles, SLOW, 24)}
-    return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules)
+    return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules, regimes)
 
 
 # -- volume_hunter -------------------------------------------------------------------------------
@@ -253,15 +260,21 @@ def _volume_bank(candles: pd.DataFrame, w: int) -> Columns:
 
 
 def volume_dataset(
-    candles: pd.DataFrame, *, name: str, timeframe: str, rules: RegimeRules | None = None
+    candles: pd.DataFrame,
+    *,
+    name: str,
+    timeframe: str,
+    rules: RegimeRules | None = None,
+    regimes: np.ndarray | None = None,
 ) -> Dataset:
     """volume_hunter: volume z-score, relative volume, volume vs ATR (effort), OBV-like and
     Chaikin money flows, VWAP gap and return, each at a fast and a slow window.
 
-    Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``.
+    Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``; ``regimes`` as in
+    ``technical_dataset``.
     """
     banks = {key: _volume_bank(candles, w) for key, w in VOLUME_WINDOWS.items()}
-    return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules)
+    return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules, regimes)
 
 
 # -- market_scanner ------------------------------------------------------------------------------

@@ -217,12 +217,7 @@ def _field_error(field: str, message: str) -> _Failure:
     return _Failure(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
-@serve.deployment(
-    name="RedlineAPI",
-    max_ongoing_requests=32,
-    health_check_period_s=10,
-    health_check_timeout_s=30,
-)
+@serve.deployment(name="RedlineAPI")  # its options: DEPLOYMENT_DEFAULTS, applied by build_app
 @serve.ingress(api)
 class RedlineAPI:
     """One replica: the live ensemble, its hot-swap thread and the routes."""

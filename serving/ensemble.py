@@ -284,7 +284,9 @@ class _CandleWork:
     """
 
     def __init__(self, candles: pd.DataFrame, timeframe: str, rules: RegimeRules) -> None:
-        last = regime_frame(candles, timeframe, rules).iloc[-1]
+        frame = regime_frame(candles, timeframe, rules)
+        self._regimes = frame["regime"].to_numpy(dtype=str)  # handed to the dataset builders
+        last = frame.iloc[-1]
         self.regime: str | None = str(last["regime"]) or None
         self.confidence = float(last["confidence"]) if self.regime else None
         self._candles: pd.DataFrame | None = candles
@@ -301,8 +303,9 @@ class _CandleWork:
                 assert self._candles is not None
                 try:
                     self._datasets[specialty] = CANDLE_SPECIALTIES[specialty](
-                        self._candles, name="live", timeframe=self._timeframe, rules=self._rules
-                    )
+                        self._candles, name="live", timeframe=self._timeframe, rules=self._rules,
+                        regimes=self._regimes,
+                    )  # fmt: skip
                 except ValueError as exc:
                     self._datasets[specialty] = f"{specialty}: {exc}"
                 if set(self._datasets) >= set(CANDLE_SPECIALTIES):
