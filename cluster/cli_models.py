@@ -40,7 +40,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from cluster.cli_state import CliState, make_console, open_store
+from cluster.cli_state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
 from store.records import LIFECYCLE_STAGES, AgentRecord, RegimeBestRecord
@@ -85,10 +85,6 @@ class Model:
     @property
     def size(self) -> int:
         return self.path.stat().st_size if self.path is not None and self.path.is_file() else 0
-
-
-def _num(value: float | None, spec: str = "+.3f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 def _resolve(home: Path, name: str | None) -> Path | None:
@@ -318,7 +314,7 @@ def _model_table(models: Sequence[Model], title: str) -> Table:
             m.run_id,
             m.specialty,
             m.stage,
-            _num(m.sharpe),
+            num(m.sharpe),
             ", ".join(m.champion_of) or "-",
             "yes" if m.kept else "-",
             _mb(m.size) if m.on_disk else "missing",
@@ -427,7 +423,7 @@ def prune_cmd(
     )  # fmt: skip
     for m in plan.delete:
         size = _mb(m.size) if m.on_disk else "missing"
-        table.add_row(m.model_id, m.kind, m.run_id, m.stage, _num(m.sharpe), size)
+        table.add_row(m.model_id, m.kind, m.run_id, m.stage, num(m.sharpe), size)
     if not dry_run:
         for model in plan.delete:
             delete_model(store, state.home, model)
@@ -550,11 +546,11 @@ def search_cmd(
             run.agent_id,
             run.experiment,
             run.stage,
-            _num(value),
+            num(value),
             "-" if count is None or not math.isfinite(count) else f"{count:.0f}",
-            _num(inference.get("threshold"), ".2f"),
-            _num(inference.get("horizon"), ".0f"),
-            _num(inference.get("size"), ".2f"),
+            num(inference.get("threshold"), ".2f"),
+            num(inference.get("horizon"), ".0f"),
+            num(inference.get("size"), ".2f"),
             escape(" ".join(f"{name}={_gene(genome.get(name))}" for name in varied)),
         )
     console.print(table)

@@ -7,7 +7,6 @@ Tune trials and exits. See ``cluster/queue.py`` for what survives a kill.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from cluster.cli_state import CliState, make_console, open_store, status_progress
+from cluster.cli_state import CliState, make_console, num, open_store, status_progress
 from store.records import QUEUE_STATUSES
 
 if TYPE_CHECKING:
@@ -30,10 +29,6 @@ queue_app = typer.Typer(
     help="The training queue: Tune grids trained one config at a time, resumable at any point.",
     no_args_is_help=True,
 )
-
-
-def _num(value: float | None, spec: str = "+.3f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 @queue_app.command("add")
@@ -72,6 +67,8 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
         paused = f"; {counts['PAUSED']} paused: `redline queue resume`" if counts["PAUSED"] else ""
         console.print(f"nothing queued: `redline queue add GRID.yaml`{paused}")
         return
+    # Trials label regimes with the store's definitions: make them this invocation's config's.
+    store.sync_regime_definitions(state.config.regimes.to_rules())
     ensure_ray()
     # Tune's newer console output prints its own tables even at verbose=0; the bars below say it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -83,7 +80,7 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
                 tasks[progress.experiment] = bars.add_task(
                     f"{progress.grid} ({progress.experiment})", total=progress.total, status=""
                 )
-            best = _num(progress.best_sharpe, "+.2f")
+            best = num(progress.best_sharpe, "+.2f")
             bars.update(
                 tasks[progress.experiment],
                 total=progress.total,
@@ -135,8 +132,8 @@ def champions_table(store: Store, promotions: int) -> Table:
     )  # fmt: skip
     for row in TrainingStore(store).champions():
         table.add_row(
-            row.specialty, row.regime, row.agent_id, row.run_id, _num(row.sharpe, "+.2f"),
-            _num(row.metrics.get("bars"), ".0f"), _num(row.dsr, ".2f"), str(row.n_trials or "-"),
+            row.specialty, row.regime, row.agent_id, row.run_id, num(row.sharpe, "+.2f"),
+            num(row.metrics.get("bars"), ".0f"), num(row.dsr, ".2f"), str(row.n_trials or "-"),
             row.stage,
         )  # fmt: skip
     return table
@@ -241,7 +238,7 @@ def status_cmd(ctx: typer.Context) -> None:
             str(row["grid"]),
             experiment,
             *(str(c) for c in counts),
-            _num(best, "+.2f"),
+            num(best, "+.2f"),
         )
     if len(grids) > 1:
         table.add_row("[bold]all", "", *(str(totals[s]) for s in QUEUE_STATUSES), "")

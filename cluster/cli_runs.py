@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from cluster.cli_state import CliState, make_console, open_store
+from cluster.cli_state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord, GenerationRecord, RunRecord
@@ -69,17 +69,13 @@ def short_id(agent_id: str, run_id: str) -> str:
     return agent_id[len(prefix) :] if agent_id.startswith(prefix) else agent_id
 
 
-def _num(value: float | None, spec: str = "+.3f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, spec)
-
-
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def fitness(value: float | None) -> str:
     """How ``generations`` prints a fitness (tests compare with the records this way)."""
-    return _num(value, "+.4f")
+    return num(value, "+.4f")
 
 
 def fate(agent: AgentRecord) -> str:
@@ -169,11 +165,11 @@ def children_cmd(
             agent.specialty,
             str(agent.generation),
             agent.status,
-            _num(agent.sharpe),
-            _num(agent.max_drawdown, ".1%"),
-            _num(agent.hit_rate, ".1%"),
+            num(agent.sharpe),
+            num(agent.max_drawdown, ".1%"),
+            num(agent.hit_rate, ".1%"),
             fate(agent),
-            _num(agent.train_seconds, ".1f"),
+            num(agent.train_seconds, ".1f"),
         )
     console.print(table)
 
@@ -311,7 +307,7 @@ def lineage_tree(agent: AgentRecord, ancestors: Sequence[AgentRecord]) -> Tree:
         return (
             f"[bold]{short_id(record.agent_id, run_id)}[/]  {record.specialty}, generation "
             f"{record.generation}, seed {record.seed}, {record.status}, sharpe "
-            f"{_num(record.sharpe)}, {fate(record)}"
+            f"{num(record.sharpe)}, {fate(record)}"
         )
 
     def grow(node: Tree, record: AgentRecord) -> None:

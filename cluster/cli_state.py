@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,3 +58,8 @@ def status_progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def num(value: float | None, spec: str = "+.3f") -> str:
+    """A table cell: ``value`` formatted, or ``-`` when missing or not finite."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)

@@ -339,7 +339,23 @@ def _champions(raw: Any) -> dict[str, float | int]:
             if not _is_number(value) or not math.isfinite(float(value)) or value < 0:
                 raise GridError(f"{key}: {value!r} must be a finite number >= 0")
             out[name] = float(value)
+        _check_policy(key, name, out[name])
     return out
+
+
+def _check_policy(key: str, name: str, value: float | int) -> None:
+    """The bounds ``evolution.champions.ChampionPolicy`` itself enforces (DSR at most 1, at least
+    2 bars, ...), checked now so that a grid is refused at ``queue add``, not at its first trial."""
+    from dataclasses import replace
+
+    from evolution.champions import ChampionPolicy  # here: it pulls in scipy
+
+    try:
+        replace(ChampionPolicy(), **{name: value})  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise GridError(
+            f"{key}: {value!r} must{str(exc).split(' must', 1)[1].split(';')[0]}"
+        ) from None
 
 
 def parse_grid(raw: Any, *, name: str = "grid", path: Path | None = None) -> GridSpec:

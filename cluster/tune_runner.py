@@ -65,7 +65,6 @@ from store.training import TrainingStore
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "OUTCOME_STATUSES",
     "TrialOutcome",
     "checkpoint_relpath",
     "inference_hash",
@@ -74,9 +73,6 @@ __all__ = [
     "trial_score",
 ]
 
-#: DONE / FAILED: trained now and stored. SKIPPED: already DONE in the database, not trained again.
-#: STOPPED: stopped (should_stop, or its queue row paused or cancelled) before it stored anything.
-OUTCOME_STATUSES: tuple[str, ...] = ("DONE", "FAILED", "SKIPPED", "STOPPED")
 _OBJECTIVE = "objective"
 
 
@@ -84,7 +80,11 @@ _OBJECTIVE = "objective"
 class TrialOutcome:
     """What became of one config. ``sharpe`` is its best inference backtest's (None when FAILED or
     no config traded); ``train_seconds`` is ``train_child``'s time, ``wall_seconds`` the trial's
-    time from Tune starting it to Tune seeing it complete (0 for SKIPPED)."""
+    time from Tune starting it to Tune seeing it complete (0 for SKIPPED).
+
+    ``status``: DONE / FAILED (trained now and stored), SKIPPED (already DONE in the database,
+    not trained again) or STOPPED (should_stop, or its queue row paused or cancelled, before it
+    stored anything)."""
 
     config_hash: str
     status: str
@@ -266,7 +266,6 @@ def _metrics(
 
 def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
     from cluster.cli_data import parse_when
-    from cluster.config import load_config
 
     def ms(value: str | None, name: str) -> int | None:
         return None if value is None else parse_when(str(value), f"data.{name}")
@@ -279,7 +278,7 @@ def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
         start_ms=ms(specialty_data.get("start"), "start"),
         end_ms=ms(specialty_data.get("end"), "end"),
         sentiment_symbol=specialty_data["symbols"][0],
-        regime_rules=load_config().regimes.to_rules(),
+        regime_rules=store.regime_rules(),  # `queue start` syncs them from its config
     )
 
 
@@ -327,7 +326,7 @@ def optuna_history(tstore: TrainingStore, spec: GridSpec) -> list[tuple[dict[str
             continue
         if any(config["genome"].get(name) != value for name, value in fixed.items()):
             continue
-        if not _in_space(spec, params_of(spec, config)):
+        if not _in_space(spec, {name: config["genome"][name] for name in space}):
             continue
         score = trial_score(tstore.backtests(run.config_hash))
         out.append((config, 0.0 if score is None else score))

@@ -193,6 +193,14 @@ def test_file_errors_name_the_file_and_the_champions_key(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(raw() | {"champions": {"margin": -1}}))
     with pytest.raises(GridError, match=r"bad\.yaml: champions\.margin: -1 must be"):
         load_grid(path)
+    for field, value, bound in [
+        ("dsr_threshold", 1.5, "between 0 and 1"),
+        ("min_regime_bars", 1, "an integer >= 2"),
+        ("min_live_trades", 0, "an integer >= 1"),
+    ]:  # the bounds the champion policy enforces, refused before anything is queued
+        path.write_text(yaml.safe_dump(raw() | {"champions": {field: value}}))
+        with pytest.raises(GridError, match=rf"champions\.{field}: {value} must be {bound}$"):
+            load_grid(path)
     path.write_text(yaml.safe_dump(raw() | {"champions": {"dsr": 0.5}}))
     with pytest.raises(GridError, match=r"champions\.dsr: unknown key"):
         load_grid(path)
