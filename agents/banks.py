@@ -19,8 +19,10 @@ from agents.dataset import Dataset
 from agents.flow import FlowSpec, whale_features
 from agents.specialties import FEATURE_SETS
 from market import features as ft
+from market import kernels
 from market.regimes import REGIMES, RegimeRules, classify_regimes
 from market.sentiment import join_daily_lagged
+from market.series import Candles
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +138,8 @@ def _assemble(
     return ds
 
 
-def _values(series: pd.Series) -> np.ndarray:
-    return series.to_numpy(dtype=np.float64)
-
-
-def _gap(close: pd.Series, level: pd.Series) -> np.ndarray:
-    """How far the close sits from a level, as a fraction of the level."""
-    return _values(close / level - 1.0)
+def _values(series: pd.Series | np.ndarray) -> np.ndarray:
+    return np.asarray(series, dtype=np.float64)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
@@ -152,45 +149,50 @@ def _safe_div(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarra
     return np.where(den == 0, empty, out)
 
 
-def _rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
-    return _values(pd.Series(values).rolling(window, min_periods=window).sum())
+OHLCV = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _ohlcv(candles: Candles) -> OHLCV:
+    """``high, low, close, volume`` of the candles as float64 arrays."""
+    return (_values(candles["high"]), _values(candles["low"]), _values(candles["close"]),
+            _values(candles["volume"]))  # fmt: skip
 
 
 # -- technical_analyst ---------------------------------------------------------------------------
 
 
-def _technical_bank(candles: pd.DataFrame, spec: ft.FeatureSpec, ret: int) -> Columns:
+def _technical_bank(ohlcv: OHLCV, spec: ft.FeatureSpec, ret: int) -> Columns:
     """One feature bank of market.features at ``spec``'s windows, made scale-free."""
-    raw = ft.build_features(candles, spec)
-    close = candles["close"].astype("float64")
+    high, low, close, volume = ohlcv
+    raw = ft.feature_arrays(high, low, close, volume, spec)
     macd = f"{spec.macd_fast}_{spec.macd_slow}"
-    out: Columns = {f"logret_{ret}": _values(ft.log_returns(close, ret))}
+    out: Columns = {f"logret_{ret}": kernels.log_returns(close, ret)}
     for n in spec.sma:
-        out[f"close_sma_{n}"] = _gap(close, raw[f"sma_{n}"])
+        out[f"close_sma_{n}"] = close / raw[f"sma_{n}"] - 1.0
     for n in spec.ema:
-        out[f"close_ema_{n}"] = _gap(close, raw[f"ema_{n}"])
-    out[f"rsi_{spec.rsi}"] = _values(raw[f"rsi_{spec.rsi}"] / 100.0)
-    out[f"atr_{spec.atr}"] = _values(raw[f"atr_{spec.atr}"] / close)
-    out[f"macd_{macd}"] = _values(raw["macd"] / close)
-    out[f"macd_signal_{macd}_{spec.macd_signal}"] = _values(raw["macd_signal"] / close)
-    out[f"macd_hist_{macd}_{spec.macd_signal}"] = _values(raw["macd_hist"] / close)
-    out[f"bb_width_{spec.bb}"] = _values(raw[f"bb_width_{spec.bb}"])
-    out[f"rv_{spec.vol}"] = _values(raw[f"rv_{spec.vol}"])
-    out[f"vz_{spec.vz}"] = _values(raw[f"vz_{spec.vz}"])
+        out[f"close_ema_{n}"] = close / raw[f"ema_{n}"] - 1.0
+    out[f"rsi_{spec.rsi}"] = raw[f"rsi_{spec.rsi}"] / 100.0
+    out[f"atr_{spec.atr}"] = raw[f"atr_{spec.atr}"] / close
+    out[f"macd_{macd}"] = raw["macd"] / close
+    out[f"macd_signal_{macd}_{spec.macd_signal}"] = raw["macd_signal"] / close
+    out[f"macd_hist_{macd}_{spec.macd_signal}"] = raw["macd_hist"] / close
+    out[f"bb_width_{spec.bb}"] = raw[f"bb_width_{spec.bb}"]
+    out[f"rv_{spec.vol}"] = raw[f"rv_{spec.vol}"]
+    out[f"vz_{spec.vz}"] = raw[f"vz_{spec.vz}"]
     return out
 
 
 def _series_dataset(
     specialty: str,
-    candles: pd.DataFrame,
+    candles: Candles,
     banks: Mapping[str, Columns],
     name: str,
     timeframe: str,
     rules: RegimeRules | None,
     regimes: np.ndarray | None,
 ) -> Dataset:
-    close = candles["close"].astype("float64")
-    columns: Columns = {"logret_1": _values(ft.log_returns(close))}
+    close = _values(candles["close"])
+    columns: Columns = {"logret_1": kernels.log_returns(close)}
     sets: dict[str, tuple[str, ...]] = {}
     for key, bank in banks.items():
         clash = sorted(set(bank) & set(columns))
@@ -202,16 +204,16 @@ def _series_dataset(
         specialty,
         name,
         timeframe,
-        candles["ts"].to_numpy(),
+        np.asarray(candles["ts"]),
         columns,
         sets,
-        close=_values(close),
+        close=close,
         regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
     )
 
 
 def technical_dataset(
-    candles: pd.DataFrame,
+    candles: Candles,
     *,
     name: str,
     timeframe: str,
@@ -221,46 +223,45 @@ def technical_dataset(
     """technical_analyst: the market.features bank at the FAST and SLOW windows, scale-free.
 
     Feature sets: ``fast`` (logret_1 + the FAST bank), ``slow`` (logret_1 + the SLOW bank), ``all``.
+    ``candles``: a candle frame or its columns as arrays (``market.series.Candles``);
     ``regimes``: the candles' ``classify_regimes`` when the caller already has it (serving).
     """
-    banks = {"fast": _technical_bank(candles, FAST, 4), "slow": _technical_bank(candles, SLOW, 24)}
+    ohlcv = _ohlcv(candles)
+    banks = {"fast": _technical_bank(ohlcv, FAST, 4), "slow": _technical_bank(ohlcv, SLOW, 24)}
     return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules, regimes)
 
 
 # -- volume_hunter -------------------------------------------------------------------------------
 
 
-def _volume_bank(candles: pd.DataFrame, w: int) -> Columns:
+def _volume_bank(ohlcv: OHLCV, w: int) -> Columns:
     """Volume-centred features over a window of ``w`` bars (all causal, all scale-free)."""
-    high, low = candles["high"].astype("float64"), candles["low"].astype("float64")
-    close, volume = candles["close"].astype("float64"), candles["volume"].astype("float64")
-    v = _values(volume)
-    mean_volume = _values(ft.sma(volume, w))
+    high, low, close, v = ohlcv
+    mean_volume = kernels.rolling_mean(v, w)
     rel_volume = _safe_div(v, mean_volume, empty=1.0)
-    rel_range = _safe_div(
-        _values(ft.true_range(high, low, close)), _values(ft.atr(high, low, close, w))
-    )
-    signed = np.sign(_values(close.diff().fillna(0.0))) * v
-    spread = _values(high - low)
-    location = _safe_div(_values((close - low) - (high - close)), spread)  # -1 at low, 1 at high
-    typical = _values((high + low + close) / 3.0)
-    volume_sum = _rolling_sum(v, w)
-    vwap = _safe_div(_rolling_sum(typical * v, w), volume_sum, empty=np.nan)
-    vwap = np.where(np.isnan(vwap) & ~np.isnan(volume_sum), _values(close), vwap)
+    rel_range = _safe_div(kernels.true_range(high, low, close), kernels.atr(high, low, close, w))
+    move = kernels.diff(close)
+    signed = np.sign(np.where(np.isnan(move), 0.0, move)) * v
+    spread = high - low
+    location = _safe_div((close - low) - (high - close), spread)  # -1 at low, 1 at high
+    typical = (high + low + close) / 3.0
+    volume_sum = kernels.rolling_sum(v, w)
+    vwap = _safe_div(kernels.rolling_sum(typical * v, w), volume_sum, empty=np.nan)
+    vwap = np.where(np.isnan(vwap) & ~np.isnan(volume_sum), close, vwap)
     return {
-        f"logret_{w}": _values(ft.log_returns(close, w)),
-        f"vz_{w}": _values(ft.volume_zscore(volume, w)),
+        f"logret_{w}": kernels.log_returns(close, w),
+        f"vz_{w}": kernels.volume_zscore(v, w),
         f"relvol_{w}": np.log1p(rel_volume),
         # Effort against result: much volume for a small range is absorption.
         f"effort_{w}": np.log1p(rel_volume) - np.log1p(rel_range),
-        f"obv_flow_{w}": _safe_div(_rolling_sum(signed, w), volume_sum),
-        f"cmf_{w}": _safe_div(_rolling_sum(location * v, w), volume_sum),
-        f"vwap_gap_{w}": _values(close) / vwap - 1.0,
+        f"obv_flow_{w}": _safe_div(kernels.rolling_sum(signed, w), volume_sum),
+        f"cmf_{w}": _safe_div(kernels.rolling_sum(location * v, w), volume_sum),
+        f"vwap_gap_{w}": close / vwap - 1.0,
     }
 
 
 def volume_dataset(
-    candles: pd.DataFrame,
+    candles: Candles,
     *,
     name: str,
     timeframe: str,
@@ -273,7 +274,8 @@ def volume_dataset(
     Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``; ``regimes`` as in
     ``technical_dataset``.
     """
-    banks = {key: _volume_bank(candles, w) for key, w in VOLUME_WINDOWS.items()}
+    ohlcv = _ohlcv(candles)
+    banks = {key: _volume_bank(ohlcv, w) for key, w in VOLUME_WINDOWS.items()}
     return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules, regimes)
 
 

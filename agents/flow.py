@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from market import features as ft
+from market import kernels
 from market.series import CANDLE_COLUMNS
 from market.timeframes import timeframe_ms
 from market.validation import validate_candles
@@ -230,10 +231,6 @@ def whale_flow(
 FLOW_BARS: tuple[int, ...] = (6, 12)
 
 
-def _rolling_sum(values: np.ndarray, window: int) -> np.ndarray:
-    return pd.Series(values).rolling(window, min_periods=window).sum().to_numpy(np.float64)
-
-
 def whale_features(
     trades: pd.DataFrame, timeframe: str = "5m", spec: FlowSpec | None = None
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -259,9 +256,9 @@ def whale_features(
     net = (flow["buy_volume"] - flow["sell_volume"]).to_numpy()
     whale_net = (flow["whale_buy_volume"] - flow["whale_sell_volume"]).to_numpy()
     for k in FLOW_BARS:
-        volume_sum = _rolling_sum(v, k)
-        out[f"net_flow_{k}"] = _ratio(_rolling_sum(net, k), volume_sum)
-        out[f"whale_net_flow_{k}"] = _ratio(_rolling_sum(whale_net, k), volume_sum)
+        volume_sum = kernels.rolling_sum(v, k)
+        out[f"net_flow_{k}"] = _ratio(kernels.rolling_sum(net, k), volume_sum)
+        out[f"whale_net_flow_{k}"] = _ratio(kernels.rolling_sum(whale_net, k), volume_sum)
     price = {f"logret_{k}": ft.log_returns(close, k).to_numpy() for k in (1, *FLOW_BARS)}
     price["rv_12"] = ft.realized_volatility(close, 12).to_numpy()
     price["relvol_12"] = np.log1p(_ratio(v, ft.sma(volume, 12).to_numpy()))

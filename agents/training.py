@@ -15,7 +15,7 @@ naming the row and the column. Standardization lives in the model (``agents.mode
 training rows of the fold only.
 
 Labels (direction, rank). ``y_t = clip(fwd_t / (2 sigma), -1, 1)`` with ``fwd_t`` the forward
-return over the genome's ``horizon`` (``market.labels.forward_return``; per symbol for panels) and
+return over the genome's ``horizon`` (``market.labels.forward_returns``; per symbol for panels) and
 ``sigma`` its standard deviation over the fold's training rows; the model regresses it through
 ``tanh`` (MSE). Scores are calibrated afterwards (``ChildNet.out_scale``): ``|score| > 0.3`` means
 the prediction is 0.62 of its typical size.
@@ -55,7 +55,6 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -63,7 +62,7 @@ from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import MODEL_TASKS, ChildNet, build_model
 from agents.scoring import classify_metrics, score_panel, score_series
-from market.labels import forward_return
+from market.labels import forward_returns
 from market.splits import Fold, WalkForward, check_labels_safe
 
 logger = logging.getLogger(__name__)
@@ -280,8 +279,7 @@ def _layout(dataset: Dataset, columns: tuple[int, ...], lookback: int, horizon: 
         if len(live) >= lookback:
             hist[live[lookback - 1 :]] = np.lib.stride_tricks.sliding_window_view(live, lookback)
         prev[rows[1:]] = rows[:-1]
-        series = pd.Series(close[rows])
-        label[rows] = forward_return(series, horizon).to_numpy()
+        label[rows] = forward_returns(close[rows], horizon)
         reach[rows[:-horizon]] = unit[rows[horizon:]]
     return _Layout(unit, n_units, hist, prev, label, reach)
 

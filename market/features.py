@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from market import kernels
 from market.series import CANDLE_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ __all__ = [
     "bollinger_width",
     "build_features",
     "ema",
+    "feature_arrays",
     "log_returns",
     "macd",
     "momentum_rank",
@@ -46,9 +48,7 @@ __all__ = [
 ]
 
 
-def _check_window(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+_check_window = kernels.check_window
 
 
 def _check_candles(candles: pd.DataFrame) -> None:
@@ -59,71 +59,44 @@ def _check_candles(candles: pd.DataFrame) -> None:
         )
 
 
-def _float(series: pd.Series) -> pd.Series:
-    return series.astype("float64")
+def _array(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype=np.float64)
 
 
-def _seeded_smoother(values: pd.Series, window: int, alpha: float) -> pd.Series:
-    """Exponential smoothing seeded with the mean of the first ``window`` valid inputs.
-
-    Leading NaN (e.g. the first bar of a difference) are skipped; the seed sits at the bar where the
-    first full window ends, so it only uses bars up to that one.
-    """
-    x = _float(values)
-    out = pd.Series(np.nan, index=x.index, dtype="float64")
-    valid = np.flatnonzero(x.notna().to_numpy())
-    if len(valid) == 0:
-        return out
-    first = int(valid[0])
-    seed_at = first + window - 1
-    if seed_at >= len(x):
-        return out
-    seeded = x.copy()
-    seeded.iloc[:seed_at] = np.nan
-    seeded.iloc[seed_at] = float(x.iloc[first : seed_at + 1].mean())
-    # adjust=False is the causal recursion; ignore_na keeps the decay by observation, not by row.
-    return seeded.ewm(alpha=alpha, adjust=False, ignore_na=True).mean()
+def _like(values: np.ndarray, series: pd.Series) -> pd.Series:
+    """``values`` on ``series``' index and name."""
+    return pd.Series(values, index=series.index, name=series.name, dtype="float64")
 
 
 def returns(close: pd.Series, periods: int = 1) -> pd.Series:
     """Simple return over ``periods`` bars: ``close[t] / close[t - periods] - 1``."""
-    _check_window("periods", periods)
-    x = _float(close)
-    return x / x.shift(periods) - 1.0
+    return _like(kernels.returns(_array(close), periods), close)
 
 
 def log_returns(close: pd.Series, periods: int = 1) -> pd.Series:
     """Log return over ``periods`` bars: ``log(close[t] / close[t - periods])``."""
-    _check_window("periods", periods)
-    x = np.log(_float(close))
-    return x - x.shift(periods)
+    return _like(kernels.log_returns(_array(close), periods), close)
 
 
 def sma(values: pd.Series, window: int) -> pd.Series:
     """Simple moving average of the last ``window`` bars (NaN until the window fills)."""
     _check_window("window", window)
-    return _float(values).rolling(window, min_periods=window).mean()
+    return _like(kernels.rolling_mean(_array(values), window), values)
 
 
 def ema(values: pd.Series, window: int) -> pd.Series:
     """Exponential moving average, ``alpha = 2 / (window + 1)``, seeded with the first SMA."""
-    _check_window("window", window)
-    return _seeded_smoother(values, window, 2.0 / (window + 1))
+    return _like(kernels.ema(_array(values), window), values)
 
 
 def true_range(high: pd.Series, low: pd.Series, close: pd.Series) -> pd.Series:
     """``max(high, prev_close) - min(low, prev_close)``; NaN on the first bar (no prior close)."""
-    prev = _float(close).shift(1)
-    top = np.fmax(_float(high).to_numpy(), prev.to_numpy())
-    bottom = np.fmin(_float(low).to_numpy(), prev.to_numpy())
-    tr = pd.Series(top - bottom, index=close.index, dtype="float64")
-    return tr.where(prev.notna())
+    return _like(kernels.true_range(_array(high), _array(low), _array(close)), close)
 
 
 def atr(high: pd.Series, low: pd.Series, close: pd.Series, window: int = 14) -> pd.Series:
     """Wilder's average true range; the first value is at bar ``window`` (TA-Lib's convention)."""
-    _check_window("window", window)
-    return _seeded_smoother(true_range(high, low, close), window, 1.0 / window)
+    return _like(kernels.atr(_array(high), _array(low), _array(close), window), close)
 
 
 def rsi(close: pd.Series, window: int = 14) -> pd.Series:
@@ -131,47 +104,25 @@ def rsi(close: pd.Series, window: int = 14) -> pd.Series:
 
     A window without losses reads 100, one without any move at all reads 50.
     """
-    _check_window("window", window)
-    delta = _float(close).diff()
-    gain = _seeded_smoother(delta.clip(lower=0.0), window, 1.0 / window)
-    loss = _seeded_smoother((-delta).clip(lower=0.0), window, 1.0 / window)
-    g = gain.to_numpy()
-    lo = loss.to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = 100.0 - 100.0 / (1.0 + g / lo)
-    value = np.where(lo == 0.0, np.where(g == 0.0, 50.0, 100.0), value)
-    value = np.where(np.isnan(g) | np.isnan(lo), np.nan, value)
-    return pd.Series(value, index=close.index, dtype="float64")
+    return _like(kernels.rsi(_array(close), window), close)
 
 
 def macd(
     close: pd.Series, fast: int = 12, slow: int = 26, signal: int = 9
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """MACD line ``ema(fast) - ema(slow)``, its signal ``ema(line, signal)`` and the histogram."""
-    _check_window("fast", fast)
-    _check_window("slow", slow)
-    _check_window("signal", signal)
-    if fast >= slow:
-        raise ValueError(f"macd fast window must be below the slow one ({slow}); got {fast}")
-    line = ema(close, fast) - ema(close, slow)
-    sig = ema(line, signal)
-    return line, sig, line - sig
+    line, sig, hist = kernels.macd(_array(close), fast, slow, signal)
+    return _like(line, close), _like(sig, close), _like(hist, close)
 
 
 def bollinger_width(close: pd.Series, window: int = 20, k: float = 2.0) -> pd.Series:
     """Band width ``(upper - lower) / middle = 2 k std / sma`` (population std, as Bollinger's)."""
-    _check_window("window", window)
-    if not k > 0:
-        raise ValueError(f"bollinger k must be > 0; got {k!r}")
-    x = _float(close)
-    std = x.rolling(window, min_periods=window).std(ddof=0)
-    return 2.0 * k * std / x.rolling(window, min_periods=window).mean()
+    return _like(kernels.bollinger_width(_array(close), window, k), close)
 
 
 def realized_volatility(close: pd.Series, window: int = 24) -> pd.Series:
     """Sample standard deviation of the last ``window`` one-bar log returns (per bar)."""
-    _check_window("window", window, minimum=2)
-    return log_returns(close).rolling(window, min_periods=window).std(ddof=1)
+    return _like(kernels.realized_volatility(_array(close), window), close)
 
 
 def volume_zscore(volume: pd.Series, window: int = 24) -> pd.Series:
@@ -179,13 +130,7 @@ def volume_zscore(volume: pd.Series, window: int = 24) -> pd.Series:
 
     A window of constant volume (std 0) reads 0: the bar equals its mean.
     """
-    _check_window("window", window, minimum=2)
-    v = _float(volume)
-    rolling = v.rolling(window, min_periods=window)
-    mean = rolling.mean()
-    std = rolling.std(ddof=1)
-    z = (v - mean) / std
-    return z.mask(std == 0.0, 0.0)
+    return _like(kernels.volume_zscore(_array(volume), window), volume)
 
 
 @dataclass(frozen=True)
@@ -226,6 +171,32 @@ class FeatureSpec:
             )
 
 
+def feature_arrays(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    spec: FeatureSpec | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`build_features`' columns (``ts`` aside) of float64 arrays, with no pandas in
+    between: what the feature banks and the live service call."""
+    spec = spec or FeatureSpec()
+    out = {"ret_1": kernels.returns(close), "logret_1": kernels.log_returns(close)}
+    for n in spec.sma:
+        kernels.check_window("window", n)
+        out[f"sma_{n}"] = kernels.rolling_mean(close, n)
+    for n in spec.ema:
+        out[f"ema_{n}"] = kernels.ema(close, n)
+    out[f"rsi_{spec.rsi}"] = kernels.rsi(close, spec.rsi)
+    out[f"atr_{spec.atr}"] = kernels.atr(high, low, close, spec.atr)
+    line, signal, hist = kernels.macd(close, spec.macd_fast, spec.macd_slow, spec.macd_signal)
+    out["macd"], out["macd_signal"], out["macd_hist"] = line, signal, hist
+    out[f"bb_width_{spec.bb}"] = kernels.bollinger_width(close, spec.bb, spec.bb_k)
+    out[f"rv_{spec.vol}"] = kernels.realized_volatility(close, spec.vol)
+    out[f"vz_{spec.vz}"] = kernels.volume_zscore(volume, spec.vz)
+    return out
+
+
 def build_features(candles: pd.DataFrame, spec: FeatureSpec | None = None) -> pd.DataFrame:
     """All features of ``candles``, one row per candle (same index), ``ts`` first.
 
@@ -233,25 +204,9 @@ def build_features(candles: pd.DataFrame, spec: FeatureSpec | None = None) -> pd
     macd_hist, bb_width_<n>, rv_<n>, vz_<n>``.
     """
     _check_candles(candles)
-    spec = spec or FeatureSpec()
-    close = candles["close"]
-    out: dict[str, pd.Series] = {
-        "ts": candles["ts"],
-        "ret_1": returns(close),
-        "logret_1": log_returns(close),
-    }
-    for n in spec.sma:
-        out[f"sma_{n}"] = sma(close, n)
-    for n in spec.ema:
-        out[f"ema_{n}"] = ema(close, n)
-    out[f"rsi_{spec.rsi}"] = rsi(close, spec.rsi)
-    out[f"atr_{spec.atr}"] = atr(candles["high"], candles["low"], close, spec.atr)
-    line, signal, hist = macd(close, spec.macd_fast, spec.macd_slow, spec.macd_signal)
-    out["macd"], out["macd_signal"], out["macd_hist"] = line, signal, hist
-    out[f"bb_width_{spec.bb}"] = bollinger_width(close, spec.bb, spec.bb_k)
-    out[f"rv_{spec.vol}"] = realized_volatility(close, spec.vol)
-    out[f"vz_{spec.vz}"] = volume_zscore(candles["volume"], spec.vz)
-    frame = pd.DataFrame(out, index=candles.index)
+    high, low, close, volume = (_array(candles[c]) for c in ("high", "low", "close", "volume"))
+    arrays = feature_arrays(high, low, close, volume, spec)
+    frame = pd.DataFrame({"ts": candles["ts"], **arrays}, index=candles.index)
     logger.debug("built %d feature columns on %d candles", frame.shape[1] - 1, len(frame))
     return frame
 

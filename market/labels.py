@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["direction", "forward_return", "make_labels"]
+__all__ = ["direction", "forward_return", "forward_returns", "make_labels"]
 
 
 def _check_horizon(horizon: int) -> None:
@@ -25,11 +25,20 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must be a finite number >= 0; got {threshold!r}")
 
 
+def forward_returns(close: np.ndarray, horizon: int) -> np.ndarray:
+    """``close[t + horizon] / close[t] - 1`` of a float64 array; NaN for the last ``horizon``."""
+    _check_horizon(horizon)
+    x = np.asarray(close, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    if horizon < len(x):
+        out[: len(x) - horizon] = x[horizon:] / x[: len(x) - horizon] - 1.0
+    return out
+
+
 def forward_return(close: pd.Series, horizon: int) -> pd.Series:
     """``close[t + horizon] / close[t] - 1``; NaN for the last ``horizon`` bars."""
-    _check_horizon(horizon)
-    x = close.astype("float64")
-    return x.shift(-horizon) / x - 1.0
+    values = forward_returns(close.to_numpy(dtype=np.float64), horizon)
+    return pd.Series(values, index=close.index, name=close.name, dtype="float64")
 
 
 def direction(fwd: pd.Series, threshold: float = 0.0) -> pd.Series:

@@ -23,6 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from market import kernels
+from market.series import Candles
 from market.timeframes import bars_in, bars_per_year
 
 REGIMES: tuple[str, ...] = ("bull_trending", "bear_trending", "volatile_ranging", "calm_ranging")
@@ -92,7 +94,7 @@ def _window_bars(window: str, timeframe: str) -> int:
 
 
 def trend_and_vol(
-    candles: pd.DataFrame, timeframe: str, window: str
+    candles: Candles, timeframe: str, window: str
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The two regime measures of every bar over the trailing ``window`` (see the module doc).
 
@@ -100,15 +102,13 @@ def trend_and_vol(
     bar, annualized with ``sqrt(bars_per_year(timeframe))``. Both are NaN for the first ``n`` bars.
     The window counts rows, so a data gap inside it is not bridged by time.
     """
-    if "close" not in candles.columns:
-        raise ValueError(f"candles must have a 'close' column; got {list(candles.columns)}")
+    if "close" not in candles:
+        raise ValueError(f"candles must have a 'close' column; got {list(candles)}")
     n = _window_bars(window, timeframe)
-    close = candles["close"].astype("float64")
-    trend = close / close.shift(n) - 1.0
-    log_close = pd.Series(np.log(close.to_numpy()), index=close.index)
-    vol = (log_close - log_close.shift(1)).rolling(n, min_periods=n).std(ddof=1)
-    vol = vol * np.sqrt(bars_per_year(timeframe))
-    return trend.to_numpy(dtype="float64"), vol.to_numpy(dtype="float64")
+    close = np.asarray(candles["close"], dtype=np.float64)
+    trend = kernels.returns(close, n)
+    vol = kernels.realized_volatility(close, n) * np.sqrt(bars_per_year(timeframe))
+    return trend, vol
 
 
 def _bounds(rule: RegimeRule) -> list[tuple[str, str, float]]:
@@ -161,13 +161,13 @@ def _classify(
 
 
 def classify_regimes(
-    candles: pd.DataFrame, timeframe: str, rules: RegimeRules | None = None
+    candles: Candles, timeframe: str, rules: RegimeRules | None = None
 ) -> npt.NDArray[np.str_]:
     """The regime name of every bar (the first rule whose bounds hold), NO_REGIME without a window.
 
     A bar that no rule names (rules without a catch-all) is NO_REGIME too.
     """
-    return regime_frame(candles, timeframe, rules)["regime"].to_numpy(dtype=str)
+    return regime_labels(candles, timeframe, rules)[0]
 
 
 def regime_confidence(
@@ -184,6 +184,15 @@ def regime_confidence(
     0.2 (0.01 from the 0.05 bull threshold).
     """
     return regime_frame(candles, timeframe, rules)["confidence"].to_numpy(dtype="float64")
+
+
+def regime_labels(
+    candles: Candles, timeframe: str, rules: RegimeRules | None = None
+) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.float64]]:
+    """The regime name and confidence of every candle as arrays (``regime_frame`` without the
+    frame: what the live service asks of each candle set)."""
+    rules = rules or RegimeRules()
+    return _classify(*trend_and_vol(candles, timeframe, rules.window), rules)
 
 
 def regime_frame(

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
 
 from market.timeframes import timeframe_ms
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 CANDLE_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
 """A candle frame: ``ts`` int64 open time in ms UTC, then float64 prices and base-asset volume."""
+
+#: Candles as the series builders read them: a candle frame, or a mapping of its column names to
+#: numpy arrays (what the live service builds from a request, with no DataFrame in between).
+Candles: TypeAlias = "pd.DataFrame | Mapping[str, np.ndarray]"
+
+
+def candle_arrays(candles: Candles) -> dict[str, np.ndarray]:
+    """The ``CANDLE_COLUMNS`` of ``candles`` as arrays (``ts`` int64, the rest float64)."""
+    return {
+        column: np.asarray(candles[column], dtype=np.int64 if column == "ts" else np.float64)
+        for column in CANDLE_COLUMNS
+    }
+
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
 _FILE_NAME = re.compile(

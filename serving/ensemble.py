@@ -22,7 +22,7 @@ listed as unavailable with that reason; ``rugpull_detector`` answers ``/v1/rugpu
 ``report_coordinator`` is the mother brain. A champion in stage DECAY does not vote (a decaying
 live record is not trusted; a new champion replaces it).
 
-**A prediction.** The live regime is ``market.regimes.regime_frame`` of the candles (store rules)
+**A prediction.** The live regime is ``market.regimes.regime_labels`` of the candles (store rules)
 at the last candle, with its confidence. The champions of that regime score the last candle:
 ``score`` in [-1, 1]; ``vote = sign(score)`` when ``|score|`` exceeds the threshold of the row's
 inference config (else the genome's ``threshold`` gene), else 0. Without a regime (fewer candles
@@ -61,10 +61,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 
 from agents.banks import RUGPULL_FEATURES, RUGPULL_HEAVY_TAILED, technical_dataset, volume_dataset
@@ -73,7 +72,8 @@ from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import ChildNet, load_model
 from agents.training import window_inputs
-from market.regimes import REGIMES, RegimeRules, regime_frame
+from market.regimes import REGIMES, RegimeRules, regime_labels
+from market.series import CANDLE_COLUMNS, Candles, candle_arrays
 from serving.schemas import (
     MemberOut,
     ModelEntry,
@@ -96,7 +96,7 @@ __all__ = [
     "Ensemble",
     "Member",
     "brain_version",
-    "candle_frame",
+    "candle_columns",
     "ensemble_version",
     "verified_model",
 ]
@@ -265,12 +265,11 @@ def _sign(value: float) -> Vote:
     return 1 if value > 0 else (-1 if value < 0 else 0)
 
 
-def _candles_key(candles: pd.DataFrame, timeframe: str) -> bytes:
+def _candles_key(candles: Mapping[str, np.ndarray], timeframe: str) -> bytes:
     """A digest of exactly what the features read: the timeframe, ``ts`` and the OHLCV values."""
     digest = hashlib.blake2b(timeframe.encode(), digest_size=20)
-    digest.update(np.ascontiguousarray(candles["ts"].to_numpy(dtype=np.int64)).tobytes())
-    for column in _CANDLE_COLUMNS:
-        digest.update(np.ascontiguousarray(candles[column].to_numpy(dtype=np.float64)).tobytes())
+    for column in CANDLE_COLUMNS:
+        digest.update(np.ascontiguousarray(candles[column]).tobytes())
     return digest.digest()
 
 
@@ -283,13 +282,14 @@ class _CandleWork:
     requests. Datasets are built on first use (only the live regime's specialties need them).
     """
 
-    def __init__(self, candles: pd.DataFrame, timeframe: str, rules: RegimeRules) -> None:
-        frame = regime_frame(candles, timeframe, rules)
-        self._regimes = frame["regime"].to_numpy(dtype=str)  # handed to the dataset builders
-        last = frame.iloc[-1]
-        self.regime: str | None = str(last["regime"]) or None
-        self.confidence = float(last["confidence"]) if self.regime else None
-        self._candles: pd.DataFrame | None = candles
+    def __init__(
+        self, candles: Mapping[str, np.ndarray], timeframe: str, rules: RegimeRules
+    ) -> None:
+        labels, confidence = regime_labels(candles, timeframe, rules)
+        self._regimes = labels  # handed to the dataset builders
+        self.regime: str | None = str(labels[-1]) or None
+        self.confidence = float(confidence[-1]) if self.regime else None
+        self._candles: Mapping[str, np.ndarray] | None = candles
         self._timeframe = timeframe
         self._rules = rules
         self._datasets: dict[str, Dataset | str] = {}
@@ -345,7 +345,9 @@ class _CandleCache:
         self._items: OrderedDict[bytes, _CandleWork] = OrderedDict()
         self._lock = threading.Lock()
 
-    def work(self, candles: pd.DataFrame, timeframe: str, rules: RegimeRules) -> _CandleWork:
+    def work(
+        self, candles: Mapping[str, np.ndarray], timeframe: str, rules: RegimeRules
+    ) -> _CandleWork:
         key = _candles_key(candles, timeframe)
         with self._lock:
             found = self._items.get(key)
@@ -420,18 +422,21 @@ class Ensemble:
 
     def predict(
         self,
-        candles: pd.DataFrame,
+        candles: Candles,
         *,
         exchange: str,
         symbol: str,
         timeframe: str,
         request_id: str,
     ) -> PredictResponse:
-        """The ensemble's call on the last of ``candles`` (a candle frame, oldest first)."""
-        work = self._cache.work(candles, timeframe, self.rules)
+        """The ensemble's call on the last of ``candles`` (a candle frame or its columns as
+        arrays, :func:`candle_columns`; oldest first)."""
+        columns = candle_arrays(candles)
+        last_ts = int(columns["ts"][-1])
+        work = self._cache.work(columns, timeframe, self.rules)
         name, confidence = work.regime, work.confidence
         base = {
-            "request_id": request_id, "as_of": int(candles["ts"].iloc[-1]), "exchange": exchange,
+            "request_id": request_id, "as_of": last_ts, "exchange": exchange,
             "symbol": symbol, "timeframe": timeframe, "model_version": self.version,
             "regime": RegimeOut(name=name, confidence=confidence),
         }  # fmt: skip
@@ -444,13 +449,13 @@ class Ensemble:
         if name is None:
             window = self.rules.window
             return flat(f"no regime: the candles do not cover the {window} regime window yet "
-                        f"({len(candles)} candles); send more history")  # fmt: skip
+                        f"({len(columns['ts'])} candles); send more history")  # fmt: skip
         champions = self.members.get(name, ())
         if not champions:
             return flat(f"no validated champion for the live regime {name}")
         coordinator = self.coordinators.get(name)
         depth = coordinator.lookback if coordinator else 1
-        scored, notes = self._score(champions, work, int(candles["ts"].iloc[-1]), depth)
+        scored, notes = self._score(champions, work, last_ts, depth)
         if not scored:
             return flat(f"no champion of {name} could score these candles: {'; '.join(notes)}")
         total = sum(m.weight for m, _ in scored)
@@ -571,11 +576,13 @@ class Ensemble:
         )  # fmt: skip
 
 
-def candle_frame(rows: Sequence[Sequence[float]]) -> pd.DataFrame:
-    """A candle frame (``market.series.CANDLE_COLUMNS``) of request rows (ts int64, OHLCV
-    float64), built column-wise: a frame of row lists costs ~1 ms per 500 candles."""
+def candle_columns(rows: Sequence[Sequence[float]]) -> dict[str, np.ndarray]:
+    """The candle columns (``market.series.CANDLE_COLUMNS``: ``ts`` int64, OHLCV float64) of
+    request rows, as arrays: what the dataset builders read, without a DataFrame (whose
+    construction and column lookups cost more than the features of 500 candles). Timestamps come
+    through float64, exact below 2**53 ms (``serving.schemas`` refuses larger ones)."""
     values = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
-    columns: dict[str, np.ndarray] = {"ts": np.array([row[0] for row in rows], dtype=np.int64)}
+    columns = {"ts": values[:, 0].astype(np.int64)}
     for i, name in enumerate(_CANDLE_COLUMNS, start=1):
-        columns[name] = values[:, i]
-    return cast(pd.DataFrame, pd.DataFrame(columns))
+        columns[name] = np.ascontiguousarray(values[:, i])
+    return columns

@@ -86,6 +86,19 @@ def test_a_candle_with_high_below_low_is_422_naming_the_field(
     assert bad_timeframe.status_code == 422
     assert bad_timeframe.json()["detail"][0]["loc"] == ["body", "timeframe"]
 
+    late = [[2**53, 10.0, 11.0, 9.0, 10.0, 1.0]]
+    answer = post(served, "/v1/predict", {"symbol": "BTC/USDT", "candles": late})
+    assert answer.status_code == 422
+    assert "candles[0]: timestamp must be >= 0 and < 2**53" in answer.json()["detail"][0]["msg"]
+
+
+def test_a_body_that_is_not_json_is_422_not_a_crash(served: Served) -> None:
+    answer = httpx.post(f"{served.url}/v1/predict", content=b"\x80{not json",
+                        headers={**AUTH, "content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["type"] == "json_invalid" and error["loc"][0] == "body"
+
 
 def test_an_oversized_body_is_refused_with_413(served: Served, champions: Champions) -> None:
     rows = candle_rows(champions.candles.iloc[-3000:])  # ~200 kB of JSON, over 64 kB

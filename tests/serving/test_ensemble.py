@@ -15,7 +15,8 @@ from agents.genome import Genome
 from agents.models import load_model
 from agents.training import window_inputs
 from market.regimes import REGIMES, regime_frame
-from serving.ensemble import CANDLE_SPECIALTIES, Ensemble, candle_frame, ensemble_version
+from market.series import CANDLE_COLUMNS
+from serving.ensemble import CANDLE_SPECIALTIES, Ensemble, candle_columns, ensemble_version
 from store.db import Store
 from store.training import TrainingStore
 from tests.serving.trained import (
@@ -83,11 +84,27 @@ def test_candles_seen_before_get_the_answer_computed_afresh(champions: Champions
         assert before["volume_hunter"] != after["volume_hunter"]
 
 
-def test_candle_frame_reads_request_rows() -> None:
+def test_candle_columns_read_request_rows() -> None:
     rows = [(1_700_000_000_000 + i * 3_600_000, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 3.0)
             for i in range(3)]  # fmt: skip
-    expected = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
-    pd.testing.assert_frame_equal(candle_frame(rows), expected.astype({"ts": np.int64}))
+    columns = candle_columns(rows)
+    assert list(columns) == ["ts", "open", "high", "low", "close", "volume"]
+    assert columns["ts"].dtype == np.int64
+    assert columns["ts"].tolist() == [1_700_000_000_000, 1_700_003_600_000, 1_700_007_200_000]
+    assert columns["close"].tolist() == [10.5, 11.5, 12.5]
+    assert columns["volume"].dtype == np.float64
+
+
+def test_candle_columns_and_the_store_frame_give_the_same_answer(champions: Champions) -> None:
+    frame = window_ending_in(champions, champions.busiest())
+    rows = [(int(r[0]), *r[1:]) for r in frame[list(CANDLE_COLUMNS)].itertuples(index=False)]
+    ensemble = Ensemble.load(champions.store(), champions.home)
+    answers = [
+        ensemble.predict(c, exchange="binance", symbol="BTC/USDT", timeframe="1h", request_id="r")
+        for c in (frame, candle_columns(rows))
+    ]
+    assert answers[0].members, "the busiest regime has voting champions"
+    assert answers[0].model_dump() == answers[1].model_dump()
 
 
 def test_no_champion_for_the_live_regime_is_flat_with_the_reason(
