@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from agents.specialties import FEATURE_SETS
 from market import features as ft
 from market import kernels
 from market.regimes import REGIMES, RegimeRules, classify_regimes
-from market.sentiment import join_daily_lagged
+from market.sentiment import lagged_daily
 from market.series import Candles
 
 logger = logging.getLogger(__name__)
@@ -382,71 +383,98 @@ def _daily_z(values: pd.Series, window: int = 30) -> pd.Series:
     return ((values - rolling.mean()) / std).mask(std == 0.0, 0.0)
 
 
-def _lagged(
-    candles: pd.DataFrame, daily_ts: np.ndarray, values: pd.Series, max_age_days: int | None = None
-) -> np.ndarray:
-    daily = pd.DataFrame({"ts": daily_ts, "value": _values(values)})
-    joined = join_daily_lagged(candles[["ts"]], daily, "value", max_age_days=max_age_days)
-    return _values(joined["value"])
+@dataclass(frozen=True, eq=False)
+class DailySentiment:
+    """The sentiment scout's daily features, computed once on the daily series: each column's
+    ``(day ts, values, max age in days)``, joined to bars by :func:`sentiment_dataset`."""
+
+    mood: dict[str, tuple[np.ndarray, np.ndarray, int | None]]
+    social: dict[str, tuple[np.ndarray, np.ndarray]]  # stream -> (day ts, its 30-day z-score)
+
+
+def daily_sentiment(
+    fear_greed: pd.DataFrame, social: Mapping[str, pd.DataFrame] | None = None
+) -> DailySentiment:
+    """The value, 1- and 7-day change and 30-day z-score of fear & greed (scaled to [0, 1]),
+    and each social stream's value and z-score, on their own days."""
+    fg_ts = fear_greed["ts"].to_numpy(dtype=np.int64)
+    fg = fear_greed["value"].astype("float64") / 100.0
+    mood: dict[str, tuple[np.ndarray, np.ndarray, int | None]] = {
+        "fear_greed": (fg_ts, _values(fg), None),
+        "fear_greed_chg_1d": (fg_ts, _values(fg.diff(1)), None),
+        "fear_greed_chg_7d": (fg_ts, _values(fg.diff(7)), None),
+        "fear_greed_z30": (fg_ts, _values(_daily_z(fg)), None),
+    }
+    streams: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for stream, daily in (social or {}).items():
+        day_ts = daily["ts"].to_numpy(dtype=np.int64)
+        mood[f"social_{stream}"] = (day_ts, _values(daily["value"]), SOCIAL_MAX_AGE_DAYS)
+        streams[stream] = (day_ts, _values(_daily_z(daily["value"].astype("float64"))))
+    return DailySentiment(mood, streams)
 
 
 def sentiment_dataset(
-    candles: pd.DataFrame,
-    fear_greed: pd.DataFrame,
+    candles: Candles,
+    fear_greed: pd.DataFrame | DailySentiment,
     *,
     name: str,
     timeframe: str,
     social: Mapping[str, pd.DataFrame] | None = None,
     rules: RegimeRules | None = None,
+    regimes: np.ndarray | None = None,
 ) -> Dataset:
     """sentiment_scout: daily sentiment lagged one day beside a few price features.
 
     ``fear_greed`` and each ``social`` stream are daily ``ts, value`` frames
-    (:func:`market.sentiment.read_sentiment`). Daily features (the value, its 1- and 7-day change,
-    its 30-day z-score) are computed on the daily series, then joined so a bar on day ``D`` sees
-    day ``D - 1`` at the latest. A social stream is used only where it overlaps the candles:
-    ``social_<stream>_known`` is 1 where a value at most 3 days old is known and the stream's
-    columns read 0 elsewhere (the file ends in May 2021); a stream with no overlap at all is left
-    out. Feature sets: ``price``, ``sentiment``, ``all``.
+    (:func:`market.sentiment.read_sentiment`), or their :func:`daily_sentiment` computed once
+    (the live service; ``social`` is then part of it). Daily features (the value, its 1- and
+    7-day change, its 30-day z-score) are computed on the daily series, then joined so a bar on
+    day ``D`` sees day ``D - 1`` at the latest. A social stream is used only where it overlaps
+    the candles: ``social_<stream>_known`` is 1 where a value at most 3 days old is known and the
+    stream's columns read 0 elsewhere (the file ends in May 2021); a stream with no overlap at
+    all is left out. Feature sets: ``price``, ``sentiment``, ``all``. ``candles`` and ``regimes``
+    as in ``technical_dataset``.
     """
-    close = candles["close"].astype("float64")
+    if isinstance(fear_greed, DailySentiment):
+        if social is not None:
+            raise ValueError("sentiment_dataset: social is part of a DailySentiment; pass None")
+        daily = fear_greed
+    else:
+        daily = daily_sentiment(fear_greed, social)
+    close = _values(candles["close"])
+    bar_ts = np.asarray(candles["ts"], dtype=np.int64)
     price: Columns = {
-        "logret_1": _values(ft.log_returns(close, 1)),
-        "logret_24": _values(ft.log_returns(close, 24)),
-        "rv_24": _values(ft.realized_volatility(close, 24)),
-        "rsi_14": _values(ft.rsi(close, 14) / 100.0),
+        "logret_1": kernels.log_returns(close, 1),
+        "logret_24": kernels.log_returns(close, 24),
+        "rv_24": kernels.realized_volatility(close, 24),
+        "rsi_14": kernels.rsi(close, 14) / 100.0,
     }
-    fg_ts = fear_greed["ts"].to_numpy(dtype=np.int64)
-    fg = fear_greed["value"].astype("float64") / 100.0
-    mood: Columns = {
-        "fear_greed": _lagged(candles, fg_ts, fg),
-        "fear_greed_chg_1d": _lagged(candles, fg_ts, fg.diff(1)),
-        "fear_greed_chg_7d": _lagged(candles, fg_ts, fg.diff(7)),
-        "fear_greed_z30": _lagged(candles, fg_ts, _daily_z(fg)),
-    }
-    for stream, daily in (social or {}).items():
-        day_ts = daily["ts"].to_numpy(dtype=np.int64)
-        value = _lagged(candles, day_ts, daily["value"], SOCIAL_MAX_AGE_DAYS)
-        z = _lagged(
-            candles, day_ts, _daily_z(daily["value"].astype("float64")), SOCIAL_MAX_AGE_DAYS
-        )
-        known = np.isfinite(value) & np.isfinite(z)
+    mood: Columns = {}
+    for column, (day_ts, values, max_age) in daily.mood.items():
+        lagged = lagged_daily(bar_ts, day_ts, values, max_age_days=max_age, name=column)
+        stream = column.removeprefix("social_")
+        if stream not in daily.social:
+            mood[column] = lagged
+            continue
+        z_ts, z_values = daily.social[stream]
+        z = lagged_daily(bar_ts, z_ts, z_values, max_age_days=max_age, name=column)
+        known = np.isfinite(lagged) & np.isfinite(z)
         if not known.any():
             logger.info("sentiment_scout: social stream %s does not overlap %s", stream, name)
             continue
-        mood[f"social_{stream}"] = np.where(known, value, 0.0)
-        mood[f"social_{stream}_z30"] = np.where(known, z, 0.0)
-        mood[f"social_{stream}_known"] = known.astype(np.float64)
+        mood[column] = np.where(known, lagged, 0.0)
+        mood[f"{column}_z30"] = np.where(known, z, 0.0)
+        mood[f"{column}_known"] = known.astype(np.float64)
     sets = {"price": tuple(price), "sentiment": tuple(mood)}
     return _assemble(
         "sentiment_scout",
         name,
         timeframe,
-        candles["ts"].to_numpy(),
+        bar_ts,
         price | mood,
         sets,
-        close=_values(close),
-        regimes=classify_regimes(candles, timeframe, rules),
+        close=close,
+        regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
     )
 
 

@@ -3,34 +3,32 @@
 Run from the repo root with the venv's python:  .venv/bin/python benchmarks/serve.py [--quick]
 [--home DATA_ROOT]
 
-The ensemble: the champions of a real evolution on the shipped sample (``--home``: a data root
-that already has them, e.g. after ``make demo``; else a fresh one evolved here with
-``configs/evolve-demo.yaml``, the seven specialties, or ``configs/evolve-smoke.yaml`` with
-``--quick``). Every champion whose inputs a request carries votes (``serving.ensemble``); the
-count is printed.
+The ensemble: the champions of a real evolution of the seven specialties on the shipped sample
+(``--home``: a data root that already has them, e.g. after ``make demo``; else a fresh one evolved
+here with ``configs/evolve-demo.yaml``, about two minutes). Every champion whose inputs a request
+carries votes (``serving.ensemble``); the live members are printed.
 
 One Ray (``ray.init(num_cpus=2)``) and one Serve on a free loopback port run three applications
 side by side, one replica each: ``RedlineAPI`` with ``@serve.batch`` (``/batched``), the same
 without batching (``/unbatched``) and ``serving.noop`` (``/noop``, parses the same JSON body and
-answers a constant). Replicas reserve no CPU (three would not fit on 2 cores otherwise). Every
-request sends the same body: BTC/USDT 1h, the last 500 real candles of the sample.
+answers a constant). Replicas reserve no CPU (three would not fit on 2 cores otherwise). Bodies
+are BTC/USDT 1h windows of 500 real candles of the sample.
 
-- latency: one client, one request at a time (``--quick``: 100 per app, else 400, after 20
-  warm-up requests), interleaved by rounds so drift on the machine hits every app alike; p50 and
-  p99 of the wall time of each request as the client sees it (httpx, keep-alive).
-- throughput: 8 concurrent clients (asyncio + httpx) for a fixed number of requests (``--quick``:
-  200, else 800); requests per second.
-
-The replicas remember the regime and features of the last 64 candle sets
-(``serving.ensemble``), so repeating one body measures the answer to candles already seen (many
-bots polling one series at one bar). ``batched (new candles)`` measures the other case: every
-request a different 500-candle window (sliding back through the sample, more windows than the
-cache holds), so each one computes its features.
+- cases: the no-op; ``batched`` and ``unbatched`` on **new candles** (every request a different
+  500-candle window, sliding back through the sample: more windows than the replica's 64-entry
+  candle cache holds, so each request computes its regime and features, as a bot's request on a
+  new bar does); the same two on one repeated body (``cached``: many bots polling one series at
+  one bar, a retry).
+- latency: one client, one request at a time (``--quick``: 100 per case, else 400, after 20
+  warm-up requests); throughput: 8 concurrent clients (asyncio + httpx), ``--quick`` 400
+  requests per case, else 1,600 (new candles: 500, else 2,000 distinct windows); both interleaved by rounds (4, else 8) so drift on the machine
+  hits every case alike. p50 and p99 of the wall time of each request as the client sees it
+  (httpx, keep-alive); requests per second over all rounds.
 
 The last line is ``RESULT p50_ms=<batched p50> p99_ms=<batched p99> p50_vs_noop=<batched/noop>
-throughput_vs_noop=<batched/noop> new_candles_p50_vs_noop=... new_candles_throughput_vs_noop=...``
-(the first four on the repeated body, the last two on new candles). Goals (issue 6): p50 at most
-1.5x the no-op's, throughput at least 70% of it.
+throughput_vs_noop=<batched/noop> cached_p50_vs_noop=... cached_throughput_vs_noop=...``: the
+headline figures are on new candles (the case that computes features), the ``cached_`` ones on
+the repeated body. Goals (issue 6): p50 at most 1.5x the no-op's, throughput at least 70% of it.
 """
 
 from __future__ import annotations
@@ -73,7 +71,7 @@ def _prepare(home: Path | None, quick: bool) -> Path:
     if home is not None:
         return home
     home = Path(tempfile.mkdtemp(prefix="redline-bench-serve-")) / "redline_data"
-    config = load_config(CONFIG_DIR / ("evolve-smoke.yaml" if quick else "evolve-demo.yaml"))
+    config = load_config(CONFIG_DIR / "evolve-demo.yaml")
     with Store.open(f"sqlite:///{home / 'redline.db'}", home=home) as store:
         ensure_sample(store)
         print(f"evolving champions into {home} ...", flush=True)
@@ -143,9 +141,12 @@ def main() -> None:
     url = f"sqlite:///{home / 'redline.db'}"
     with Store.open(url, home=home) as store:
         champions = TrainingStore(store).champions()
-        windows = _bodies(store, 200)
+        rounds = 4 if args.quick else 8
+        per_round = 25 if args.quick else 50
+        n = 100 if args.quick else 200
+        windows = _bodies(store, 1 + rounds * (per_round + n))
     body = windows[0]
-    fresh = windows[1:]  # 199 distinct windows > the replica's 64-entry cache: all misses
+    fresh = windows[1:]  # distinct windows, each sent once per replica: every one computes
     print(f"champions: {len(champions)} rows, specialties "
           f"{sorted({c.specialty for c in champions})}")  # fmt: skip
 
@@ -160,6 +161,10 @@ def main() -> None:
     serve.run(build_app(url, home, token="", deployment=free, batching=False),
               name="unbatched", route_prefix="/unbatched")  # fmt: skip
     urls = {app: f"http://127.0.0.1:{port}/{app}/v1/predict" for app in APPS}
+    # (label, app, bodies): the no-op, then each Redline app on new candles and on one body.
+    cases = [("noop", "noop", [body]), ("batched", "batched", fresh),
+             ("unbatched", "unbatched", fresh), ("batched, cached", "batched", [body]),
+             ("unbatched, cached", "unbatched", [body])]  # fmt: skip
     try:
         with httpx.Client(timeout=60) as client:
             answer = client.post(urls["batched"], json=body).json()
@@ -168,39 +173,37 @@ def main() -> None:
               f"{answer['combiner']}, signal {answer['signal']}")  # fmt: skip
         for app in APPS:
             _latencies(urls[app], [body], 20)  # warm-up
-        per_round = 50 if args.quick else 100
-        rounds = 2 if args.quick else 4
-        latency: dict[str, list[float]] = {app: [] for app in APPS}
-        for _ in range(rounds):
-            for app in APPS:
-                latency[app] += _latencies(urls[app], [body], per_round)
-        n = 200 if args.quick else 800
-        rps = {app: asyncio.run(_throughput(urls[app], [body], n, 8)) for app in APPS}
-        miss_latency = _latencies(urls["batched"], fresh, per_round * rounds)
-        miss_rps = asyncio.run(_throughput(urls["batched"], fresh, n, 8))
+        latency: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+        elapsed: dict[str, float] = {label: 0.0 for label, _, _ in cases}
+        for r in range(rounds):  # interleaved, so drift on the machine hits every case alike
+            for label, app, bodies in cases:
+                # new candles: this round's own windows, none seen before by that replica
+                own = bodies[r * (per_round + n) : (r + 1) * (per_round + n)] or bodies
+                latency[label] += _latencies(urls[app], own[:per_round], per_round)
+                elapsed[label] += n / asyncio.run(_throughput(urls[app], own[-n:], n, 8))
+        rps = {label: rounds * n / elapsed[label] for label in elapsed}
     finally:
         serve.shutdown()
         ray.shutdown()
 
-    print(f"{'app':<10} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s (8 clients)':>18}")
-    for app in APPS:
-        print(f"{app:<10} {_pct(latency[app], 50):8.2f} {_pct(latency[app], 99):8.2f} "
-              f"{statistics.fmean(latency[app]) * 1000:8.2f} {rps[app]:18.1f}")  # fmt: skip
-    print(f"{'batched (new candles)':<10} {_pct(miss_latency, 50):8.2f} "
-          f"{_pct(miss_latency, 99):8.2f} {statistics.fmean(miss_latency) * 1000:8.2f} "
-          f"{miss_rps:18.1f}")  # fmt: skip
-    p50, p99 = _pct(latency["batched"], 50), _pct(latency["batched"], 99)
+    print(f"{'case':<18} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s (8 clients)':>18}")
+    for label, _, _ in cases:
+        print(f"{label:<18} {_pct(latency[label], 50):8.2f} {_pct(latency[label], 99):8.2f} "
+              f"{statistics.fmean(latency[label]) * 1000:8.2f} {rps[label]:18.1f}")  # fmt: skip
     noop = _pct(latency["noop"], 50)
-    print(f"new candles: p50_vs_noop={_pct(miss_latency, 50) / noop:.2f} "
-          f"throughput_vs_noop={miss_rps / rps['noop']:.2f}")  # fmt: skip
-    print(f"unbatched: p50_vs_noop={_pct(latency['unbatched'], 50) / noop:.2f} "
-          f"throughput_vs_noop={rps['unbatched'] / rps['noop']:.2f}")  # fmt: skip
-    # The repeated body hits the replicas' candle cache; the new-candles ratios say what a
-    # request whose features must be computed costs, so both go on the RESULT line.
-    print(f"RESULT p50_ms={p50:.2f} p99_ms={p99:.2f} p50_vs_noop={p50 / noop:.2f} "
-          f"throughput_vs_noop={rps['batched'] / rps['noop']:.2f} "
-          f"new_candles_p50_vs_noop={_pct(miss_latency, 50) / noop:.2f} "
-          f"new_candles_throughput_vs_noop={miss_rps / rps['noop']:.2f}")  # fmt: skip
+
+    def ratios(label: str) -> tuple[float, float]:
+        return _pct(latency[label], 50) / noop, rps[label] / rps["noop"]
+
+    for label in ("unbatched", "batched, cached", "unbatched, cached"):
+        p50_ratio, rps_ratio = ratios(label)
+        print(f"{label}: p50_vs_noop={p50_ratio:.2f} throughput_vs_noop={rps_ratio:.2f}")
+    p50_ratio, rps_ratio = ratios("batched")
+    cached_p50, cached_rps = ratios("batched, cached")
+    print(f"RESULT p50_ms={_pct(latency['batched'], 50):.2f} "
+          f"p99_ms={_pct(latency['batched'], 99):.2f} p50_vs_noop={p50_ratio:.2f} "
+          f"throughput_vs_noop={rps_ratio:.2f} cached_p50_vs_noop={cached_p50:.2f} "
+          f"cached_throughput_vs_noop={cached_rps:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DAY_MS", "join_daily_lagged", "read_sentiment"]
+__all__ = ["DAY_MS", "join_daily_lagged", "lagged_daily", "read_sentiment"]
 
 DAY_MS = 86_400_000
 
@@ -80,27 +80,43 @@ def join_daily_lagged(
         isinstance(max_age_days, bool) or not isinstance(max_age_days, int) or max_age_days < 1
     ):
         raise ValueError(f"max_age_days must be an integer >= 1 or None; got {max_age_days!r}")
-    known = pd.DataFrame(
-        {
-            # The value becomes available when its day ends.
-            "_known_from": daily["ts"].to_numpy(dtype=np.int64) + DAY_MS,
-            column: daily["value"].to_numpy(dtype="float64"),
-        }
-    ).sort_values("_known_from", kind="stable")
-    if known["_known_from"].duplicated().any():
-        raise ValueError(f"daily must have one value per day; got duplicated ts in {column!r}")
-    bars = pd.DataFrame(
-        {"_bar_ts": candles["ts"].to_numpy(dtype=np.int64), "_row": np.arange(len(candles))}
-    ).sort_values("_bar_ts", kind="stable")
-    tolerance = None if max_age_days is None else max_age_days * DAY_MS - 1
-    joined = pd.merge_asof(
-        bars,
-        known,
-        left_on="_bar_ts",
-        right_on="_known_from",
-        direction="backward",
-        tolerance=tolerance,
-    ).sort_values("_row")
+    values = lagged_daily(
+        candles["ts"].to_numpy(dtype=np.int64),
+        daily["ts"].to_numpy(dtype=np.int64),
+        daily["value"].to_numpy(dtype="float64"),
+        max_age_days=max_age_days,
+        name=column,
+    )
     out = candles.copy()
-    out[column] = joined[column].to_numpy(dtype="float64")
+    out[column] = values
     return out
+
+
+def lagged_daily(
+    bar_ts: np.ndarray,
+    day_ts: np.ndarray,
+    values: np.ndarray,
+    *,
+    max_age_days: int | None = None,
+    name: str = "value",
+) -> np.ndarray:
+    """:func:`join_daily_lagged` on arrays: for each bar open time, the value of the latest day
+    ``D`` with ``D + 1 day <= bar`` (and ``bar - (D + 1 day) < max_age_days`` days), else NaN.
+
+    ``day_ts`` need not be sorted but must be unique (ValueError naming ``name``). A binary search
+    per bar: no frame, no sort of the bars.
+    """
+    if len(day_ts) == 0:
+        return np.full(len(bar_ts), np.nan)
+    known_from = np.asarray(day_ts, dtype=np.int64) + DAY_MS  # a day's value is known when it ends
+    order = np.argsort(known_from, kind="stable")
+    known_from = known_from[order]
+    if len(known_from) > 1 and (np.diff(known_from) == 0).any():
+        raise ValueError(f"daily must have one value per day; got duplicated ts in {name!r}")
+    known = np.asarray(values, dtype=np.float64)[order]
+    bars = np.asarray(bar_ts, dtype=np.int64)
+    at = np.searchsorted(known_from, bars, side="right") - 1
+    found = at >= 0
+    if max_age_days is not None:
+        found &= bars - known_from[np.maximum(at, 0)] <= max_age_days * DAY_MS - 1
+    return np.where(found, known[np.maximum(at, 0)], np.nan)

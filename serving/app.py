@@ -337,7 +337,7 @@ class RedlineAPI:
         any is returned (so feedback on an answer always finds its prediction)."""
         results = [self._answer(ensemble, request) for request in requests]
         answers = [r for r in results if isinstance(r, PredictResponse)]
-        self.trades.record_predictions([
+        self.trades.append_predictions([
             (a.request_id, a.model_version, [m.model_dump() for m in a.members],
              a.regime.name or "")
             for a in answers

@@ -13,14 +13,23 @@ row's ``checkpoint_sha256`` (or a row without one) is *refused*: logged, listed 
 the reason, and left out of the votes. Files load with ``torch.load(weights_only=True)``
 (``agents.models.load_model``): no pickled code runs.
 
-**Who can vote.** Only specialties whose inputs a predict request carries: ``technical_analyst``
-and ``volume_hunter`` read OHLCV candles, and their features are computed by the very builders
-their training datasets used (``agents.datasets.technical_dataset`` / ``volume_dataset``, on
-``market.features``), so a model sees what it was trained on. ``market_scanner`` (a panel of
-symbols), ``whale_watcher`` (public trades), ``sentiment_scout`` (daily sentiment streams) are
-listed as unavailable with that reason; ``rugpull_detector`` answers ``/v1/rugpull``;
-``report_coordinator`` is the mother brain. A champion in stage DECAY does not vote (a decaying
-live record is not trusted; a new champion replaces it).
+**Who can vote.** Every specialty whose inputs the request's candles, the store and the
+champion's run can provide; its features are computed by the very builders its training datasets
+used (``agents.banks``, on ``market.features``), so a model sees what it was trained on, and a
+model whose input width differs from the live features' abstains with that reason:
+
+- ``technical_analyst``, ``volume_hunter``: the candles alone;
+- ``sentiment_scout``: the candles and the daily fear & greed (and social) series of its run's
+  ``data`` config, read once at load, lagged one day as in training; candles past the files'
+  last day have no sentiment features, and it abstains ("needs more history");
+- ``market_scanner``: the candles and the store's candles of the other symbols of its run's
+  panel over the same span, ending at the last candle (never later); a series outside its panel,
+  or a panel symbol the store lacks at the last candle, and it abstains with the reason;
+- ``whale_watcher`` (public trades) is listed as unavailable with that reason;
+  ``rugpull_detector`` answers ``/v1/rugpull``; ``report_coordinator`` is the mother brain.
+
+A champion in stage DECAY does not vote (a decaying live record is not trusted; a new champion
+replaces it).
 
 **A prediction.** The live regime is ``market.regimes.regime_labels`` of the candles (store rules)
 at the last candle, with its confidence. The champions of that regime score the last candle:
@@ -57,23 +66,35 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 
-from agents.banks import RUGPULL_FEATURES, RUGPULL_HEAVY_TAILED, technical_dataset, volume_dataset
+from agents.banks import (
+    RUGPULL_FEATURES,
+    RUGPULL_HEAVY_TAILED,
+    SOCIAL_STREAMS,
+    DailySentiment,
+    daily_sentiment,
+    panel_dataset,
+    sentiment_dataset,
+    technical_dataset,
+    volume_dataset,
+)
 from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import ChildNet, load_model
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels
-from market.series import CANDLE_COLUMNS, Candles, candle_arrays
+from market.sentiment import read_sentiment
+from market.series import CANDLE_COLUMNS, Candles, SeriesKey, candle_arrays, normalize_symbol
 from serving.schemas import (
     MemberOut,
     ModelEntry,
@@ -88,6 +109,7 @@ from serving.schemas import (
 from store.db import Store
 from store.paths import DataRoot
 from store.records import RegimeBestRecord
+from store.runs import RunStore
 from store.training import TrainingStore
 
 __all__ = [
@@ -105,13 +127,16 @@ logger = logging.getLogger(__name__)
 
 #: Specialties whose features come from OHLCV candles alone, and the dataset builder of each.
 CANDLE_SPECIALTIES = {"technical_analyst": technical_dataset, "volume_hunter": volume_dataset}
+#: Specialties that read the candles and what their run's sources name: the daily sentiment
+#: files, the store's candles of the panel's other symbols.
+SOURCED_SPECIALTIES = ("sentiment_scout", "market_scanner")
 _NOT_FED = {
-    "market_scanner": "needs a panel of symbols; /v1/predict carries one series",
-    "whale_watcher": "needs public trades; /v1/predict carries candles",
-    "sentiment_scout": "needs the daily sentiment streams; /v1/predict carries candles",
+    "whale_watcher": "needs the series' public trades (its 5m flow bars); /v1/predict carries "
+    "candles",
     "rugpull_detector": "scores tokens: POST /v1/rugpull",
     "report_coordinator": "the coordinators are the mother brain's",
 }
+_SENTIMENT, _PANEL = SOURCED_SPECIALTIES
 _VOTING_STAGES = ("PAPER", "MATURE")
 _RUGPULL = "rugpull_detector"
 _TOP_FEATURES = 5
@@ -172,8 +197,34 @@ def ensemble_version(store: Store, home: str | Path) -> str:
 
 
 @dataclass(frozen=True, eq=False)
+class SentimentSource:
+    """The daily series a sentiment_scout champion was trained with (its run's files)."""
+
+    key: str
+    daily: DailySentiment  # its daily features, computed once at load
+
+
+@dataclass(frozen=True)
+class PanelSource:
+    """The panel a market_scanner champion ranks: its run's exchange, timeframe and symbols."""
+
+    exchange: str
+    timeframe: str
+    symbols: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.timeframe}:{','.join(self.symbols)}"
+
+
+Source = SentimentSource | PanelSource
+#: The stored candles of a series with ``start_ms <= ts < end_ms`` (``Store.load_candles``).
+History = Callable[[SeriesKey, int, int], pd.DataFrame]
+
+
+@dataclass(frozen=True, eq=False)
 class Member:
-    """A loaded champion of one (specialty, regime)."""
+    """A loaded champion of one (specialty, regime); ``source``: what it reads beside candles."""
 
     row: RegimeBestRecord
     model: ChildNet
@@ -181,6 +232,7 @@ class Member:
     generation: int
     threshold: float
     size: float
+    source: Source | None = None
 
     @property
     def weight(self) -> float:
@@ -224,6 +276,34 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
                   float(row.inference.get("size", 1.0)))  # fmt: skip
 
 
+def _source(
+    row: RegimeBestRecord, store: Store, sentiment: dict[str, SentimentSource]
+) -> Source | None:
+    """What ``row``'s specialty reads beside the candles, from its run's ``data`` config
+    (ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
+    if row.specialty not in SOURCED_SPECIALTIES:
+        return None
+    run = RunStore(store).get_run(row.run_id)
+    data = (run.config.get("data") if run is not None else None) or {}
+    if not data:
+        raise ValueError(f"its run {row.run_id!r} records no data sources (evolve.data)")
+    if row.specialty == _PANEL:
+        return PanelSource(str(data.get("exchange", "binance")), str(data.get("timeframe", "1h")),
+                           tuple(normalize_symbol(s) for s in data.get("symbols") or ()))  # fmt: skip
+    fear_greed, social = data.get("fear_greed"), data.get("social_sentiment")
+    if not fear_greed:
+        raise ValueError(f"its run {row.run_id!r} names no fear_greed file")
+    key = f"{fear_greed}|{social}"
+    if key not in sentiment:
+        for path in (fear_greed, social):
+            if path and not Path(path).is_file():
+                raise ValueError(f"its run's sentiment file {path} is not on this machine")
+        streams = ({stream: read_sentiment(social, label=stream) for stream in SOCIAL_STREAMS}
+                   if social else None)  # fmt: skip
+        sentiment[key] = SentimentSource(key, daily_sentiment(read_sentiment(fear_greed), streams))
+    return sentiment[key]
+
+
 def _load_brain(home: Path, version: str | None) -> dict[str, _Coordinator]:
     """The feedable coordinators of the brain ``version`` by regime (see the module doc)."""
     if version is None:
@@ -265,76 +345,129 @@ def _sign(value: float) -> Vote:
     return 1 if value > 0 else (-1 if value < 0 else 0)
 
 
-def _candles_key(candles: Mapping[str, np.ndarray], timeframe: str) -> bytes:
-    """A digest of exactly what the features read: the timeframe, ``ts`` and the OHLCV values."""
-    digest = hashlib.blake2b(timeframe.encode(), digest_size=20)
+def _candles_key(candles: Mapping[str, np.ndarray], series: SeriesKey) -> bytes:
+    """A digest of exactly what the features read: the series and its ``ts`` and OHLCV values."""
+    digest = hashlib.blake2b(str(series).encode(), digest_size=20)
     for column in CANDLE_COLUMNS:
         digest.update(np.ascontiguousarray(candles[column]).tobytes())
     return digest.digest()
 
 
 class _CandleWork:
-    """What a candle set means, whoever asks: its live regime and each specialty's dataset.
+    """What a candle set of one series means, whoever asks: its live regime and each
+    specialty's dataset.
 
-    Pure functions of (candles, timeframe, rules), so remembering them changes no answer; it only
-    spares the pandas feature pipeline (tens of milliseconds for 500 candles, measured) when the
-    same candles come again: bots polling one series at one bar, a retry, a batch of equal
-    requests. Datasets are built on first use (only the live regime's specialties need them).
+    Pure functions of (candles, series, rules, sources), so remembering them changes no answer;
+    it only spares the feature pipeline (~2 ms for 500 candles, measured) when the same candles
+    come again: bots polling one series at one bar, a retry, a batch of equal requests. Datasets
+    are built on first use (only the live regime's specialties need them).
     """
 
     def __init__(
-        self, candles: Mapping[str, np.ndarray], timeframe: str, rules: RegimeRules
+        self,
+        candles: Mapping[str, np.ndarray],
+        series: SeriesKey,
+        rules: RegimeRules,
+        history: History | None,
     ) -> None:
-        labels, confidence = regime_labels(candles, timeframe, rules)
+        labels, confidence = regime_labels(candles, series.timeframe, rules)
         self._regimes = labels  # handed to the dataset builders
         self.regime: str | None = str(labels[-1]) or None
         self.confidence = float(confidence[-1]) if self.regime else None
-        self._candles: Mapping[str, np.ndarray] | None = candles
-        self._timeframe = timeframe
+        self._candles = candles
+        self._series = series
         self._rules = rules
-        self._datasets: dict[str, Dataset | str] = {}
+        self._history = history
+        self._datasets: dict[tuple[str, str], Dataset | str] = {}
         self._inputs: dict[tuple[Any, ...], np.ndarray | str] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, specialty: str) -> Dataset | str:
-        """The specialty's dataset of the candles, or why it cannot be built."""
+    def dataset(self, specialty: str, source: Source | None = None) -> Dataset | str:
+        """The specialty's dataset of the candles (and ``source``), or why it cannot be built."""
+        key = (specialty, source.key if source is not None else "")
         with self._lock:  # one build per specialty, even when a batch asks at once
-            if specialty not in self._datasets:
-                assert self._candles is not None
+            if key not in self._datasets:
                 try:
-                    self._datasets[specialty] = CANDLE_SPECIALTIES[specialty](
-                        self._candles, name="live", timeframe=self._timeframe, rules=self._rules,
-                        regimes=self._regimes,
-                    )  # fmt: skip
+                    self._datasets[key] = self._build(specialty, source)
                 except ValueError as exc:
-                    self._datasets[specialty] = f"{specialty}: {exc}"
-                if set(self._datasets) >= set(CANDLE_SPECIALTIES):
-                    self._candles = None  # every dataset built: the frame is not needed
-            return self._datasets[specialty]
+                    self._datasets[key] = f"{specialty}: {exc}"
+            return self._datasets[key]
 
-    def inputs(self, specialty: str, genome: Genome, depth: int) -> np.ndarray | str:
-        """The model inputs (``window_inputs``) of the last ``depth`` rows of the specialty's
-        dataset for ``genome`` (the last row alone when the history is shorter), or why not."""
+    def _build(self, specialty: str, source: Source | None) -> Dataset | str:
+        timeframe, rules = self._series.timeframe, self._rules
+        if specialty in CANDLE_SPECIALTIES:
+            return CANDLE_SPECIALTIES[specialty](self._candles, name="live", timeframe=timeframe,
+                                                 rules=rules, regimes=self._regimes)  # fmt: skip
+        if isinstance(source, SentimentSource):
+            return sentiment_dataset(self._candles, source.daily, name="live",
+                                     timeframe=timeframe, rules=rules,
+                                     regimes=self._regimes)  # fmt: skip
+        if isinstance(source, PanelSource):
+            return self._panel(source)
+        return f"{specialty}: nothing builds its features from candles"
+
+    def _panel(self, panel: PanelSource) -> Dataset | str:
+        """The panel of the request's candles and the store's candles of the other symbols over
+        the same span (up to the last candle: never later)."""
+        series = self._series
+        if (series.exchange, series.timeframe) != (panel.exchange, panel.timeframe) or (
+            series.symbol not in panel.symbols
+        ):
+            return (f"market_scanner: ranks {', '.join(panel.symbols)} on {panel.exchange} "
+                    f"{panel.timeframe}; {series} is not in its panel")  # fmt: skip
+        if self._history is None:
+            return "market_scanner: no store to read the panel's other symbols from"
+        ts = self._candles["ts"]
+        first, last = int(ts[0]), int(ts[-1])
+        frames: dict[str, pd.DataFrame] = {}
+        for symbol in panel.symbols:
+            if symbol == series.symbol:
+                frames[symbol] = pd.DataFrame(self._candles)
+                continue
+            other = self._history(SeriesKey(panel.exchange, symbol, panel.timeframe), first,
+                                  last + 1)  # fmt: skip
+            if other.empty or int(other["ts"].iloc[-1]) != last:
+                return (f"market_scanner: the store has no {symbol} {panel.timeframe} candle at "
+                        f"{last} (the panel ranks every symbol at the last candle)")  # fmt: skip
+            frames[symbol] = other
+        return panel_dataset(frames, name="live", timeframe=panel.timeframe, rules=self._rules)
+
+    def inputs(
+        self, specialty: str, genome: Genome, depth: int, source: Source | None = None
+    ) -> np.ndarray | str:
+        """The model inputs (``window_inputs``) of the last ``depth`` rows of the series in the
+        specialty's dataset for ``genome`` (the last row alone when the history is shorter), or
+        why not."""
         genes = genome.as_dict()
-        key = (specialty, repr(genes.get("feature_set")), repr(genes.get("lookback")), depth)
+        key = (specialty, source.key if source is not None else "",
+               repr(genes.get("feature_set")), repr(genes.get("lookback")), depth)  # fmt: skip
         with self._lock:
             found = self._inputs.get(key)
         if found is not None:
             return found
-        ds = self.dataset(specialty)
+        ds = self.dataset(specialty, source)
         if isinstance(ds, str):
             return ds
-        rows = np.arange(max(ds.n_rows - depth, 0), ds.n_rows)
+        rows = self.rows(ds)[-depth:]
         made: np.ndarray | str
-        try:
-            made = window_inputs(ds, genome, rows)
-        except ValueError:
-            try:  # not enough rows for the brain's depth: the last candle alone still votes
-                made = window_inputs(ds, genome, rows[-1:])
-            except ValueError as exc:
-                made = str(exc)
+        if len(rows) == 0 or int(ds.ts[rows[-1]]) != int(self._candles["ts"][-1]):
+            made = f"{specialty}: the last candle's features need more history"
+        else:
+            try:
+                made = window_inputs(ds, genome, rows)
+            except ValueError:
+                try:  # not enough rows for the brain's depth: the last candle alone still votes
+                    made = window_inputs(ds, genome, rows[-1:])
+                except ValueError as exc:
+                    made = str(exc)
         with self._lock:  # shared by every request with these candles: read it, never write
             return self._inputs.setdefault(key, made)
+
+    def rows(self, ds: Dataset) -> np.ndarray:
+        """The dataset rows of the request's series (a panel's rows of its symbol)."""
+        if ds.group is None:
+            return np.arange(ds.n_rows)
+        return np.flatnonzero(ds.group == ds.group_names.index(self._series.symbol))
 
 
 class _CandleCache:
@@ -346,15 +479,19 @@ class _CandleCache:
         self._lock = threading.Lock()
 
     def work(
-        self, candles: Mapping[str, np.ndarray], timeframe: str, rules: RegimeRules
+        self,
+        candles: Mapping[str, np.ndarray],
+        series: SeriesKey,
+        rules: RegimeRules,
+        history: History | None,
     ) -> _CandleWork:
-        key = _candles_key(candles, timeframe)
+        key = _candles_key(candles, series)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        fresh = _CandleWork(candles, timeframe, rules)  # outside the lock: other keys go on
+        fresh = _CandleWork(candles, series, rules, history)  # outside the lock: others go on
         with self._lock:
             found = self._items.setdefault(key, fresh)
             self._items.move_to_end(key)
@@ -375,11 +512,14 @@ class Ensemble:
     coordinators: dict[str, _Coordinator]
     rules: RegimeRules = field(default_factory=RegimeRules)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    history: History | None = field(default=None, repr=False)
     _cache: _CandleCache = field(default_factory=_CandleCache, repr=False)
 
     @classmethod
     def load(cls, store: Store, home: str | Path) -> Ensemble:
+        """The live snapshot; ``store`` also answers the panel's other symbols at predict time."""
         home = Path(home)
+        sentiment: dict[str, SentimentSource] = {}
         rows = TrainingStore(store).champions()
         brain = brain_version(home)
         members: dict[str, list[Member]] = {regime: [] for regime in REGIMES}
@@ -393,8 +533,8 @@ class Ensemble:
                 unavailable.append(_entry(row, None, None, False, reason))
                 continue
             try:
-                member = _load_member(row, home)
-            except (CheckpointRefused, ValueError, KeyError) as exc:
+                member = replace(_load_member(row, home), source=_source(row, store, sentiment))
+            except (CheckpointRefused, ValueError, KeyError, OSError) as exc:
                 logger.error("champion %s (%s/%s) refused: %s", row.model, row.specialty,
                              row.regime, exc)  # fmt: skip
                 unavailable.append(_entry(row, None, None, False, f"refused: {exc}"))
@@ -416,6 +556,7 @@ class Ensemble:
             rugpull_member=best_rugpull,
             coordinators=_load_brain(home, brain),
             rules=_regime_rules(store),
+            history=store.load_candles,
         )
 
     # -- predict ---------------------------------------------------------------------------------
@@ -433,7 +574,8 @@ class Ensemble:
         arrays, :func:`candle_columns`; oldest first)."""
         columns = candle_arrays(candles)
         last_ts = int(columns["ts"][-1])
-        work = self._cache.work(columns, timeframe, self.rules)
+        series = SeriesKey(exchange, symbol, timeframe)
+        work = self._cache.work(columns, series, self.rules, self.history)
         name, confidence = work.regime, work.confidence
         base = {
             "request_id": request_id, "as_of": last_ts, "exchange": exchange,
@@ -455,7 +597,7 @@ class Ensemble:
             return flat(f"no validated champion for the live regime {name}")
         coordinator = self.coordinators.get(name)
         depth = coordinator.lookback if coordinator else 1
-        scored, notes = self._score(champions, work, last_ts, depth)
+        scored, notes = self._score(champions, work, depth)
         if not scored:
             return flat(f"no champion of {name} could score these candles: {'; '.join(notes)}")
         total = sum(m.weight for m, _ in scored)
@@ -495,30 +637,27 @@ class Ensemble:
 
     @staticmethod
     def _score(
-        champions: Sequence[Member], work: _CandleWork, last_ts: int, depth: int
+        champions: Sequence[Member], work: _CandleWork, depth: int
     ) -> tuple[list[tuple[Member, np.ndarray]], list[str]]:
         """Each champion's scores of the last ``depth`` candles (fewer when it lacks history)."""
         scored: list[tuple[Member, np.ndarray]] = []
         notes: list[str] = []
         for member in champions:
-            specialty = member.row.specialty
-            ds = work.dataset(specialty)
-            if isinstance(ds, str):
-                notes.append(ds)
-                continue
-            if int(ds.ts[-1]) != last_ts:
-                notes.append(f"{specialty}: the last candle's features need more history")
-                continue
-            x = work.inputs(specialty, member.genome, depth)
+            agent = member.row.agent_id
+            x = work.inputs(member.row.specialty, member.genome, depth, member.source)
             if isinstance(x, str):
-                notes.append(f"{member.row.agent_id}: {x}")
+                notes.append(f"{agent}: {x}")
+                continue
+            if x.shape[1] != member.model.n_inputs:
+                notes.append(f"{agent}: the live features are {x.shape[1]} inputs, its model "
+                             f"reads {member.model.n_inputs}: not what it was trained on")  # fmt: skip
                 continue
             with torch.no_grad():
                 scores = member.model(torch.from_numpy(x)).double().numpy()
             if np.isfinite(scores).all():
                 scored.append((member, scores))
             else:
-                notes.append(f"{member.row.agent_id}: non-finite score")
+                notes.append(f"{agent}: non-finite score")
         return scored, notes
 
     # -- rug pulls -------------------------------------------------------------------------------

@@ -118,24 +118,40 @@ class TradesStore:
         """
         return self.record_predictions([(request_id, model_version, members, regime)])[0]
 
+    @staticmethod
+    def _records(predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
+        return [
+            PredictionRecord(request_id, version, regime or "unknown",
+                             tuple(_member(member, regime) for member in members))
+            for request_id, version, members, regime in predictions
+        ]  # fmt: skip
+
+    def _rows(self, records: Sequence[PredictionRecord]) -> list[dict[str, Any]]:
+        now = self._clock()
+        return [
+            {"request_id": r.request_id, "model_version": r.model_version, "regime": r.regime,
+             "members_json": _members_json(r.members), "created_at": now}
+            for r in records
+        ]  # fmt: skip
+
+    def append_predictions(self, predictions: Sequence[PredictionRow]) -> None:
+        """Store predictions whose request ids the caller has just minted (the Serve replica's
+        uuid4s): one plain multi-row INSERT, no read-back, a third of ``record_predictions``' cost.
+        An id already stored raises the database's IntegrityError and writes none."""
+        values = self._rows(self._records(predictions))
+        if values:
+            with self.transaction(), self._training._writing() as connection:
+                connection.execute(self._insert(_predictions), values)
+
     def record_predictions(self, predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
         """``record_prediction`` of each ``(request_id, model_version, members, regime)``, in one
         transaction and one multi-row insert (a Serve batch's predictions); returns them as stored,
         in order. Raises ValueError, writing none, when a request id is stored with other content.
         """
-        records = [
-            PredictionRecord(request_id, version, regime or "unknown",
-                             tuple(_member(member, regime) for member in members))
-            for request_id, version, members, regime in predictions
-        ]  # fmt: skip
+        records = self._records(predictions)
         if not records:
             return []
-        now = self._clock()
-        values = [
-            {"request_id": r.request_id, "model_version": r.model_version, "regime": r.regime,
-             "members_json": _members_json(r.members), "created_at": now}
-            for r in records
-        ]  # fmt: skip
+        values = self._rows(records)
         ids = [r.request_id for r in records]
         with self.transaction(), self._training._writing() as connection:
             connection.execute(self._insert(_predictions).on_conflict_do_nothing(), values)

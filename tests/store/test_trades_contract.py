@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from store.db import Store
 from store.models import Prediction, Trade, TradeAttribution
@@ -132,6 +133,22 @@ def test_a_batch_of_predictions_is_one_write(
         )
     assert trades.prediction("req-4") is None
     assert count_rows(store, Prediction) == 3
+
+
+def test_appended_predictions_read_back_as_recorded_ones_and_refuse_a_reused_id(
+    trades: TradesStore, store: Store, clock: Clock
+) -> None:
+    trades.append_predictions([("req-1", VERSION, MEMBERS, REGIME), ("req-2", VERSION, [], "")])
+    assert trades.prediction("req-1") == PredictionRecord("req-1", VERSION, REGIME, MEMBERS,
+                                                          clock.now)  # fmt: skip
+    assert trades.prediction("req-2") == PredictionRecord("req-2", VERSION, "unknown", (), clock.now)
+    trades.append_predictions([])
+    with pytest.raises(IntegrityError):
+        trades.append_predictions([("req-3", VERSION, [], ""), ("req-1", VERSION, [], "")])
+    assert trades.prediction("req-3") is None
+    assert count_rows(store, Prediction) == 2
+    with pytest.raises(ValueError, match=r"PredictionMember.vote must be -1, 0 or 1; got 2"):
+        trades.append_predictions([("req-4", VERSION, [replace_dict(MEMBERS[0], vote=2)], REGIME)])
 
 
 def test_bad_members_name_the_field(trades: TradesStore) -> None:
