@@ -141,7 +141,9 @@ def test_appended_predictions_read_back_as_recorded_ones_and_refuse_a_reused_id(
     trades.append_predictions([("req-1", VERSION, MEMBERS, REGIME), ("req-2", VERSION, [], "")])
     assert trades.prediction("req-1") == PredictionRecord("req-1", VERSION, REGIME, MEMBERS,
                                                           clock.now)  # fmt: skip
-    assert trades.prediction("req-2") == PredictionRecord("req-2", VERSION, "unknown", (), clock.now)
+    assert trades.prediction("req-2") == PredictionRecord(
+        "req-2", VERSION, "unknown", (), clock.now
+    )
     trades.append_predictions([])
     with pytest.raises(IntegrityError):
         trades.append_predictions([("req-3", VERSION, [], ""), ("req-1", VERSION, [], "")])
