@@ -463,6 +463,24 @@ class _CandleWork:
         with self._lock:  # shared by every request with these candles: read it, never write
             return self._inputs.setdefault(key, made)
 
+    def scores(
+        self,
+        member: Member,
+        depth: int,
+        score: Callable[[Member, _CandleWork, int], np.ndarray | str],
+    ) -> np.ndarray | str:
+        """``score(member, self, depth)``, remembered: a member's scores of these candles are
+        a pure function of them (its model is fixed for the ensemble's life, which this cache
+        shares), so the same candles again cost no forward pass."""
+        key = ("scores", id(member), depth)
+        with self._lock:
+            found = self._inputs.get(key)
+        if found is not None:
+            return found
+        made = score(member, self, depth)
+        with self._lock:
+            return self._inputs.setdefault(key, made)
+
     def rows(self, ds: Dataset) -> np.ndarray:
         """The dataset rows of the request's series (a panel's rows of its symbol)."""
         if ds.group is None:
@@ -619,7 +637,7 @@ class Ensemble:
         if coordinator is not None and all(len(h) == depth for _, h in scored):
             matrix = np.vstack([h for _, h in scored])  # (members, depth), oldest first
             x = np.column_stack([matrix.mean(axis=0), matrix.std(axis=0)]).reshape(1, -1)
-            with torch.no_grad():
+            with torch.inference_mode():
                 brain = float(coordinator.model(torch.from_numpy(x.astype(np.float32)))[0])
             direction = _sign(brain) if abs(brain) > coordinator.threshold else 0
             combiner, score, agreement = f"mother_brain:{self.brain_version}", brain, abs(brain)
@@ -643,22 +661,24 @@ class Ensemble:
         scored: list[tuple[Member, np.ndarray]] = []
         notes: list[str] = []
         for member in champions:
-            agent = member.row.agent_id
-            x = work.inputs(member.row.specialty, member.genome, depth, member.source)
-            if isinstance(x, str):
-                notes.append(f"{agent}: {x}")
-                continue
-            if x.shape[1] != member.model.n_inputs:
-                notes.append(f"{agent}: the live features are {x.shape[1]} inputs, its model "
-                             f"reads {member.model.n_inputs}: not what it was trained on")  # fmt: skip
-                continue
-            with torch.no_grad():
-                scores = member.model(torch.from_numpy(x)).double().numpy()
-            if np.isfinite(scores).all():
-                scored.append((member, scores))
+            found = work.scores(member, depth, Ensemble._member_scores)
+            if isinstance(found, str):
+                notes.append(f"{member.row.agent_id}: {found}")
             else:
-                notes.append(f"{agent}: non-finite score")
+                scored.append((member, found))
         return scored, notes
+
+    @staticmethod
+    def _member_scores(member: Member, work: _CandleWork, depth: int) -> np.ndarray | str:
+        x = work.inputs(member.row.specialty, member.genome, depth, member.source)
+        if isinstance(x, str):
+            return x
+        if x.shape[1] != member.model.n_inputs:
+            return (f"the live features are {x.shape[1]} inputs, its model reads "
+                    f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
+        with torch.inference_mode():
+            scores = member.model(torch.from_numpy(x)).double().numpy()
+        return scores if np.isfinite(scores).all() else "non-finite score"
 
     # -- rug pulls -------------------------------------------------------------------------------
 
