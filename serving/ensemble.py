@@ -3,9 +3,10 @@
 No Ray here (``serving.app`` is the Serve shell around it); everything is testable in-process.
 
 **What is live.** :func:`ensemble_version` hashes the champion rows (``TrainingStore.champions()``:
-run, agent, checkpoint hash, stage, inference config, Sharpe) and the newest mother-brain version
-under ``ai_models/mother_brain/``: a promotion, a stage change or a brain refit changes it, which
-is what the Serve replicas poll for to hot swap. :meth:`Ensemble.load` loads a consistent snapshot.
+run, agent, checkpoint hash, stage, inference config, Sharpe), the newest mother-brain version
+under ``ai_models/mother_brain/`` and the store's regime rules: a promotion, a stage change, a
+brain refit or new regime rules change it, which is what the Serve replicas poll for to hot swap.
+:meth:`Ensemble.load` loads a consistent snapshot.
 
 **Loading is weights only and verified.** A champion's checkpoint (absolute for evolution agents,
 relative to the data root for Tune models) is hashed first; a file whose SHA-256 differs from the
@@ -67,7 +68,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -186,14 +187,17 @@ def _row_key(row: RegimeBestRecord) -> list[Any]:
             row.stage, sorted(row.inference.items()), row.sharpe]  # fmt: skip
 
 
-def _version(rows: Sequence[RegimeBestRecord], brain: str | None) -> str:
-    payload = json.dumps([[_row_key(r) for r in rows], brain], sort_keys=True, default=str)
+def _version(rows: Sequence[RegimeBestRecord], brain: str | None, rules: RegimeRules) -> str:
+    payload = json.dumps([[_row_key(r) for r in rows], brain, asdict(rules)], sort_keys=True,
+                         default=str)  # fmt: skip
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def ensemble_version(store: Store, home: str | Path) -> str:
-    """Short hash of the champion rows and the newest brain: what a replica polls to hot swap."""
-    return _version(TrainingStore(store).champions(), brain_version(Path(home)))
+    """Short hash of the champion rows, the newest brain and the regime rules: what a replica
+    polls to hot swap (a rule change alone renames the live regime of some candles)."""
+    return _version(TrainingStore(store).champions(), brain_version(Path(home)),
+                    _regime_rules(store))  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -566,14 +570,15 @@ class Ensemble:
             key=lambda m: (m.row.metrics.get("auc", -math.inf), str(m.row.updated_at)),
             default=None,
         )
+        rules = _regime_rules(store)
         return cls(
-            version=_version(rows, brain),
+            version=_version(rows, brain, rules),
             brain_version=brain,
             members={regime: tuple(found) for regime, found in members.items()},
             unavailable=tuple(unavailable),
             rugpull_member=best_rugpull,
             coordinators=_load_brain(home, brain),
-            rules=_regime_rules(store),
+            rules=rules,
             history=store.load_candles,
         )
 

@@ -14,7 +14,7 @@ from agents.banks import RUGPULL_FEATURES, SAMPLE_DIR
 from agents.genome import Genome
 from agents.models import load_model
 from agents.training import window_inputs
-from market.regimes import REGIMES, regime_frame
+from market.regimes import REGIMES, RegimeRules, regime_frame
 from market.series import CANDLE_COLUMNS
 from serving.ensemble import CANDLE_SPECIALTIES, Ensemble, candle_columns, ensemble_version
 from store.db import Store
@@ -170,6 +170,11 @@ def test_version_changes_with_a_promotion(champions: Champions, tmp_path: Path) 
     promote(TrainingStore(store), row_for(trained, "bull_trending", champions.home, sharpe=9.0))
     after = ensemble_version(store, home)
     assert after != before and Ensemble.load(store, home).version == after
+    # New regime rules alone (queue start syncs them from its config) rename live regimes: a swap.
+    store.sync_regime_definitions(RegimeRules(window="3d"))
+    renamed = ensemble_version(store, home)
+    assert renamed != after
+    assert Ensemble.load(store, home).rules.window == "3d"
 
 
 def test_rugpull_scores_a_token_and_names_the_features_that_drove_it(
