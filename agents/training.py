@@ -292,8 +292,30 @@ def window_inputs(dataset: Dataset, genome: Genome, rows: np.ndarray) -> np.ndar
     columns = _columns(dataset, genome)
     if infer_task(dataset) == "classify":
         return np.ascontiguousarray(dataset.features[np.asarray(rows)][:, list(columns)])
-    layout = _layout(dataset, columns, _int_gene(genome, "lookback", 1), 1)
-    return _windows(dataset, columns, layout.hist, np.asarray(rows))
+    lookback = _int_gene(genome, "lookback", 1)
+    hist = _series_history(dataset, columns, lookback)
+    if hist is None:  # a panel, or data _layout refuses (it names the row and the column)
+        hist = _layout(dataset, columns, lookback, 1).hist
+    return _windows(dataset, columns, hist, np.asarray(rows))
+
+
+def _series_history(dataset: Dataset, columns: tuple[int, ...], lookback: int) -> np.ndarray | None:
+    """``_layout(...).hist`` of a single series, without the labels (what serving asks for on
+    every request), or None when ``_layout`` must look: a panel, a bad close or timestamp, or a
+    non-finite feature after the warm-up."""
+    close = dataset.close
+    if dataset.group is not None or close is None or dataset.n_rows == 0:
+        return None
+    if not (np.isfinite(close).all() and (close > 0).all() and (np.diff(dataset.ts) > 0).all()):
+        return None
+    finite = np.isfinite(dataset.features[:, list(columns)]).all(axis=1)
+    first = int(np.argmax(finite)) if finite.any() else dataset.n_rows
+    if not finite[first:].all():
+        return None
+    row = np.arange(dataset.n_rows, dtype=np.int64)
+    hist = row[:, None] + np.arange(1 - lookback, 1, dtype=np.int64)  # oldest first
+    hist[row < first + lookback - 1] = -1
+    return hist
 
 
 def _windows(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agents.banks import SAMPLE_DIR, technical_dataset
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.scoring import positions_from_scores
@@ -19,6 +20,8 @@ from agents.training import (
     ChildReport,
     ChildStatus,
     Performance,
+    _layout,
+    _series_history,
     default_split,
     plan_folds,
     train_child,
@@ -26,6 +29,7 @@ from agents.training import (
 )
 from market.backtest import backtest
 from market.features import build_features
+from market.files import read_candle_file
 from market.regimes import REGIMES, classify_regimes
 from market.splits import WalkForward, check_labels_safe
 from tests.conftest import shared_data_dir
@@ -410,3 +414,14 @@ def test_failed_report_for_the_actor_shell() -> None:
     assert report.status is ChildStatus.FAILED and not report.ok
     assert report.specialty == "technical_analyst" and report.reason == "timed out after 60 s"
     assert all(math.isnan(v) for v in report.objectives) and report.metrics == {}
+
+
+@pytest.mark.parametrize("lookback", [1, 3, 7])
+def test_series_windows_skip_the_labels_but_equal_the_layout(lookback: int) -> None:
+    """The single-series fast path of window_inputs reads the same rows as _layout's windows."""
+    candles = read_candle_file(SAMPLE_DIR / "binance_BTC-USDT_1h.csv.gz").tail(600)
+    ds = technical_dataset(candles.reset_index(drop=True), name="btc", timeframe="1h")
+    for columns in (tuple(ds.feature_sets["fast"]), tuple(ds.feature_sets["all"])):
+        fast = _series_history(ds, columns, lookback)
+        assert fast is not None
+        np.testing.assert_array_equal(fast, _layout(ds, columns, lookback, 1).hist)
