@@ -1,7 +1,7 @@
 """Benchmark serving: ``/v1/predict`` of the live ensemble over HTTP on loopback, beside a no-op.
 
 Run from the repo root with the venv's python:  .venv/bin/python benchmarks/serve.py [--quick]
-[--home DATA_ROOT]
+[--home DATA_ROOT] [--replicas N]
 
 The ensemble: the champions of a real evolution of the seven specialties on the shipped sample
 (``--home``: a data root that already has them, e.g. after ``make demo``; else a fresh one evolved
@@ -11,7 +11,9 @@ carries votes (``serving.ensemble``); the live members are printed.
 One Ray (``ray.init(num_cpus=2)``) and one Serve on a free loopback port run three applications
 side by side, one replica each: ``RedlineAPI`` with ``@serve.batch`` (``/batched``), the same
 without batching (``/unbatched``) and ``serving.noop`` (``/noop``, parses the same JSON body and
-answers a constant). Replicas reserve no CPU (three would not fit on 2 cores otherwise). Bodies
+answers a constant). Replicas reserve no CPU (three would not fit on 2 cores otherwise);
+``--replicas N`` gives each Redline app N of them (the no-op keeps one: one no-op replica is not
+what limits it, the proxy and the client are). Bodies
 are BTC/USDT 1h windows of 500 real candles of the sample.
 
 - cases: the no-op; ``batched`` and ``unbatched`` on **new candles** (every request a different
@@ -128,6 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests, the smoke run")
     parser.add_argument("--home", type=Path, default=None, help="a data root with champions")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="replicas of each Redline app (the no-op keeps one)")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -156,9 +160,10 @@ def main() -> None:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     free = {"ray_actor_options": {"num_cpus": 0}}
     serve.run(build_noop_app(free), name="noop", route_prefix="/noop")
-    serve.run(build_app(url, home, token="", deployment=free), name="batched",
+    redline = {**free, "num_replicas": args.replicas}
+    serve.run(build_app(url, home, token="", deployment=redline), name="batched",
               route_prefix="/batched")  # fmt: skip
-    serve.run(build_app(url, home, token="", deployment=free, batching=False),
+    serve.run(build_app(url, home, token="", deployment=redline, batching=False),
               name="unbatched", route_prefix="/unbatched")  # fmt: skip
     urls = {app: f"http://127.0.0.1:{port}/{app}/v1/predict" for app in APPS}
     # (label, app, bodies): the no-op, then each Redline app on new candles and on one body.
