@@ -88,13 +88,20 @@ def _assemble(
     group_names: tuple[str, ...] = (),
     target: np.ndarray | None = None,
     keep: np.ndarray | None = None,
+    partial: bool = False,
 ) -> Dataset:
-    """The Dataset of ``columns``: rows with a non-finite feature (warm-up) dropped."""
+    """The Dataset of ``columns``: rows with a non-finite feature (warm-up) dropped.
+
+    ``partial``: ``sets`` are some of the specialty's feature sets (see ``_only``), and the
+    dataset carries just those (no ``all``).
+    """
     names = tuple(columns)
-    if {*sets, "all"} != set(FEATURE_SETS[specialty]):
+    known = set(FEATURE_SETS[specialty])
+    if (not set(sets) < known) if partial else ({*sets, "all"} != known):
         raise AssertionError(
             f"{specialty}: feature sets {sorted(sets)} != {FEATURE_SETS[specialty]}"
         )
+    keys = tuple(sets) if partial else FEATURE_SETS[specialty]
     features = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
     features = features.astype(np.float32)
     finite = np.isfinite(features).all(axis=1)
@@ -108,7 +115,7 @@ def _assemble(
     index = {n: i for i, n in enumerate(names)}
     feature_sets = {
         key: tuple(range(len(names))) if key == "all" else tuple(index[n] for n in sets[key])
-        for key in FEATURE_SETS[specialty]
+        for key in keys
     }
 
     def rows(array: np.ndarray | None) -> np.ndarray | None:
@@ -159,6 +166,25 @@ def _ohlcv(candles: Candles) -> OHLCV:
             _values(candles["volume"]))  # fmt: skip
 
 
+def _only(specialty: str, feature_set: str | None) -> tuple[str, ...] | None:
+    """The banks to build for a model reading ``feature_set``: None (every bank) for None or
+    ``all``, else that one set (ValueError naming an unknown one).
+
+    Serving builds just what a model reads. After their warm-up the banks' features are finite
+    (every division is guarded), so the rows a window reads are the same bars with one bank or
+    all of them, and their values are the same: ``tests/agents/test_datasets.py`` checks it on
+    real windows for every specialty and set.
+    """
+    if feature_set is None or feature_set == "all":
+        return None
+    if feature_set not in FEATURE_SETS[specialty]:
+        raise ValueError(
+            f"{specialty}: feature_set must be one of {list(FEATURE_SETS[specialty])}; "
+            f"got {feature_set!r}"
+        )
+    return (feature_set,)
+
+
 # -- technical_analyst ---------------------------------------------------------------------------
 
 
@@ -191,6 +217,7 @@ def _series_dataset(
     timeframe: str,
     rules: RegimeRules | None,
     regimes: np.ndarray | None,
+    partial: bool = False,
 ) -> Dataset:
     close = _values(candles["close"])
     columns: Columns = {"logret_1": kernels.log_returns(close)}
@@ -210,6 +237,7 @@ def _series_dataset(
         sets,
         close=close,
         regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
+        partial=partial,
     )
 
 
@@ -220,16 +248,21 @@ def technical_dataset(
     timeframe: str,
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
+    feature_set: str | None = None,
 ) -> Dataset:
     """technical_analyst: the market.features bank at the FAST and SLOW windows, scale-free.
 
     Feature sets: ``fast`` (logret_1 + the FAST bank), ``slow`` (logret_1 + the SLOW bank), ``all``.
     ``candles``: a candle frame or its columns as arrays (``market.series.Candles``);
-    ``regimes``: the candles' ``classify_regimes`` when the caller already has it (serving).
+    ``regimes``: the candles' ``classify_regimes`` when the caller already has it (serving);
+    ``feature_set``: build only that set's bank (serving; see ``_only``), None: every bank.
     """
     ohlcv = _ohlcv(candles)
-    banks = {"fast": _technical_bank(ohlcv, FAST, 4), "slow": _technical_bank(ohlcv, SLOW, 24)}
-    return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules, regimes)
+    only = _only("technical_analyst", feature_set)
+    specs = {"fast": (FAST, 4), "slow": (SLOW, 24)}
+    banks = {k: _technical_bank(ohlcv, *spec) for k, spec in specs.items() if not only or k in only}
+    return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules, regimes,
+                           partial=only is not None)  # fmt: skip
 
 
 # -- volume_hunter -------------------------------------------------------------------------------
@@ -268,16 +301,19 @@ def volume_dataset(
     timeframe: str,
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
+    feature_set: str | None = None,
 ) -> Dataset:
     """volume_hunter: volume z-score, relative volume, volume vs ATR (effort), OBV-like and
     Chaikin money flows, VWAP gap and return, each at a fast and a slow window.
 
-    Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``; ``regimes`` as in
-    ``technical_dataset``.
+    Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``; ``candles``,
+    ``regimes`` and ``feature_set`` as in ``technical_dataset``.
     """
     ohlcv = _ohlcv(candles)
-    banks = {key: _volume_bank(ohlcv, w) for key, w in VOLUME_WINDOWS.items()}
-    return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules, regimes)
+    only = _only("volume_hunter", feature_set)
+    banks = {k: _volume_bank(ohlcv, w) for k, w in VOLUME_WINDOWS.items() if not only or k in only}
+    return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules, regimes,
+                           partial=only is not None)  # fmt: skip
 
 
 # -- market_scanner ------------------------------------------------------------------------------
@@ -422,6 +458,7 @@ def sentiment_dataset(
     social: Mapping[str, pd.DataFrame] | None = None,
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
+    feature_set: str | None = None,
 ) -> Dataset:
     """sentiment_scout: daily sentiment lagged one day beside a few price features.
 
@@ -432,9 +469,10 @@ def sentiment_dataset(
     day ``D`` sees day ``D - 1`` at the latest. A social stream is used only where it overlaps
     the candles: ``social_<stream>_known`` is 1 where a value at most 3 days old is known and the
     stream's columns read 0 elsewhere (the file ends in May 2021); a stream with no overlap at
-    all is left out. Feature sets: ``price``, ``sentiment``, ``all``. ``candles`` and ``regimes``
-    as in ``technical_dataset``.
+    all is left out. Feature sets: ``price``, ``sentiment``, ``all``. ``candles``, ``regimes``
+    and ``feature_set`` as in ``technical_dataset``.
     """
+    only = _only("sentiment_scout", feature_set)
     if isinstance(fear_greed, DailySentiment):
         if social is not None:
             raise ValueError("sentiment_dataset: social is part of a DailySentiment; pass None")
@@ -443,14 +481,18 @@ def sentiment_dataset(
         daily = daily_sentiment(fear_greed, social)
     close = _values(candles["close"])
     bar_ts = np.asarray(candles["ts"], dtype=np.int64)
-    price: Columns = {
-        "logret_1": kernels.log_returns(close, 1),
-        "logret_24": kernels.log_returns(close, 24),
-        "rv_24": kernels.realized_volatility(close, 24),
-        "rsi_14": kernels.rsi(close, 14) / 100.0,
-    }
+    price: Columns = {}
+    if not only or "price" in only:
+        price = {
+            "logret_1": kernels.log_returns(close, 1),
+            "logret_24": kernels.log_returns(close, 24),
+            "rv_24": kernels.realized_volatility(close, 24),
+            "rsi_14": kernels.rsi(close, 14) / 100.0,
+        }
     mood: Columns = {}
-    for column, (day_ts, values, max_age) in daily.mood.items():
+    for column, (day_ts, values, max_age) in (
+        daily.mood.items() if not only or "sentiment" in only else ()
+    ):
         lagged = lagged_daily(bar_ts, day_ts, values, max_age_days=max_age, name=column)
         stream = column.removeprefix("social_")
         if stream not in daily.social:
@@ -472,9 +514,10 @@ def sentiment_dataset(
         timeframe,
         bar_ts,
         price | mood,
-        sets,
+        {k: v for k, v in sets.items() if not only or k in only},
         close=close,
         regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
+        partial=only is not None,
     )
 
 

@@ -16,8 +16,10 @@ the reason, and left out of the votes. Files load with ``torch.load(weights_only
 
 **Who can vote.** Every specialty whose inputs the request's candles, the store and the
 champion's run can provide; its features are computed by the very builders its training datasets
-used (``agents.banks``, on ``market.features``), so a model sees what it was trained on, and a
-model whose input width differs from the live features' abstains with that reason:
+used (``agents.banks``, on ``market.features``), so a model sees what it was trained on; only the
+bank of the model's ``feature_set`` is built (the same bars and values at the served rows as the
+full dataset: ``agents.banks._only``). A model whose input width differs from the live features'
+abstains with that reason:
 
 - ``technical_analyst``, ``volume_hunter``: the candles alone;
 - ``sentiment_scout``: the candles and the daily fear & greed (and social) series of its run's
@@ -382,30 +384,39 @@ class _CandleWork:
         self._series = series
         self._rules = rules
         self._history = history
-        self._datasets: dict[tuple[str, str], Dataset | str] = {}
+        self._datasets: dict[tuple[str, str, str], Dataset | str] = {}
         self._inputs: dict[tuple[Any, ...], np.ndarray | str] = {}
         self._lock = threading.Lock()
 
-    def dataset(self, specialty: str, source: Source | None = None) -> Dataset | str:
-        """The specialty's dataset of the candles (and ``source``), or why it cannot be built."""
-        key = (specialty, source.key if source is not None else "")
-        with self._lock:  # one build per specialty, even when a batch asks at once
+    def dataset(
+        self, specialty: str, source: Source | None = None, feature_set: str | None = None
+    ) -> Dataset | str:
+        """The specialty's dataset of the candles (and ``source``), with only the bank of
+        ``feature_set`` (None: every bank; see ``agents.banks._only``), or why it cannot be
+        built. A panel is built whole (it is not on the hot path)."""
+        if isinstance(source, PanelSource):
+            feature_set = None
+        key = (specialty, source.key if source is not None else "", feature_set or "all")
+        with self._lock:  # one build per specialty and set, even when a batch asks at once
             if key not in self._datasets:
                 try:
-                    self._datasets[key] = self._build(specialty, source)
+                    self._datasets[key] = self._build(specialty, source, feature_set)
                 except ValueError as exc:
                     self._datasets[key] = f"{specialty}: {exc}"
             return self._datasets[key]
 
-    def _build(self, specialty: str, source: Source | None) -> Dataset | str:
+    def _build(
+        self, specialty: str, source: Source | None, feature_set: str | None
+    ) -> Dataset | str:
         timeframe, rules = self._series.timeframe, self._rules
         if specialty in CANDLE_SPECIALTIES:
             return CANDLE_SPECIALTIES[specialty](self._candles, name="live", timeframe=timeframe,
-                                                 rules=rules, regimes=self._regimes)  # fmt: skip
+                                                 rules=rules, regimes=self._regimes,
+                                                 feature_set=feature_set)  # fmt: skip
         if isinstance(source, SentimentSource):
             return sentiment_dataset(self._candles, source.daily, name="live",
-                                     timeframe=timeframe, rules=rules,
-                                     regimes=self._regimes)  # fmt: skip
+                                     timeframe=timeframe, rules=rules, regimes=self._regimes,
+                                     feature_set=feature_set)  # fmt: skip
         if isinstance(source, PanelSource):
             return self._panel(source)
         return f"{specialty}: nothing builds its features from candles"
@@ -449,7 +460,8 @@ class _CandleWork:
             found = self._inputs.get(key)
         if found is not None:
             return found
-        ds = self.dataset(specialty, source)
+        one = genes.get("feature_set")
+        ds = self.dataset(specialty, source, None if one is None else str(one))
         if isinstance(ds, str):
             return ds
         rows = self.rows(ds)[-depth:]

@@ -24,16 +24,21 @@ from agents.datasets import (
     dataset_path,
     read_dataset,
     rugpull_dataset,
+    sentiment_dataset,
     stacked_dataset,
+    technical_dataset,
+    volume_dataset,
     whale_dataset,
     write_dataset,
 )
 from agents.flow import FlowSpec, read_trades, trades_to_candles, whale_flow
+from agents.genome import Genome
 from agents.specialties import FEATURE_SETS
+from agents.training import window_inputs
 from cluster.ingest import ensure_sample, import_file
 from market.files import write_parquet
 from market.regimes import classify_regimes
-from market.sentiment import DAY_MS
+from market.sentiment import DAY_MS, read_sentiment
 from store.db import Store
 
 KRAKEN = "kraken_BTC-USDT_trades.csv.gz"
@@ -538,3 +543,41 @@ def test_sources_are_checked(sample_store: Store) -> None:
     sources = DataSources(sample_store, symbols=("btc-usdt", "ETH_USDT"))
     assert sources.symbols == ("BTC/USDT", "ETH/USDT")
     assert sources.fear_greed == SAMPLE_DIR / "feargreed_crypto_1d.csv.gz"
+
+
+# -- one feature set at a time (what serving builds) ---------------------------------------------
+
+ONE_SET_BUILDERS = {
+    "technical_analyst": (technical_dataset, ("fast", "slow")),
+    "volume_hunter": (volume_dataset, ("fast", "slow")),
+    "sentiment_scout": (sentiment_dataset, ("price", "sentiment")),
+}
+
+
+@pytest.mark.parametrize("specialty", sorted(ONE_SET_BUILDERS))
+def test_one_feature_set_gives_the_same_windows_as_every_bank(btc_1h: pd.DataFrame,
+                                                              specialty: str) -> None:  # fmt: skip
+    """A dataset built for one feature set reads the same bars and values at its last rows as the
+    full one, on 500-candle windows ending all through the real BTC series."""
+    builder, one_sets = ONE_SET_BUILDERS[specialty]
+    fear_greed = read_sentiment(SAMPLE_DIR / "feargreed_crypto_1d.csv.gz")
+    extra = (fear_greed,) if specialty == "sentiment_scout" else ()
+    ends = np.linspace(2_000, len(btc_1h), 25, dtype=int)
+    for end in ends:
+        window = btc_1h.iloc[end - 500 : end].reset_index(drop=True)
+        full = builder(window, *extra, name="w", timeframe="1h")
+        for one in one_sets:
+            part = builder(window, *extra, name="w", timeframe="1h", feature_set=one)
+            assert set(part.feature_sets) == {one}
+            names = [full.feature_names[i] for i in full.feature_sets[one]]
+            assert [part.feature_names[i] for i in part.feature_sets[one]] == names
+            assert part.n_rows >= full.n_rows
+            np.testing.assert_array_equal(part.ts[-full.n_rows :], full.ts)
+            genome = Genome(specialty, (("lookback", 24), ("feature_set", one)))
+            for rows in (np.arange(full.n_rows - 3, full.n_rows), np.array([full.n_rows - 1])):
+                shift = part.n_rows - full.n_rows
+                np.testing.assert_array_equal(
+                    window_inputs(part, genome, rows + shift), window_inputs(full, genome, rows)
+                )
+    with pytest.raises(ValueError, match=r"feature_set must be one of .*; got 'slowest'"):
+        builder(window, *extra, name="w", timeframe="1h", feature_set="slowest")
