@@ -112,13 +112,17 @@ def rolling_std(x: Array, window: int, ddof: int = 1) -> Array:
     return out
 
 
-def _nanmean(values: Array) -> float:
-    """pandas' ``Series.mean()``: NaN skipped (filled with 0 and not counted)."""
-    mask = np.isnan(values)
-    if mask.any():
-        count = int((~mask).sum())
-        return float(np.where(mask, 0.0, values).sum() / count) if count else np.nan
+def _nanmean(values: Array, nan: npt.NDArray[np.bool_]) -> float:
+    """pandas' ``Series.mean()`` of ``values`` whose NaN mask is ``nan``: NaN skipped (filled
+    with 0 and not counted)."""
+    if nan.any():
+        count = int((~nan).sum())
+        return float(np.where(nan, 0.0, values).sum() / count) if count else np.nan
     return float(values.sum() / len(values))
+
+
+_EWM_START = np.zeros(1, dtype=np.int64)
+_EWM_START.flags.writeable = False
 
 
 def seeded_smoother(values: Array, window: int, alpha: float) -> Array:
@@ -129,20 +133,26 @@ def seeded_smoother(values: Array, window: int, alpha: float) -> Array:
     (x[t] - s[t-1])``, decaying by observation (a NaN input is skipped, not decayed over).
     """
     x = np.asarray(values, dtype=np.float64)
-    out = np.full(len(x), np.nan)
-    valid = np.flatnonzero(~np.isnan(x))
-    if len(valid) == 0:
-        return out
-    first = int(valid[0])
+    n = len(x)
+    nan = np.isnan(x)
+    if n and not nan[0]:
+        first = 0
+    else:
+        valid = np.flatnonzero(~nan)
+        if len(valid) == 0:
+            return np.full(n, np.nan)
+        first = int(valid[0])
     seed_at = first + window - 1
-    if seed_at >= len(x):
-        return out
+    if seed_at >= n:
+        return np.full(n, np.nan)
     seeded = x.copy()
     seeded[:seed_at] = np.nan
-    seeded[seed_at] = _nanmean(x[first : seed_at + 1])
+    seeded[seed_at] = _nanmean(x[first : seed_at + 1], nan[first : seed_at + 1])
     com = (1.0 - alpha) / alpha  # pandas' centre of mass for ``alpha``
-    start, end = np.zeros(1, dtype=np.int64), np.array([len(x)], dtype=np.int64)
-    return np.asarray(_windows.ewm(_prepared(seeded), start, end, 1, com, False, True, None, True))
+    end = np.array([n], dtype=np.int64)
+    return np.asarray(
+        _windows.ewm(_prepared(seeded), _EWM_START, end, 1, com, False, True, None, True)
+    )
 
 
 def returns(close: Array, periods: int = 1) -> Array:
@@ -183,10 +193,9 @@ def rsi(close: Array, window: int = 14) -> Array:
     """
     check_window("window", window)
     delta = diff(close)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         g = seeded_smoother(np.where(delta < 0.0, 0.0, delta), window, 1.0 / window)
         lo = seeded_smoother(np.where(-delta < 0.0, 0.0, -delta), window, 1.0 / window)
-    with np.errstate(divide="ignore", invalid="ignore"):
         value = 100.0 - 100.0 / (1.0 + g / lo)
     value = np.where(lo == 0.0, np.where(g == 0.0, 50.0, 100.0), value)
     return np.where(np.isnan(g) | np.isnan(lo), np.nan, value)
