@@ -13,7 +13,8 @@ Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST 
 - **Batching.** Predictions go through ``@serve.batch`` (``max_batch_size``,
   ``batch_wait_timeout_s``; ``batching: false`` calls the ensemble per request); a batch is
   computed in a worker thread so the replica's event loop keeps accepting requests, and its
-  predictions are remembered for feedback in one transaction before any answer leaves. The
+  predictions are remembered for feedback by the replica's writer thread just after the answers
+  leave (``serving.writer``: feedback on a request id not written yet waits for it). The
   default wait is 0: a lone request is not held back, and under load a batch is whatever queued
   while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
 - **Safety.** With ``REDLINE_SERVE_TOKEN`` set (or ``token=``), every route but ``/healthz`` needs
@@ -64,6 +65,7 @@ from serving.schemas import (
     RugpullRequest,
     RugpullResponse,
 )
+from serving.writer import PredictionLog
 from store.db import Store
 from store.paths import home_from_env
 from store.records import TradeRecord
@@ -265,6 +267,7 @@ class RedlineAPI:
         self.home = Path(home) if home else home_from_env()
         self.store = Store.open(store_url, home=self.home)
         self.trades = TradesStore(self.store)
+        self.predictions = PredictionLog(self.trades)
         self.ensemble = Ensemble.load(self.store, self.home)
         self.swaps = 0
         self.last_poll_error: str | None = None
@@ -301,11 +304,16 @@ class RedlineAPI:
     def check_health(self) -> None:
         if not self._poller.is_alive():
             raise RuntimeError("the hot-swap thread is not running")
+        if not self.predictions.alive():
+            raise RuntimeError("the prediction writer thread is not running")
 
     def __del__(self) -> None:
         stop = getattr(self, "_stop", None)
         if stop is not None:
             stop.set()
+        predictions = getattr(self, "predictions", None)
+        if predictions is not None:
+            predictions.close()  # what is queued is written
 
     # -- predict ---------------------------------------------------------------------------------
 
@@ -333,11 +341,11 @@ class RedlineAPI:
             return _field_error("candles", str(exc))
 
     def _predict_many(self, ensemble: Ensemble, requests: list[PredictRequest]) -> list[Any]:
-        """Answer ``requests`` and remember the answers for feedback in one transaction, before
-        any is returned (so feedback on an answer always finds its prediction)."""
+        """Answer ``requests``; their predictions go to the writer (``serving.writer``), which
+        remembers them for feedback just after the answers leave."""
         results = [self._answer(ensemble, request) for request in requests]
         answers = [r for r in results if isinstance(r, PredictResponse)]
-        self.trades.append_predictions([
+        self.predictions.add([
             (a.request_id, a.model_version, [m.model_dump() for m in a.members],
              a.regime.name or "")
             for a in answers
@@ -381,7 +389,7 @@ class RedlineAPI:
         """A trade's outcome on a prediction: stored and attributed to the members that voted."""
         trade = TradeRecord(**request.model_dump())
         try:
-            outcome = await asyncio.to_thread(apply_feedback, self.trades, trade, home=self.home)
+            outcome = await asyncio.to_thread(self._feedback_on, trade)
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
         except FeedbackConflictError as exc:
@@ -398,6 +406,16 @@ class RedlineAPI:
         ]  # fmt: skip
         return FeedbackResponse(trade_id=outcome.trade_id, duplicate=outcome.duplicate,
                                 attributed=attributed)  # fmt: skip
+
+    def _feedback_on(self, trade: TradeRecord) -> Any:
+        """``apply_feedback``; an unknown request id is looked up again once this replica's
+        queued predictions are written (it may be one just answered)."""
+        try:
+            return apply_feedback(self.trades, trade, home=self.home)
+        except NotFoundError:
+            if not self.predictions.flush():
+                raise
+            return apply_feedback(self.trades, trade, home=self.home)
 
     @api.get("/v1/models", response_model=ModelsResponse)
     async def models(self) -> ModelsResponse:

@@ -25,6 +25,7 @@ from tests.serving.conftest import (
     voting_champions,
     window_in_regime,
 )
+from tests.support.waiting import wait_for
 
 FEE = 0.001  # 10 bps per side
 
@@ -68,8 +69,10 @@ def test_predict_on_real_candles_answers_the_regime_and_the_champions_votes(
     assert all(m.regime == regime and m.vote in (-1, 0, 1) for m in answer.members)
     with open_store(served.home) as store:
         assert answer.model_version == ensemble_version(store, served.home)
-        remembered = TradesStore(store).prediction(answer.request_id)
-    assert remembered is not None and remembered.model_version == answer.model_version
+        # Written by the replica's writer just after the answer left (serving.writer).
+        remembered = wait_for("the prediction's row",
+                              lambda: TradesStore(store).prediction(answer.request_id), 10)  # fmt: skip
+    assert remembered.model_version == answer.model_version
     assert [m.agent_id for m in remembered.members] == [m.agent_id for m in answer.members]
     assert client.health().model_version == answer.model_version
 

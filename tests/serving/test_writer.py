@@ -1,0 +1,71 @@
+"""The replica's prediction writer on a real SQLite store: answers do not wait for the write,
+flush waits for it, a failing store is retried and then reported, close writes what is queued."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from serving.writer import PredictionLog
+from store.db import Store
+from store.trades import PredictionRow, TradesStore
+
+MEMBER = {"agent_id": "ta-1", "run_id": "run-1", "specialty": "technical_analyst",
+          "regime": "bull_trending", "generation": 2, "vote": 1, "score": 0.4, "weight": 1.0}  # fmt: skip
+
+
+def rows(*ids: str) -> list[PredictionRow]:
+    return [(request_id, "v1", [MEMBER], "bull_trending") for request_id in ids]
+
+
+@pytest.fixture
+def trades(tmp_path: Path) -> TradesStore:
+    return TradesStore(Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path))
+
+
+def test_flush_waits_for_every_queued_prediction(trades: TradesStore) -> None:
+    log = PredictionLog(trades)
+    for i in range(50):
+        log.add(rows(f"req-{i}-a", f"req-{i}-b"))
+    assert log.flush(timeout=10)
+    assert all(trades.prediction(f"req-{i}-b") is not None for i in range(50))
+    assert trades.prediction("req-49-a").members[0].agent_id == "ta-1"  # type: ignore[union-attr]
+    log.close()
+    assert not log.alive()
+
+
+def test_a_failing_store_is_retried_then_the_loss_is_logged(
+    trades: TradesStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PredictionLog(trades)
+    log.add(rows("dup-1"))
+    assert log.flush(timeout=10)
+    with caplog.at_level(logging.ERROR, logger="serving.writer"):
+        log.add(rows("dup-2", "dup-1"))  # dup-1 is stored: the whole batch is refused each time
+        assert log.flush(timeout=10)
+    assert "dropped 2 predictions (dup-2, dup-1) after 3 attempts" in caplog.text
+    assert trades.prediction("dup-2") is None
+    log.add(rows("after"))  # the writer goes on
+    assert log.flush(timeout=10) and trades.prediction("after") is not None
+    log.close()
+
+
+def test_close_writes_what_is_queued(trades: TradesStore) -> None:
+    log = PredictionLog(trades)
+    gate = threading.Event()
+    original = trades.append_predictions
+
+    def slow(predictions: list[PredictionRow]) -> None:
+        gate.wait(5)
+        original(predictions)
+
+    trades.append_predictions = slow  # type: ignore[method-assign]
+    for i in range(5):
+        log.add(rows(f"late-{i}"))
+    gate.set()
+    log.close(timeout=10)
+    assert not log.alive()
+    assert all(trades.prediction(f"late-{i}") is not None for i in range(5))
