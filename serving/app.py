@@ -22,7 +22,7 @@ Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST 
   before it is parsed. Bad fields answer 422 naming the field (FastAPI's ``loc``).
 - **Metrics** (``ray.serve.metrics``, on the Ray dashboard beside Serve's own):
   ``redline_predictions`` {regime}, ``redline_feedback``, ``redline_swaps`` (exported with
-  ``_total``).
+  ``_total``). Predictions are counted in the replica and pushed every ``reload_interval_s``.
 
 ``build_app(...)`` binds the deployment (``serve.run(build_app(), name=..., route_prefix=...)``);
 ``app`` is the builder ``serve run serving.app:app`` and ``serve deploy configs/serve.yaml``
@@ -38,6 +38,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -280,6 +281,8 @@ class RedlineAPI:
         batcher: Any = self._predict_batch  # serve.batch's wrapper carries the setters
         batcher.set_max_batch_size(self.settings.max_batch_size)
         batcher.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        self._counts: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="redline-hot-swap", daemon=True)
         self._poller.start()
@@ -289,6 +292,7 @@ class RedlineAPI:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
+            self._push_counts()
             try:
                 if ensemble_version(self.store, self.home) != self.ensemble.version:
                     fresh = Ensemble.load(self.store, self.home)  # beside the live one
@@ -300,6 +304,14 @@ class RedlineAPI:
             except Exception as exc:  # a store hiccup: keep serving the live ensemble
                 self.last_poll_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("ensemble poll failed: %s", self.last_poll_error)
+
+    def _push_counts(self) -> None:
+        """The predictions counted since the last push, to the Ray metric (one record per
+        regime: a record costs about 0.1 ms, a tenth of a replica's time when made per request)."""
+        with self._count_lock:
+            counts, self._counts = self._counts, Counter()
+        for regime, n in counts.items():
+            self._predictions.inc(n, tags={"regime": regime})
 
     def check_health(self) -> None:
         if not self._poller.is_alive():
@@ -350,8 +362,8 @@ class RedlineAPI:
              a.regime.name or "")
             for a in answers
         ])  # fmt: skip
-        for answer in answers:
-            self._predictions.inc(tags={"regime": answer.regime.name or "none"})
+        with self._count_lock:  # pushed to the metric by the poll thread (_push_counts)
+            self._counts.update(answer.regime.name or "none" for answer in answers)
         return results
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)

@@ -15,6 +15,7 @@ from tests.serving.trained import (
     champions_fixture,  # noqa: F401  (the session fixture `champions`)
     window_ending_in,
 )
+from tests.support.waiting import wait_for
 
 MAX_BODY = 64 * 1024
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -124,3 +125,26 @@ def test_healthz_and_models(served: Served, champions: Champions) -> None:
         live = models["regimes"][regime]["members"]
         assert sorted(m["specialty"] for m in live) == sorted(found)
     assert models["rugpull"]["agent_id"] == "rp-serving"
+
+
+def test_predictions_per_regime_reach_the_ray_metrics_endpoint(
+    served: Served, champions: Champions
+) -> None:
+    """``redline_predictions`` {regime} is counted in the replica, pushed every reload interval
+    and exported by Ray's metrics agent (what the dashboard's Grafana panels read)."""
+    import ray
+
+    candles = window_ending_in(champions, champions.busiest())
+    body = {"symbol": "BTC/USDT", "timeframe": "1h", "candles": candle_rows(candles)}
+    regimes = {post(served, "/v1/predict", body).json()["regime"]["name"] for _ in range(3)}
+    [regime] = regimes
+    port = ray._private.worker.global_worker.node.metrics_export_port
+
+    def counted() -> float | None:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("ray_redline_predictions_total")
+                  and f'regime="{regime}"' in line]  # fmt: skip
+        return sum(values) if values and sum(values) >= 3 else None
+
+    assert wait_for("redline_predictions in Ray's metrics", counted, timeout=90, every=2) >= 3
