@@ -385,7 +385,7 @@ class _CandleWork:
         self._rules = rules
         self._history = history
         self._datasets: dict[tuple[str, str, str], Dataset | str] = {}
-        self._inputs: dict[tuple[Any, ...], np.ndarray | str] = {}
+        self._made: dict[tuple[Any, ...], np.ndarray | str] = {}  # inputs and scores
         self._lock = threading.Lock()
 
     def dataset(
@@ -447,6 +447,19 @@ class _CandleWork:
             frames[symbol] = other
         return panel_dataset(frames, name="live", timeframe=panel.timeframe, rules=self._rules)
 
+    def _remember(
+        self, key: tuple[Any, ...], make: Callable[[], np.ndarray | str]
+    ) -> np.ndarray | str:
+        """``make()`` once per key for everyone asking about these candles: read it, never write
+        it (made outside the lock, so other keys go on; a race makes it twice, keeps one)."""
+        with self._lock:
+            found = self._made.get(key)
+        if found is not None:
+            return found
+        made = make()
+        with self._lock:
+            return self._made.setdefault(key, made)
+
     def inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None = None
     ) -> np.ndarray | str:
@@ -456,46 +469,42 @@ class _CandleWork:
         genes = genome.as_dict()
         key = (specialty, source.key if source is not None else "",
                repr(genes.get("feature_set")), repr(genes.get("lookback")), depth)  # fmt: skip
-        with self._lock:
-            found = self._inputs.get(key)
-        if found is not None:
-            return found
-        one = genes.get("feature_set")
+        return self._remember(key, lambda: self._inputs(specialty, genome, depth, source))
+
+    def _inputs(
+        self, specialty: str, genome: Genome, depth: int, source: Source | None
+    ) -> np.ndarray | str:
+        one = genome.as_dict().get("feature_set")
         ds = self.dataset(specialty, source, None if one is None else str(one))
         if isinstance(ds, str):
             return ds
         rows = self.rows(ds)[-depth:]
-        made: np.ndarray | str
         if len(rows) == 0 or int(ds.ts[rows[-1]]) != int(self._candles["ts"][-1]):
-            made = f"{specialty}: the last candle's features need more history"
-        else:
-            try:
-                made = window_inputs(ds, genome, rows)
-            except ValueError:
-                try:  # not enough rows for the brain's depth: the last candle alone still votes
-                    made = window_inputs(ds, genome, rows[-1:])
-                except ValueError as exc:
-                    made = str(exc)
-        with self._lock:  # shared by every request with these candles: read it, never write
-            return self._inputs.setdefault(key, made)
+            return f"{specialty}: the last candle's features need more history"
+        try:
+            return window_inputs(ds, genome, rows)
+        except ValueError:
+            try:  # not enough rows for the brain's depth: the last candle alone still votes
+                return window_inputs(ds, genome, rows[-1:])
+            except ValueError as exc:
+                return str(exc)
 
-    def scores(
-        self,
-        member: Member,
-        depth: int,
-        score: Callable[[Member, _CandleWork, int], np.ndarray | str],
-    ) -> np.ndarray | str:
-        """``score(member, self, depth)``, remembered: a member's scores of these candles are
-        a pure function of them (its model is fixed for the ensemble's life, which this cache
-        shares), so the same candles again cost no forward pass."""
-        key = ("scores", id(member), depth)
-        with self._lock:
-            found = self._inputs.get(key)
-        if found is not None:
-            return found
-        made = score(member, self, depth)
-        with self._lock:
-            return self._inputs.setdefault(key, made)
+    def scores(self, member: Member, depth: int) -> np.ndarray | str:
+        """The member's scores of the last ``depth`` candles, or why it abstains. Remembered: a
+        member's model is fixed for the life of the ensemble this cache belongs to, so the same
+        candles again cost no forward pass."""
+        return self._remember(("scores", id(member), depth), lambda: self._scores(member, depth))
+
+    def _scores(self, member: Member, depth: int) -> np.ndarray | str:
+        x = self.inputs(member.row.specialty, member.genome, depth, member.source)
+        if isinstance(x, str):
+            return x
+        if x.shape[1] != member.model.n_inputs:
+            return (f"the live features are {x.shape[1]} inputs, its model reads "
+                    f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
+        with torch.inference_mode():
+            scores = member.model(torch.from_numpy(x)).double().numpy()
+        return scores if np.isfinite(scores).all() else "non-finite score"
 
     def rows(self, ds: Dataset) -> np.ndarray:
         """The dataset rows of the request's series (a panel's rows of its symbol)."""
@@ -678,24 +687,12 @@ class Ensemble:
         scored: list[tuple[Member, np.ndarray]] = []
         notes: list[str] = []
         for member in champions:
-            found = work.scores(member, depth, Ensemble._member_scores)
+            found = work.scores(member, depth)
             if isinstance(found, str):
                 notes.append(f"{member.row.agent_id}: {found}")
             else:
                 scored.append((member, found))
         return scored, notes
-
-    @staticmethod
-    def _member_scores(member: Member, work: _CandleWork, depth: int) -> np.ndarray | str:
-        x = work.inputs(member.row.specialty, member.genome, depth, member.source)
-        if isinstance(x, str):
-            return x
-        if x.shape[1] != member.model.n_inputs:
-            return (f"the live features are {x.shape[1]} inputs, its model reads "
-                    f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
-        with torch.inference_mode():
-            scores = member.model(torch.from_numpy(x)).double().numpy()
-        return scores if np.isfinite(scores).all() else "non-finite score"
 
     # -- rug pulls -------------------------------------------------------------------------------
 
