@@ -19,6 +19,7 @@ private to pandas, so ``constraints.txt`` pins pandas and that test is the guard
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -84,28 +85,28 @@ def diff(x: Array, periods: int = 1) -> Array:
         return x - shift(x, periods)
 
 
-def rolling_mean(x: Array, window: int) -> Array:
-    """Mean of the last ``window`` rows, NaN until the window holds ``window`` values."""
+def _rolling(kernel: Any, x: Array, window: int, **options: Any) -> Array:
+    """pandas' compiled ``kernel`` over trailing windows of ``window`` rows, ``window`` of them
+    required (``Series.rolling(window, min_periods=window)``)."""
     if len(x) == 0:
         return np.asarray(x, dtype=np.float64).copy()
     start, end = _bounds(len(x), window)
-    return np.asarray(_windows.roll_mean(_prepared(x), start, end, window))
+    return np.asarray(kernel(_prepared(x), start, end, window, **options))
+
+
+def rolling_mean(x: Array, window: int) -> Array:
+    """Mean of the last ``window`` rows, NaN until the window holds ``window`` values."""
+    return _rolling(_windows.roll_mean, x, window)
 
 
 def rolling_sum(x: Array, window: int) -> Array:
     """Sum of the last ``window`` rows, NaN until the window holds ``window`` values."""
-    if len(x) == 0:
-        return np.asarray(x, dtype=np.float64).copy()
-    start, end = _bounds(len(x), window)
-    return np.asarray(_windows.roll_sum(_prepared(x), start, end, window))
+    return _rolling(_windows.roll_sum, x, window)
 
 
 def rolling_std(x: Array, window: int, ddof: int = 1) -> Array:
     """Standard deviation of the last ``window`` rows (a rounding-negative variance reads 0)."""
-    if len(x) == 0:
-        return np.asarray(x, dtype=np.float64).copy()
-    start, end = _bounds(len(x), window)
-    var = np.asarray(_windows.roll_var(_prepared(x), start, end, window, ddof=ddof))
+    var = _rolling(_windows.roll_var, x, window, ddof=ddof)
     with np.errstate(invalid="ignore"):
         out = np.sqrt(var)
         out[var < 0] = 0.0
