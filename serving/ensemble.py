@@ -99,6 +99,7 @@ from market.regimes import REGIMES, RegimeRules, regime_labels
 from market.sentiment import read_sentiment
 from market.series import CANDLE_COLUMNS, Candles, SeriesKey, candle_arrays, normalize_symbol
 from serving.schemas import (
+    CandleRows,
     MemberOut,
     ModelEntry,
     ModelsResponse,
@@ -753,8 +754,10 @@ def candle_columns(rows: Sequence[Sequence[float]]) -> dict[str, np.ndarray]:
     """The candle columns (``market.series.CANDLE_COLUMNS``: ``ts`` int64, OHLCV float64) of
     request rows, as arrays: what the dataset builders read, without a DataFrame (whose
     construction and column lookups cost more than the features of 500 candles). Timestamps come
-    through float64, exact below 2**53 ms (``serving.schemas`` refuses larger ones)."""
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+    through float64, exact below 2**53 ms (``serving.schemas`` refuses larger ones). Validated
+    request rows (``CandleRows``) hand over the array their validator made: no second copy."""
+    values = rows.array if isinstance(rows, CandleRows) else np.array(rows, dtype=np.float64)
+    values = values.reshape(len(rows), 6)
     columns = {"ts": values[:, 0].astype(np.int64)}
     for i, name in enumerate(_CANDLE_COLUMNS, start=1):
         columns[name] = np.ascontiguousarray(values[:, i])

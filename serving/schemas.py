@@ -22,6 +22,7 @@ __all__ = [
     "MAX_CANDLES",
     "MAX_TIMESTAMP",
     "Candle",
+    "CandleRows",
     "FeedbackAttribution",
     "FeedbackRequest",
     "FeedbackResponse",
@@ -83,8 +84,9 @@ class PredictRequest(_Strict):
             return None
         if not rows:
             raise ValueError("candles must hold at least one row; omit it to use the store's")
-        if _candles_ok(rows):  # the common case, checked in one vectorized pass
-            return rows
+        checked = CandleRows(rows)
+        if _candles_ok(checked.array):  # the common case, checked in one vectorized pass
+            return checked
         previous: int | None = None  # a bad row: find the first one and name its rule
         for i, (ts, open_, high, low, close, volume) in enumerate(rows):
             if not 0 <= ts < MAX_TIMESTAMP:
@@ -108,12 +110,20 @@ class PredictRequest(_Strict):
                 )
             if volume < 0:
                 raise ValueError(f"candles[{i}]: volume must be >= 0; got {volume}")
-        return rows
+        return checked
 
 
-def _candles_ok(rows: list[Candle]) -> bool:
+class CandleRows(list[Candle]):
+    """Validated candle rows, also as one float64 array (``array``: rows x 6), made once by the
+    validator, which checks it, for the service to read (``serving.ensemble.candle_columns``)."""
+
+    def __init__(self, rows: list[Candle]) -> None:
+        super().__init__(rows)
+        self.array = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+
+
+def _candles_ok(values: np.ndarray) -> bool:
     """Whether every row keeps the rules ``PredictRequest._candles`` names (vectorized)."""
-    values = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
     ts, o, h, lo, c, v = values.T
     return bool(
         ts[0] >= 0 and ts[-1] < MAX_TIMESTAMP and (np.diff(ts) > 0).all()
