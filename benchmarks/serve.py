@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import socket
 import statistics
@@ -56,6 +57,8 @@ from cluster.config import CONFIG_DIR, load_config  # noqa: E402
 from cluster.evolve import start_or_resume  # noqa: E402
 from cluster.ingest import ensure_sample  # noqa: E402
 from market.series import SeriesKey  # noqa: E402
+from serving.ensemble import Ensemble, candle_columns  # noqa: E402
+from serving.schemas import PredictRequest  # noqa: E402
 from store.db import Store  # noqa: E402
 from store.training import TrainingStore  # noqa: E402
 
@@ -122,6 +125,30 @@ async def _throughput(url: str, bodies: list[dict[str, Any]], n: int, concurrenc
         return n / (time.perf_counter() - started)
 
 
+def _in_process(ensemble: Ensemble, body: dict[str, Any], fresh: list[dict[str, Any]]) -> str:
+    """The ensemble's own cost per request, in this process, no HTTP: parse the body, predict
+    (``new``: candle sets it has not seen; ``repeated``: one set again). Median milliseconds."""
+
+    def cost(bodies: list[dict[str, Any]]) -> float:
+        encoded = [json.dumps(b).encode() for b in bodies]
+        times = []
+        for raw in encoded:
+            started = time.perf_counter()
+            request = PredictRequest.model_validate_json(raw)
+            assert request.candles is not None
+            ensemble.predict(candle_columns(request.candles), exchange=request.exchange,
+                             symbol=request.symbol, timeframe=request.timeframe,
+                             request_id="bench")  # fmt: skip
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000.0
+
+    cost(fresh[:10])  # warm-up (these ten are then cache hits, not measured as new)
+    return (
+        f"in process, one thread, parse + predict: new candles {cost(fresh[10:]):.2f} ms, "
+        f"repeated candles {cost([body] * 100):.2f} ms (median per request)"
+    )
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000.0, q))
 
@@ -153,6 +180,8 @@ def main() -> None:
     fresh = windows[1:]  # distinct windows, each sent once per replica: every one computes
     print(f"champions: {len(champions)} rows, specialties "
           f"{sorted({c.specialty for c in champions})}")  # fmt: skip
+    with Store.open(url, home=home) as store:
+        print(_in_process(Ensemble.load(store, home), body, fresh[:200]))
 
     if not ray.is_initialized():  # the evolution above may have started it already
         ray.init(num_cpus=2, logging_level=logging.WARNING)
