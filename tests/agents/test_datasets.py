@@ -21,6 +21,7 @@ from agents.datasets import (
     SAMPLE_DIR,
     DataSources,
     build_datasets,
+    daily_sentiment,
     dataset_path,
     read_dataset,
     rugpull_dataset,
@@ -581,3 +582,14 @@ def test_one_feature_set_gives_the_same_windows_as_every_bank(btc_1h: pd.DataFra
                 )
     with pytest.raises(ValueError, match=r"feature_set must be one of .*; got 'slowest'"):
         builder(window, *extra, name="w", timeframe="1h", feature_set="slowest")
+
+
+def test_daily_sentiment_computed_once_refuses_streams_given_again(btc_1h: pd.DataFrame) -> None:
+    fear_greed = read_sentiment(SAMPLE_DIR / "feargreed_crypto_1d.csv.gz")
+    window = btc_1h.iloc[-500:].reset_index(drop=True)
+    daily = daily_sentiment(fear_greed)
+    once = sentiment_dataset(window, daily, name="w", timeframe="1h")
+    again = sentiment_dataset(window, fear_greed, name="w", timeframe="1h")
+    np.testing.assert_array_equal(once.features, again.features)
+    with pytest.raises(ValueError, match=r"social is part of a DailySentiment; pass None"):
+        sentiment_dataset(window, daily, name="w", timeframe="1h", social={"x": fear_greed})
