@@ -307,7 +307,7 @@ class RedlineAPI:
 
     def _push_counts(self) -> None:
         """The predictions counted since the last push, to the Ray metric (one record per
-        regime: a record costs about 0.1 ms, a tenth of a replica's time when made per request)."""
+        regime: made per request, the records were a large share of a replica's time in a profile)."""
         with self._count_lock:
             counts, self._counts = self._counts, Counter()
         for regime, n in counts.items():
