@@ -3,8 +3,8 @@
 :mod:`market.features` is the API (pandas Series in and out, the conventions in its docstring);
 the feature banks and the live service call these directly. For 500 candles a pandas expression
 costs more in its own bookkeeping (index alignment, dtype checks, a new Series per step) than in
-arithmetic: the technical bank took ~10 ms that way and takes well under 1 ms here, which is what
-lets ``/v1/predict`` compute a new candle set's features per request.
+arithmetic (``benchmarks/data.py`` and ``benchmarks/serve.py`` measure the difference), which is
+what lets ``/v1/predict`` compute a new candle set's features per request.
 
 **The same numbers as pandas, bit for bit.** Rolling windows and the exponential smoother run on
 pandas' own compiled window kernels (``pandas._libs.window.aggregations``: ``roll_mean``,

@@ -365,9 +365,9 @@ class _CandleWork:
     specialty's dataset.
 
     Pure functions of (candles, series, rules, sources), so remembering them changes no answer;
-    it only spares the feature pipeline (~2 ms for 500 candles, measured) when the same candles
-    come again: bots polling one series at one bar, a retry, a batch of equal requests. Datasets
-    are built on first use (only the live regime's specialties need them).
+    it only spares the feature pipeline (``benchmarks/serve.py`` prints its in-process cost) when
+    the same candles come again: bots polling one series at one bar, a retry, a batch of equal
+    requests. Datasets are built on first use (only the live regime's specialties need them).
     """
 
     def __init__(
