@@ -2,14 +2,18 @@
 
 Feedback attributes a trade to the members that voted on the prediction it names, so every answer
 is remembered (``TradesStore.append_predictions``). Writing it before the answer leaves put a
-database transaction on every request's path; here a daemon thread writes whatever has queued,
-all of it in one transaction, as soon as it is there (a few milliseconds behind the answer,
-several answers per write under load).
+database transaction on every request's path; here a daemon thread writes what has queued, all of
+it in one transaction, at most ``linger_s`` (default 0.2 s) after the first of it arrived: it
+wakes once per write, not once per answer. A transaction per answer, even off the request's path,
+cost the replica about half a millisecond of CPU per request under ``benchmarks/serve.py``'s load
+(the thread's wake-ups and SQLAlchemy's per-statement work, contending for the GIL with Serve's
+threads); lingering spreads one transaction over the answers of a fifth of a second.
 
 **Feedback still finds its prediction.** A replica asked for feedback on a request id the store
-does not know yet first waits for its own queue to drain (:meth:`PredictionLog.flush`) and looks
-again. With several replicas a trade reported on another replica's prediction within those few
-milliseconds could miss it; no real trade opens and closes that fast, and the bot's retry finds it.
+does not know yet first has its own queue written at once (:meth:`PredictionLog.flush` cuts the
+linger short and waits) and looks again. With several replicas a trade reported on another
+replica's prediction within that fifth of a second could miss it; no real trade opens and closes
+that fast, and the bot's retry finds it.
 A failed write is retried (3 attempts, 0.1 s apart) and then logged with the request ids it
 drops; the replica keeps serving. :meth:`close` (the replica's shutdown) writes what is queued.
 """
@@ -30,13 +34,19 @@ logger = logging.getLogger(__name__)
 
 _ATTEMPTS = 3
 _RETRY_S = 0.1
+#: How long the writer collects answers after the first before it writes them all (seconds).
+LINGER_S = 0.2
 
 
 class PredictionLog:
     """A queue of predictions and the thread that writes them (see the module doc)."""
 
-    def __init__(self, trades: TradesStore) -> None:
+    def __init__(self, trades: TradesStore, linger_s: float = LINGER_S) -> None:
+        if not linger_s >= 0:
+            raise ValueError(f"linger_s must be a number >= 0; got {linger_s!r}")
         self._trades = trades
+        self._linger_s = linger_s
+        self._hurry = threading.Event()  # flush() and close(): write now, do not linger
         self._queue: queue.Queue[Sequence[PredictionRow] | None] = queue.Queue()
         self._written = threading.Condition()
         self._queued = 0  # batches put
@@ -55,6 +65,10 @@ class PredictionLog:
         """Wait until everything queued before this call is written; False on timeout."""
         with self._written:
             target = self._queued
+            if self._done >= target:
+                return True
+        self._hurry.set()
+        with self._written:
             return self._written.wait_for(lambda: self._done >= target, timeout=timeout)
 
     def alive(self) -> bool:
@@ -63,11 +77,15 @@ class PredictionLog:
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued and stop the thread."""
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
+            if first is not None and self._linger_s:
+                self._hurry.wait(self._linger_s)  # more answers join this write meanwhile
+            self._hurry.clear()
             batches = [first]
             while True:  # everything already queued goes in the same transaction
                 try:

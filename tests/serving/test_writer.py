@@ -69,3 +69,35 @@ def test_close_writes_what_is_queued(trades: TradesStore) -> None:
     log.close(timeout=10)
     assert not log.alive()
     assert all(trades.prediction(f"late-{i}") is not None for i in range(5))
+
+
+def test_answers_within_the_linger_share_one_write(trades: TradesStore) -> None:
+    log = PredictionLog(trades, linger_s=1.0)
+    writes: list[int] = []
+    original = trades.append_predictions
+
+    def counted(predictions: list[PredictionRow]) -> None:
+        writes.append(len(predictions))
+        original(predictions)
+
+    trades.append_predictions = counted  # type: ignore[method-assign]
+    for i in range(10):
+        log.add(rows(f"linger-{i}"))
+    assert log.flush(timeout=10)
+    assert writes == [10]
+    assert all(trades.prediction(f"linger-{i}") is not None for i in range(10))
+    log.close()
+
+
+def test_flush_does_not_wait_out_the_linger(trades: TradesStore) -> None:
+    log = PredictionLog(trades, linger_s=60.0)
+    log.add(rows("hurried"))
+    assert log.flush(timeout=10)  # within 10 s although the writer would linger a minute
+    assert trades.prediction("hurried") is not None
+    log.close(timeout=10)
+    assert not log.alive()
+
+
+def test_a_negative_linger_is_refused(trades: TradesStore) -> None:
+    with pytest.raises(ValueError, match=r"linger_s must be a number >= 0; got -1"):
+        PredictionLog(trades, linger_s=-1)
