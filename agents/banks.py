@@ -89,11 +89,13 @@ def _assemble(
     target: np.ndarray | None = None,
     keep: np.ndarray | None = None,
     partial: bool = False,
+    tail: int | None = None,
 ) -> Dataset:
     """The Dataset of ``columns``: rows with a non-finite feature (warm-up) dropped.
 
     ``partial``: ``sets`` are some of the specialty's feature sets (see ``_only``), and the
-    dataset carries just those (no ``all``).
+    dataset carries just those (no ``all``). ``tail``: only the last ``tail`` rows (serving,
+    which reads the last rows' windows; see ``_tail``).
     """
     names = tuple(columns)
     known = set(FEATURE_SETS[specialty])
@@ -102,6 +104,12 @@ def _assemble(
             f"{specialty}: feature sets {sorted(sets)} != {FEATURE_SETS[specialty]}"
         )
     keys = tuple(sets) if partial else FEATURE_SETS[specialty]
+    cut = _tail(columns, names, tail) if keep is None else None
+    if cut is not None:  # only the last bars: every one of them complete, so they are the
+        ts = np.asarray(ts)[cut:]
+        close = None if close is None else np.asarray(close)[cut:]
+        regimes = None if regimes is None else np.asarray(regimes)[cut:]
+        columns = {n: columns[n][cut:] for n in names}  # dataset's last rows
     features = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
     features = features.astype(np.float32)
     finite = np.isfinite(features).all(axis=1)
@@ -144,6 +152,25 @@ def _assemble(
         len(ts) - ds.n_rows,
     )
     return ds
+
+
+def _tail(columns: Columns, names: tuple[str, ...], tail: int | None) -> int | None:
+    """Where the last ``tail`` bars start, when every feature is finite (as float32) on each of
+    them, else None (every row is assembled).
+
+    A dataset's rows are the bars whose features are all finite, so when the last ``tail`` bars
+    all are, they are exactly its last ``tail`` rows, with the same values; the windows of its
+    last rows are read from them (``agents.training.window_inputs``). The bars before them still
+    feed the features (EMAs, rolling windows): only the assembly is cut short.
+    """
+    if tail is None or not names:
+        return None
+    n = len(columns[names[0]])
+    if not 0 < tail < n:
+        return None
+    last = np.column_stack([np.asarray(columns[name][n - tail :], dtype=np.float64)
+                            for name in names])  # fmt: skip
+    return n - tail if np.isfinite(last.astype(np.float32)).all() else None
 
 
 def _values(series: pd.Series | np.ndarray) -> np.ndarray:
@@ -218,6 +245,7 @@ def _series_dataset(
     rules: RegimeRules | None,
     regimes: np.ndarray | None,
     partial: bool = False,
+    tail: int | None = None,
 ) -> Dataset:
     close = _values(candles["close"])
     columns: Columns = {"logret_1": kernels.log_returns(close)}
@@ -238,6 +266,7 @@ def _series_dataset(
         close=close,
         regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
         partial=partial,
+        tail=tail,
     )
 
 
@@ -249,20 +278,22 @@ def technical_dataset(
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
     feature_set: str | None = None,
+    tail: int | None = None,
 ) -> Dataset:
     """technical_analyst: the market.features bank at the FAST and SLOW windows, scale-free.
 
     Feature sets: ``fast`` (logret_1 + the FAST bank), ``slow`` (logret_1 + the SLOW bank), ``all``.
     ``candles``: a candle frame or its columns as arrays (``market.series.Candles``);
     ``regimes``: the candles' ``classify_regimes`` when the caller already has it (serving);
-    ``feature_set``: build only that set's bank (serving; see ``_only``), None: every bank.
+    ``feature_set``: build only that set's bank (serving; see ``_only``), None: every bank;
+    ``tail``: only the last ``tail`` rows when they are complete (serving; see ``_tail``).
     """
     ohlcv = _ohlcv(candles)
     only = _only("technical_analyst", feature_set)
     specs = {"fast": (FAST, 4), "slow": (SLOW, 24)}
     banks = {k: _technical_bank(ohlcv, *spec) for k, spec in specs.items() if not only or k in only}
     return _series_dataset("technical_analyst", candles, banks, name, timeframe, rules, regimes,
-                           partial=only is not None)  # fmt: skip
+                           partial=only is not None, tail=tail)  # fmt: skip
 
 
 # -- volume_hunter -------------------------------------------------------------------------------
@@ -302,18 +333,19 @@ def volume_dataset(
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
     feature_set: str | None = None,
+    tail: int | None = None,
 ) -> Dataset:
     """volume_hunter: volume z-score, relative volume, volume vs ATR (effort), OBV-like and
     Chaikin money flows, VWAP gap and return, each at a fast and a slow window.
 
     Feature sets: ``fast`` / ``slow`` (logret_1 + the window's bank), ``all``; ``candles``,
-    ``regimes`` and ``feature_set`` as in ``technical_dataset``.
+    ``regimes``, ``feature_set`` and ``tail`` as in ``technical_dataset``.
     """
     ohlcv = _ohlcv(candles)
     only = _only("volume_hunter", feature_set)
     banks = {k: _volume_bank(ohlcv, w) for k, w in VOLUME_WINDOWS.items() if not only or k in only}
     return _series_dataset("volume_hunter", candles, banks, name, timeframe, rules, regimes,
-                           partial=only is not None)  # fmt: skip
+                           partial=only is not None, tail=tail)  # fmt: skip
 
 
 # -- market_scanner ------------------------------------------------------------------------------
@@ -459,6 +491,7 @@ def sentiment_dataset(
     rules: RegimeRules | None = None,
     regimes: np.ndarray | None = None,
     feature_set: str | None = None,
+    tail: int | None = None,
 ) -> Dataset:
     """sentiment_scout: daily sentiment lagged one day beside a few price features.
 
@@ -469,8 +502,8 @@ def sentiment_dataset(
     day ``D`` sees day ``D - 1`` at the latest. A social stream is used only where it overlaps
     the candles: ``social_<stream>_known`` is 1 where a value at most 3 days old is known and the
     stream's columns read 0 elsewhere (the file ends in May 2021); a stream with no overlap at
-    all is left out. Feature sets: ``price``, ``sentiment``, ``all``. ``candles``, ``regimes``
-    and ``feature_set`` as in ``technical_dataset``.
+    all is left out. Feature sets: ``price``, ``sentiment``, ``all``. ``candles``, ``regimes``,
+    ``feature_set`` and ``tail`` as in ``technical_dataset``.
     """
     only = _only("sentiment_scout", feature_set)
     if isinstance(fear_greed, DailySentiment):
@@ -518,6 +551,7 @@ def sentiment_dataset(
         close=close,
         regimes=classify_regimes(candles, timeframe, rules) if regimes is None else regimes,
         partial=only is not None,
+        tail=tail,
     )
 
 

@@ -580,6 +580,21 @@ def test_one_feature_set_gives_the_same_windows_as_every_bank(btc_1h: pd.DataFra
                 np.testing.assert_array_equal(
                     window_inputs(part, genome, rows + shift), window_inputs(full, genome, rows)
                 )
+            # serving's tail: the last 3 rows' windows of 24 bars, from 26 rows
+            tail = builder(window, *extra, name="w", timeframe="1h", feature_set=one, tail=26)
+            assert tail.n_rows == 26
+            np.testing.assert_array_equal(tail.ts, full.ts[-26:])
+            np.testing.assert_array_equal(tail.close, full.close[-26:])
+            np.testing.assert_array_equal(tail.regimes, full.regimes[-26:])
+            np.testing.assert_array_equal(
+                window_inputs(tail, genome, np.arange(23, 26)),
+                window_inputs(full, genome, np.arange(full.n_rows - 3, full.n_rows)),
+            )
+    # a tail reaching into the warm-up is not complete: every row is assembled
+    whole = builder(window, *extra, name="w", timeframe="1h", feature_set=one_sets[0])
+    longer = builder(window, *extra, name="w", timeframe="1h", feature_set=one_sets[0], tail=499)
+    assert longer.n_rows == whole.n_rows < 499
+    np.testing.assert_array_equal(longer.features, whole.features)
     with pytest.raises(ValueError, match=r"feature_set must be one of .*; got 'slowest'"):
         builder(window, *extra, name="w", timeframe="1h", feature_set="slowest")
 
