@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +43,7 @@ __all__ = [
     "MODEL_DEFAULTS",
     "MODEL_TASKS",
     "ChildNet",
+    "FrozenNet",
     "build_model",
     "load_checkpoint",
     "load_model",
@@ -110,6 +112,42 @@ class ChildNet(nn.Module):
             )
         self.in_mean.copy_(mean)
         self.in_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+
+class FrozenNet:
+    """A ChildNet's eval-mode forward in numpy float32: the same scores without torch's per-call
+    machinery (module hooks, dispatch), which for these small MLPs on a few rows costs more than
+    the arithmetic; the live service scores with it (``serving.ensemble``).
+
+    The weights are copied when it is made (a later change to the module is not seen). Dropout
+    is the identity in eval mode, so only the Linear layers and ReLUs remain. Scores agree with
+    the module's to float32 rounding (the matrix products may add in another order):
+    ``tests/agents/test_models.py`` compares them on real inputs.
+    """
+
+    def __init__(self, model: ChildNet) -> None:
+        def array(tensor: torch.Tensor) -> np.ndarray:
+            return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+
+        self.task = model.task
+        self.n_inputs = model.n_inputs
+        self.in_mean, self.in_std = array(model.in_mean), array(model.in_std)
+        self.half_scale = np.float32(float(model.out_scale) * 0.5)
+        linears = [layer for layer in model.body if isinstance(layer, nn.Linear)]
+        self.layers = [(np.ascontiguousarray(array(layer.weight).T), array(layer.bias))
+                       for layer in linears]  # fmt: skip
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Scores (rows,) float32 of raw flattened windows ``x`` (rows, n_inputs), as
+        ``ChildNet.forward`` in eval mode."""
+        z = (np.asarray(x, dtype=np.float32) - self.in_mean) / self.in_std
+        last = len(self.layers) - 1
+        for i, (weight, bias) in enumerate(self.layers):
+            z = z @ weight + bias
+            if i < last:
+                np.maximum(z, 0.0, out=z)
+        h = z[:, 0]
+        return h if self.task == "classify" else np.tanh(h * self.half_scale)
 
 
 def _gene(genome: Genome, name: str) -> Any:

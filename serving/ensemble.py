@@ -93,7 +93,7 @@ from agents.banks import (
 from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
-from agents.models import ChildNet, load_model
+from agents.models import ChildNet, FrozenNet, load_model
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels
 from market.sentiment import read_sentiment
@@ -240,6 +240,10 @@ class Member:
     threshold: float
     size: float
     source: Source | None = None
+    net: FrozenNet = field(init=False, repr=False)  # the model's scores, in numpy
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net", FrozenNet(self.model))
 
     @property
     def weight(self) -> float:
@@ -251,6 +255,10 @@ class _Coordinator:
     model: ChildNet
     lookback: int
     threshold: float
+    net: FrozenNet = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net", FrozenNet(self.model))
 
 
 def _gene(genome: Genome, name: str, default: Any) -> Any:
@@ -385,39 +393,44 @@ class _CandleWork:
         self._series = series
         self._rules = rules
         self._history = history
-        self._datasets: dict[tuple[str, str, str], Dataset | str] = {}
+        self._datasets: dict[tuple[str, str, str, int | None], Dataset | str] = {}
         self._made: dict[tuple[Any, ...], np.ndarray | str] = {}  # inputs and scores
         self._lock = threading.Lock()
 
     def dataset(
-        self, specialty: str, source: Source | None = None, feature_set: str | None = None
+        self,
+        specialty: str,
+        source: Source | None = None,
+        feature_set: str | None = None,
+        tail: int | None = None,
     ) -> Dataset | str:
         """The specialty's dataset of the candles (and ``source``), with only the bank of
-        ``feature_set`` (None: every bank; see ``agents.banks._only``), or why it cannot be
-        built. A panel is built whole (it is not on the hot path)."""
+        ``feature_set`` (None: every bank; see ``agents.banks._only``) and only the last ``tail``
+        rows when they are complete (``agents.banks._tail``; None: every row), or why it cannot
+        be built. A panel is built whole (it is not on the hot path)."""
         if isinstance(source, PanelSource):
-            feature_set = None
-        key = (specialty, source.key if source is not None else "", feature_set or "all")
+            feature_set, tail = None, None
+        key = (specialty, source.key if source is not None else "", feature_set or "all", tail)
         with self._lock:  # one build per specialty and set, even when a batch asks at once
             if key not in self._datasets:
                 try:
-                    self._datasets[key] = self._build(specialty, source, feature_set)
+                    self._datasets[key] = self._build(specialty, source, feature_set, tail)
                 except ValueError as exc:
                     self._datasets[key] = f"{specialty}: {exc}"
             return self._datasets[key]
 
     def _build(
-        self, specialty: str, source: Source | None, feature_set: str | None
+        self, specialty: str, source: Source | None, feature_set: str | None, tail: int | None
     ) -> Dataset | str:
         timeframe, rules = self._series.timeframe, self._rules
         if specialty in CANDLE_SPECIALTIES:
             return CANDLE_SPECIALTIES[specialty](self._candles, name="live", timeframe=timeframe,
                                                  rules=rules, regimes=self._regimes,
-                                                 feature_set=feature_set)  # fmt: skip
+                                                 feature_set=feature_set, tail=tail)  # fmt: skip
         if isinstance(source, SentimentSource):
             return sentiment_dataset(self._candles, source.daily, name="live",
                                      timeframe=timeframe, rules=rules, regimes=self._regimes,
-                                     feature_set=feature_set)  # fmt: skip
+                                     feature_set=feature_set, tail=tail)  # fmt: skip
         if isinstance(source, PanelSource):
             return self._panel(source)
         return f"{specialty}: nothing builds its features from candles"
@@ -475,8 +488,10 @@ class _CandleWork:
     def _inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None
     ) -> np.ndarray | str:
-        one = genome.as_dict().get("feature_set")
-        ds = self.dataset(specialty, source, None if one is None else str(one))
+        genes = genome.as_dict()
+        one, lookback = genes.get("feature_set"), genes.get("lookback", 1)
+        tail = depth + lookback - 1 if isinstance(lookback, int) and lookback >= 1 else None
+        ds = self.dataset(specialty, source, None if one is None else str(one), tail)
         if isinstance(ds, str):
             return ds
         rows = self.rows(ds)[-depth:]
@@ -503,8 +518,7 @@ class _CandleWork:
         if x.shape[1] != member.model.n_inputs:
             return (f"the live features are {x.shape[1]} inputs, its model reads "
                     f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
-        with torch.inference_mode():
-            scores = member.model(torch.from_numpy(x)).double().numpy()
+        scores = member.net(x).astype(np.float64)
         return scores if np.isfinite(scores).all() else "non-finite score"
 
     def rows(self, ds: Dataset) -> np.ndarray:
@@ -664,8 +678,7 @@ class Ensemble:
         if coordinator is not None and all(len(h) == depth for _, h in scored):
             matrix = np.vstack([h for _, h in scored])  # (members, depth), oldest first
             x = np.column_stack([matrix.mean(axis=0), matrix.std(axis=0)]).reshape(1, -1)
-            with torch.inference_mode():
-                brain = float(coordinator.model(torch.from_numpy(x.astype(np.float32)))[0])
+            brain = float(coordinator.net(x)[0])
             direction = _sign(brain) if abs(brain) > coordinator.threshold else 0
             combiner, score, agreement = f"mother_brain:{self.brain_version}", brain, abs(brain)
         else:

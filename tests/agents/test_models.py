@@ -13,6 +13,7 @@ from agents.genome import Genome
 from agents.models import (
     CHECKPOINT_FORMAT,
     ChildNet,
+    FrozenNet,
     build_model,
     load_checkpoint,
     load_model,
@@ -81,6 +82,25 @@ def test_checkpoint_round_trips_and_reproduces_the_last_folds_scores(tmp_path: P
         scores = model(torch.from_numpy(window_inputs(ds, g, last.test_rows))).double().numpy()
     assert np.array_equal(scores, report.oos_score[-len(last.test_rows) :])
     assert not list(tmp_path.glob("checkpoints/.*.tmp"))
+    # the live service's numpy forward: the same scores to float32 rounding
+    frozen = FrozenNet(model)
+    fast = frozen(window_inputs(ds, g, last.test_rows))
+    assert fast.dtype == np.float32 and fast.shape == scores.shape
+    np.testing.assert_allclose(fast, scores, rtol=1e-5, atol=1e-6)
+    assert np.sign(fast).tolist() == np.sign(scores).tolist()
+
+
+@pytest.mark.parametrize("task", ["direction", "classify"])
+def test_frozen_net_follows_relu_depth_and_task(task: str) -> None:
+    torch.manual_seed(7)
+    model = ChildNet(6, hidden=5, depth=3, dropout=0.3, task=task)
+    model.set_standardization(torch.linspace(-1, 1, 6), torch.linspace(0.5, 2, 6))
+    model.out_scale.fill_(1.7)
+    model.eval()
+    x = torch.randn(40, 6) * 3
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(FrozenNet(model)(x.numpy()), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
