@@ -109,11 +109,12 @@ def lagged_daily(
     if len(day_ts) == 0:
         return np.full(len(bar_ts), np.nan)
     known_from = np.asarray(day_ts, dtype=np.int64) + DAY_MS  # a day's value is known when it ends
-    order = np.argsort(known_from, kind="stable")
-    known_from = known_from[order]
-    if len(known_from) > 1 and (np.diff(known_from) == 0).any():
-        raise ValueError(f"daily must have one value per day; got duplicated ts in {name!r}")
-    known = np.asarray(values, dtype=np.float64)[order]
+    known = np.asarray(values, dtype=np.float64)
+    if not (np.diff(known_from) > 0).all():  # not already in order (read files are): sort
+        order = np.argsort(known_from, kind="stable")
+        known_from, known = known_from[order], known[order]
+        if (np.diff(known_from) == 0).any():
+            raise ValueError(f"daily must have one value per day; got duplicated ts in {name!r}")
     bars = np.asarray(bar_ts, dtype=np.int64)
     at = np.searchsorted(known_from, bars, side="right") - 1
     found = at >= 0

@@ -133,6 +133,11 @@ def test_join_refuses_bad_input(shared_data: Path, btc_1h: pd.DataFrame) -> None
         join_daily_lagged(btc_1h, daily.rename(columns={"value": "v"}))
     with pytest.raises(ValueError, match=r"daily must have one value per day"):
         join_daily_lagged(btc_1h, pd.concat([daily, daily.iloc[:1]]))
+    # days in any order: the same join as in order (sorted input skips the sort)
+    shuffled = daily.sample(frac=1.0, random_state=3)
+    assert not shuffled["ts"].is_monotonic_increasing
+    pd.testing.assert_frame_equal(join_daily_lagged(btc_1h, shuffled),
+                                  join_daily_lagged(btc_1h, daily))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
