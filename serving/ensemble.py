@@ -18,8 +18,10 @@ the reason, and left out of the votes. Files load with ``torch.load(weights_only
 champion's run can provide; its features are computed by the very builders its training datasets
 used (``agents.banks``, on ``market.features``), so a model sees what it was trained on; only the
 bank of the model's ``feature_set`` is built (the same bars and values at the served rows as the
-full dataset: ``agents.banks._only``). A model whose input width differs from the live features'
-abstains with that reason:
+full dataset: ``agents.banks._only``), and only the last rows its windows read are assembled
+(``agents.banks._tail``; the features still run over every candle). Scores come from
+``agents.models.FrozenNet``, the model's eval forward in numpy (equal to torch's to float32
+rounding). A model whose input width differs from the live features' abstains with that reason:
 
 - ``technical_analyst``, ``volume_hunter``: the candles alone;
 - ``sentiment_scout``: the candles and the daily fear & greed (and social) series of its run's
