@@ -13,8 +13,9 @@ Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST 
 - **Batching.** Predictions go through ``@serve.batch`` (``max_batch_size``,
   ``batch_wait_timeout_s``; ``batching: false`` calls the ensemble per request); a batch is
   computed in a worker thread so the replica's event loop keeps accepting requests, and its
-  predictions are remembered for feedback by the replica's writer thread just after the answers
-  leave (``serving.writer``: feedback on a request id not written yet waits for it). The
+  predictions are remembered for feedback by the replica's writer thread after the answers leave,
+  a fifth of a second's worth per transaction (``serving.writer``: feedback on a request id not
+  written yet has it written at once). The
   default wait is 0: a lone request is not held back, and under load a batch is whatever queued
   while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
 - **Safety.** With ``REDLINE_SERVE_TOKEN`` set (or ``token=``), every route but ``/healthz`` needs
