@@ -5,9 +5,9 @@ is remembered (``TradesStore.append_predictions``). Writing it before the answer
 database transaction on every request's path; here a daemon thread writes what has queued, all of
 it in one transaction, at most ``linger_s`` (default 0.2 s) after the first of it arrived: it
 wakes once per write, not once per answer. A transaction per answer, even off the request's path,
-cost the replica about half a millisecond of CPU per request under ``benchmarks/serve.py``'s load
-(the thread's wake-ups and SQLAlchemy's per-statement work, contending for the GIL with Serve's
-threads); lingering spreads one transaction over the answers of a fifth of a second.
+took replica CPU from the requests under ``benchmarks/serve.py``'s load (the thread's wake-ups
+and SQLAlchemy's per-statement work, contending for the GIL with Serve's threads); lingering
+spreads one transaction over the answers of a fifth of a second.
 
 **Feedback still finds its prediction.** A replica asked for feedback on a request id the store
 does not know yet first has its own queue written at once (:meth:`PredictionLog.flush` cuts the
