@@ -104,14 +104,14 @@ def _assemble(
             f"{specialty}: feature sets {sorted(sets)} != {FEATURE_SETS[specialty]}"
         )
     keys = tuple(sets) if partial else FEATURE_SETS[specialty]
-    cut = _tail(columns, names, tail) if keep is None else None
-    if cut is not None:  # only the last bars: every one of them complete, so they are the
-        ts = np.asarray(ts)[cut:]
-        close = None if close is None else np.asarray(close)[cut:]
-        regimes = None if regimes is None else np.asarray(regimes)[cut:]
-        columns = {n: columns[n][cut:] for n in names}  # dataset's last rows
-    features = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
-    features = features.astype(np.float32)
+    features = _tail(columns, names, tail) if keep is None else None
+    if features is not None:  # the last bars, every one complete: the dataset's last rows
+        last = slice(-len(features), None)
+        ts = np.asarray(ts)[last]
+        close = None if close is None else np.asarray(close)[last]
+        regimes = None if regimes is None else np.asarray(regimes)[last]
+    else:
+        features = _stacked(columns, names)
     finite = np.isfinite(features).all(axis=1)
     if keep is not None:
         finite &= keep
@@ -154,8 +154,14 @@ def _assemble(
     return ds
 
 
-def _tail(columns: Columns, names: tuple[str, ...], tail: int | None) -> int | None:
-    """Where the last ``tail`` bars start, when every feature is finite (as float32) on each of
+def _stacked(columns: Columns, names: tuple[str, ...], rows: slice = slice(None)) -> np.ndarray:
+    """The feature matrix (float32, one column per name) of ``rows``."""
+    stacked = np.column_stack([np.asarray(columns[n][rows], dtype=np.float64) for n in names])
+    return stacked.astype(np.float32)
+
+
+def _tail(columns: Columns, names: tuple[str, ...], tail: int | None) -> np.ndarray | None:
+    """The feature matrix of the last ``tail`` bars when every feature is finite on each of
     them, else None (every row is assembled).
 
     A dataset's rows are the bars whose features are all finite, so when the last ``tail`` bars
@@ -163,14 +169,10 @@ def _tail(columns: Columns, names: tuple[str, ...], tail: int | None) -> int | N
     last rows are read from them (``agents.training.window_inputs``). The bars before them still
     feed the features (EMAs, rolling windows): only the assembly is cut short.
     """
-    if tail is None or not names:
+    if tail is None or not names or not 0 < tail < len(columns[names[0]]):
         return None
-    n = len(columns[names[0]])
-    if not 0 < tail < n:
-        return None
-    last = np.column_stack([np.asarray(columns[name][n - tail :], dtype=np.float64)
-                            for name in names])  # fmt: skip
-    return n - tail if np.isfinite(last.astype(np.float32)).all() else None
+    last = _stacked(columns, names, slice(-tail, None))
+    return last if np.isfinite(last).all() else None
 
 
 def _values(series: pd.Series | np.ndarray) -> np.ndarray:
