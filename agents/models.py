@@ -130,7 +130,6 @@ class FrozenNet:
             return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
         self.task = model.task
-        self.n_inputs = model.n_inputs
         self.in_mean, self.in_std = array(model.in_mean), array(model.in_std)
         self.half_scale = np.float32(float(model.out_scale) * 0.5)
         linears = [layer for layer in model.body if isinstance(layer, nn.Linear)]
