@@ -15,9 +15,8 @@ Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST 
   computed in a worker thread so the replica's event loop keeps accepting requests, and its
   predictions are remembered for feedback by the replica's writer thread after the answers leave,
   a fifth of a second's worth per transaction (``serving.writer``: feedback on a request id not
-  written yet has it written at once). The
-  default wait is 0: a lone request is not held back, and under load a batch is whatever queued
-  while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
+  written yet has it written at once). The default wait is 0: a lone request is not held back,
+  and under load a batch is whatever queued while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
 - **Safety.** With ``REDLINE_SERVE_TOKEN`` set (or ``token=``), every route but ``/healthz`` needs
   ``Authorization: Bearer <token>`` (401 otherwise). A body over ``max_body_bytes`` answers 413
   before it is parsed. Bad fields answer 422 naming the field (FastAPI's ``loc``).
