@@ -53,7 +53,12 @@ from ray.serve.deployment import Application
 
 from market.series import SeriesKey
 from market.timeframes import timeframe_ms
-from serving.ensemble import Ensemble, candle_columns, ensemble_version
+from serving.ensemble import (
+    DEFAULT_MAX_INPUT_AGE_DAYS,
+    Ensemble,
+    candle_columns,
+    ensemble_version,
+)
 from serving.feedback import apply_feedback
 from serving.schemas import (
     FeedbackAttribution,
@@ -96,6 +101,7 @@ class ServeOptions:
     batch_wait_timeout_s: float = 0.0
     max_body_bytes: int = 2 * 1024 * 1024
     history_bars: int = 500
+    max_input_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS  # a sentiment member's daily input
 
     def __post_init__(self) -> None:
         checks = (
@@ -104,6 +110,7 @@ class ServeOptions:
             ("batch_wait_timeout_s", self.batch_wait_timeout_s >= 0, "a number >= 0"),
             ("max_body_bytes", self.max_body_bytes >= 1024, "an integer >= 1024"),
             ("history_bars", self.history_bars >= 2, "an integer >= 2"),
+            ("max_input_age_days", self.max_input_age_days > 0, "a number > 0"),
         )
         for name, ok, rule in checks:
             if not ok or isinstance(getattr(self, name), bool):
@@ -269,7 +276,7 @@ class RedlineAPI:
         self.store = Store.open(store_url, home=self.home)
         self.trades = TradesStore(self.store)
         self.predictions = PredictionLog(self.trades)
-        self.ensemble = Ensemble.load(self.store, self.home)
+        self.ensemble = self._load()
         self.swaps = 0
         self.last_poll_error: str | None = None
         self._predictions = metrics.Counter(
@@ -290,12 +297,17 @@ class RedlineAPI:
 
     # -- hot swap --------------------------------------------------------------------------------
 
+    def _load(self) -> Ensemble:
+        return Ensemble.load(
+            self.store, self.home, max_input_age_days=self.settings.max_input_age_days
+        )
+
     def _poll(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
             self._push_counts()
             try:
                 if ensemble_version(self.store, self.home) != self.ensemble.version:
-                    fresh = Ensemble.load(self.store, self.home)  # beside the live one
+                    fresh = self._load()  # beside the live one
                     old, self.ensemble = self.ensemble, fresh  # the swap: one reference
                     self.swaps += 1
                     self._swaps.inc()

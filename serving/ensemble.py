@@ -25,8 +25,9 @@ rounding). A model whose input width differs from the live features' abstains wi
 
 - ``technical_analyst``, ``volume_hunter``: the candles alone;
 - ``sentiment_scout``: the candles and the daily fear & greed (and social) series of its run's
-  ``data`` config, read once at load, lagged one day as in training; candles past the files'
-  last day have no sentiment features, and it abstains ("needs more history");
+  ``data`` config, read once at load, lagged one day as in training; it abstains when the value
+  its last candle would read is older than ``max_input_age_days`` (default 2: a file that has
+  ended, a collector that stopped), and its weight goes to the members that vote;
 - ``market_scanner``: the candles and the store's candles of the other symbols of its run's
   panel over the same span, ending at the last candle (never later); a series outside its panel,
   or a panel symbol the store lacks at the last candle, and it abstains with the reason;
@@ -98,7 +99,7 @@ from agents.genome import Genome
 from agents.models import ChildNet, FrozenNet, load_model
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels
-from market.sentiment import read_sentiment
+from market.sentiment import DAY_MS, read_sentiment
 from market.series import CANDLE_COLUMNS, Candles, SeriesKey, candle_arrays, normalize_symbol
 from serving.schemas import (
     CandleRows,
@@ -148,6 +149,9 @@ _RUGPULL = "rugpull_detector"
 _TOP_FEATURES = 5
 #: Candle sets whose regime and features an Ensemble remembers (see ``_CandleWork``).
 CANDLE_CACHE_SIZE = 64
+#: Days after its newest value became known that a side input (the daily fear & greed) may be
+#: used: one missed daily publication is tolerated, a file that has ended is not.
+DEFAULT_MAX_INPUT_AGE_DAYS = 2.0
 _CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 Vote = Literal[-1, 0, 1]
 
@@ -207,10 +211,36 @@ def ensemble_version(store: Store, home: str | Path) -> str:
 
 @dataclass(frozen=True, eq=False)
 class SentimentSource:
-    """The daily series a sentiment_scout champion was trained with (its run's files)."""
+    """The daily series a sentiment_scout champion was trained with (its run's files).
+
+    ``known_from``: when each fear & greed value became known (00:00 UTC of the day after its
+    day: a value dated D reaches bars from D + 1 on), ascending. Training carries the last value
+    forward to later bars, which is harmless inside a file and wrong past its end, where the
+    member would vote from one frozen input for ever; so a candle more than ``max_age_days``
+    after the value it would read makes the member abstain (:meth:`stale`), and its weight goes
+    to the others.
+    """
 
     key: str
     daily: DailySentiment  # its daily features, computed once at load
+    known_from: np.ndarray
+    max_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS
+
+    def stale(self, last_ts: int) -> str | None:
+        """Why the input a candle at ``last_ts`` (ms UTC) would read is too old, or None (also
+        when it has none yet: the builder then says it needs more history)."""
+        at = int(np.searchsorted(self.known_from, last_ts, side="right")) - 1
+        if at < 0:
+            return None
+        age = (last_ts - int(self.known_from[at])) / DAY_MS
+        if age < self.max_age_days:
+            return None
+        day = datetime.fromtimestamp((int(self.known_from[at]) - DAY_MS) / 1000, UTC)
+        return (
+            f"its fear & greed input is {age:.1f} days old at the last candle (the newest "
+            f"value is of {day:%Y-%m-%d}); the maximum age is {self.max_age_days:g} days "
+            "(serve option max_input_age_days)"
+        )
 
 
 @dataclass(frozen=True)
@@ -294,7 +324,10 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
 
 
 def _source(
-    row: RegimeBestRecord, store: Store, sentiment: dict[str, SentimentSource]
+    row: RegimeBestRecord,
+    store: Store,
+    sentiment: dict[str, SentimentSource],
+    max_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS,
 ) -> Source | None:
     """What ``row``'s specialty reads beside the candles, from its run's ``data`` config
     (ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
@@ -317,7 +350,10 @@ def _source(
                 raise ValueError(f"its run's sentiment file {path} is not on this machine")
         streams = ({stream: read_sentiment(social, label=stream) for stream in SOCIAL_STREAMS}
                    if social else None)  # fmt: skip
-        sentiment[key] = SentimentSource(key, daily_sentiment(read_sentiment(fear_greed), streams))
+        frame = read_sentiment(fear_greed)
+        known_from = frame["ts"].to_numpy(dtype=np.int64)[frame["value"].notna()] + DAY_MS
+        sentiment[key] = SentimentSource(key, daily_sentiment(frame, streams), known_from,
+                                         max_age_days)  # fmt: skip
     return sentiment[key]
 
 
@@ -430,6 +466,9 @@ class _CandleWork:
                                                  rules=rules, regimes=self._regimes,
                                                  feature_set=feature_set, tail=tail)  # fmt: skip
         if isinstance(source, SentimentSource):
+            stale = source.stale(int(self._candles["ts"][-1]))
+            if stale is not None:
+                return f"{specialty}: {stale}"
             return sentiment_dataset(self._candles, source.daily, name="live",
                                      timeframe=timeframe, rules=rules, regimes=self._regimes,
                                      feature_set=feature_set, tail=tail)  # fmt: skip
@@ -576,8 +615,16 @@ class Ensemble:
     _cache: _CandleCache = field(default_factory=_CandleCache, repr=False)
 
     @classmethod
-    def load(cls, store: Store, home: str | Path) -> Ensemble:
-        """The live snapshot; ``store`` also answers the panel's other symbols at predict time."""
+    def load(
+        cls,
+        store: Store,
+        home: str | Path,
+        *,
+        max_input_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS,
+    ) -> Ensemble:
+        """The live snapshot; ``store`` also answers the panel's other symbols at predict time.
+        ``max_input_age_days``: how old a sentiment member's daily input may be at the last
+        candle before it abstains (:class:`SentimentSource`)."""
         home = Path(home)
         sentiment: dict[str, SentimentSource] = {}
         rows = TrainingStore(store).champions()
@@ -593,7 +640,8 @@ class Ensemble:
                 unavailable.append(_entry(row, None, None, False, reason))
                 continue
             try:
-                member = replace(_load_member(row, home), source=_source(row, store, sentiment))
+                source = _source(row, store, sentiment, max_input_age_days)
+                member = replace(_load_member(row, home), source=source)
             except (CheckpointRefused, ValueError, KeyError, OSError) as exc:
                 logger.error("champion %s (%s/%s) refused: %s", row.model, row.specialty,
                              row.regime, exc)  # fmt: skip
@@ -753,7 +801,8 @@ class Ensemble:
         regimes = {}
         for regime in REGIMES:
             entries = [_entry(m.row, m.generation, m.threshold, True) for m in self.members[regime]]
-            combiner = (f"mother_brain:{self.brain_version}" if regime in self.coordinators
+            combiner = ("none" if not entries  # nothing to combine: predict answers flat
+                        else f"mother_brain:{self.brain_version}" if regime in self.coordinators
                         else "sharpe_weighted_vote")  # fmt: skip
             regimes[regime] = RegimeModels(members=entries, combiner=combiner)
         rug = self.rugpull_member

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,17 @@ import torch
 
 from agents.banks import RUGPULL_FEATURES, SAMPLE_DIR
 from agents.genome import Genome
-from agents.models import load_model
+from agents.models import ChildNet, load_model
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_frame
 from market.series import CANDLE_COLUMNS
-from serving.ensemble import CANDLE_SPECIALTIES, Ensemble, candle_columns, ensemble_version
+from serving.ensemble import (
+    CANDLE_SPECIALTIES,
+    Ensemble,
+    _Coordinator,
+    candle_columns,
+    ensemble_version,
+)
 from store.db import Store
 from store.training import TrainingStore
 from tests.serving.trained import (
@@ -208,3 +215,22 @@ def test_models_lists_what_is_live_and_why_the_rest_is_not(champions: Champions)
         assert sorted(e.specialty for e in listing.regimes[regime].members) == sorted(found)
         assert all(e.live for e in listing.regimes[regime].members)
     assert listing.rugpull is not None and listing.rugpull.agent_id == "rp-serving"
+
+
+def test_models_names_no_combiner_for_a_regime_without_members(champions: Champions) -> None:
+    # A brain with a feedable coordinator in a crowned regime (the smoke brain reads named
+    # members' scores, so it has none: an untrained consensus coordinator stands in for it).
+    ensemble = Ensemble.load(champions.store(), champions.home)
+    regime = sorted(champions.regimes)[0]
+    assert ensemble.members[regime]
+    coordinator = _Coordinator(ChildNet(2, hidden=4, depth=1, dropout=0.0, task="direction"),
+                               lookback=1, threshold=0.0)  # fmt: skip
+    braced = replace(ensemble, brain_version="b1", coordinators={regime: coordinator})
+    assert braced.models().regimes[regime].combiner == "mother_brain:b1"
+    emptied = replace(braced, members={**braced.members, regime: ()})
+    listing = emptied.models()
+    assert listing.regimes[regime].combiner == "none"
+    assert listing.regimes[regime].members == []
+    answer = predict(emptied, window_ending_in(champions, {regime}))
+    assert answer.combiner == "none"
+    assert answer.signal.reason == f"no validated champion for the live regime {regime}"

@@ -24,6 +24,7 @@ from cluster.ingest import ensure_sample
 from market.regimes import REGIMES, classify_regimes
 from market.sentiment import read_sentiment
 from market.series import SeriesKey
+from serving.app import ServeOptions
 from serving.ensemble import Ensemble
 from store.db import Store
 from store.records import PromotionRecord, RegimeBestRecord, RunRecord
@@ -179,3 +180,56 @@ def test_a_sourced_champion_whose_files_are_gone_is_unavailable_with_the_reason(
     [gone] = [u for u in ensemble.unavailable if u.run_id == "run-moved" and u.regime == REGIMES[0]]
     assert gone.specialty == "sentiment_scout" and not gone.live
     assert gone.reason is not None and "gone.csv.gz is not on this machine" in gone.reason
+
+
+def test_a_sentiment_input_older_than_the_maximum_age_abstains_with_the_reason(
+    sourced: Sourced,
+) -> None:
+    # The file's last day is 2024-03-31, known from 2024-04-01 00:00; the candles end at
+    # 2024-03-31 23:00. The same real candles a day later still vote (0.96 days old), three days
+    # later the input is 2.96 days old: past the default maximum of 2 days.
+    window = sourced.candles["BTC/USDT"].iloc[-500:].reset_index(drop=True)
+    with sourced.store() as store:
+        ensemble = Ensemble.load(store, sourced.home)
+    only_sentiment = replace(ensemble, members={r: tuple(m for m in ms if m.row.specialty ==
+                                                           "sentiment_scout")
+                                                for r, ms in ensemble.members.items()})  # fmt: skip
+    day = 86_400_000
+    fresh = only_sentiment.predict(window.assign(ts=window["ts"] + day), exchange="binance",
+                                   symbol="BTC/USDT", timeframe="1h", request_id="s1")  # fmt: skip
+    assert [m.specialty for m in fresh.members] == ["sentiment_scout"], fresh.signal.reason
+    stale = only_sentiment.predict(window.assign(ts=window["ts"] + 3 * day), exchange="binance",
+                                   symbol="BTC/USDT", timeframe="1h", request_id="s2")  # fmt: skip
+    assert stale.members == [] and stale.signal.direction == 0
+    assert stale.position_size == 0.0
+    assert (
+        "ss-serving: sentiment_scout: its fear & greed input is 3.0 days old at the last candle "
+        "(the newest value is of 2024-03-31); the maximum age is 2 days "
+        "(serve option max_input_age_days)"
+    ) in str(stale.signal.reason)
+
+
+def test_a_stale_sentiment_members_weight_goes_to_the_others(sourced: Sourced) -> None:
+    # With a maximum age of half a day, the candle of 11:00 reads the value known since 00:00
+    # (0.46 days old) and both members vote; at 23:00 (0.96 days) the scout abstains and the
+    # market scanner carries the whole weight.
+    candles = sourced.candles["BTC/USDT"]
+    with sourced.store() as store:
+        ensemble = Ensemble.load(store, sourced.home, max_input_age_days=0.5)
+        morning = ensemble.predict(candles.iloc[-512:-12].reset_index(drop=True),
+                                   exchange="binance", symbol="BTC/USDT", timeframe="1h",
+                                   request_id="w1")  # fmt: skip
+        night = ensemble.predict(candles.iloc[-500:].reset_index(drop=True), exchange="binance",
+                                 symbol="BTC/USDT", timeframe="1h", request_id="w2")  # fmt: skip
+    assert pd.Timestamp(morning.as_of, unit="ms").hour == 11
+    assert {m.specialty: m.weight for m in morning.members} == {
+        "sentiment_scout": pytest.approx(0.5),
+        "market_scanner": pytest.approx(0.5),
+    }
+    assert {m.specialty: m.weight for m in night.members} == {"market_scanner": 1.0}
+
+
+def test_the_maximum_input_age_is_a_serve_option_checked_by_name() -> None:
+    assert ServeOptions.from_mapping({"max_input_age_days": 3}).max_input_age_days == 3
+    with pytest.raises(ValueError, match=r"serve.max_input_age_days must be a number > 0; got 0"):
+        ServeOptions.from_mapping({"max_input_age_days": 0})
