@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from cluster.cli_backtest import backtest_cmd
 from cluster.cli_data import data_app
@@ -101,6 +102,9 @@ def demo(
 def main() -> None:
     try:
         app()
-    except (ValueError, FileNotFoundError) as exc:  # bad input: say what, no traceback
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+    except (ValueError, OSError) as exc:  # bad input, unreadable files: say what, no traceback
+        # soft_wrap: the message stays one line however narrow the terminal, so it can be grepped.
+        # escape: a message may quote brackets ("[ms, open, ...] rows") that are not markup.
+        message = f"[bold red]error:[/] {escape(str(exc))}"
+        Console(stderr=True).print(message, highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

@@ -91,6 +91,8 @@ def import_files(store: Store, paths: Iterable[Path], **options: object) -> list
         try:
             results.append(import_file(store, Path(path), **options))  # type: ignore[arg-type]
         except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise  # the message already names the file (market.files' errors do)
             raise ValueError(f"{path}: {exc}") from exc
     return results
 

@@ -14,12 +14,20 @@ The result is a *raw* candle frame: ``CANDLE_COLUMNS`` first (times converted to
 otherwise as read) then any other columns; it is not validated, so a bad cell reaches
 ``market.validation`` with its row and value intact. Structural problems (unknown extension, no time
 column, a JSON row of the wrong length) raise ValueError naming the file.
+
+A file that cannot be read at all (a truncated or corrupt gzip, a damaged Parquet or feather file, a
+CSV that does not tokenize, an empty file, a directory, a permission problem) raises
+:class:`CandleFileError`, translated here, at the one place files are opened, so every caller
+reports ``<path>: <cause> (<the library's own words>)`` instead of a bare library error (click
+turns gzip's EOFError into a bare ``Aborted.``).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CANDLE_SUFFIXES",
     "TIME_COLUMNS",
+    "CandleFileError",
     "read_candle_file",
     "to_epoch_ms",
     "write_parquet",
@@ -50,6 +59,18 @@ PARQUET_SCHEMA = pa.schema(
 )
 
 PathLike = str | os.PathLike[str]
+
+
+class CandleFileError(ValueError):
+    """A candle file that cannot be read; the message is ``<path>: <cause>``.
+
+    A ValueError: for the CLI it is bad input (``error: ...``, exit 2), like a bad row.
+    """
+
+    def __init__(self, path: Path, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -105,11 +126,53 @@ def read_candle_file(path: PathLike) -> pd.DataFrame:
             f"cannot read candles from {path}: unknown file type {''.join(path.suffixes)!r}; "
             f"expected one of {known}"
         )
+    if path.is_dir():
+        raise CandleFileError(path, "is a directory, not a candle file")
     if not path.is_file():
         raise FileNotFoundError(f"candle file not found: {path}")
-    frame = CANDLE_SUFFIXES[suffix](path)
+    try:
+        frame = CANDLE_SUFFIXES[suffix](path)
+    except _UNREADABLE as exc:
+        raise CandleFileError(path, _read_failure(exc, suffix)) from exc
     logger.debug("read %d rows from %s", len(frame), path)
     return _normalize(frame, path)
+
+
+#: What the readers raise for a file they cannot read at all (not for a bad cell: that is validation's).
+_UNREADABLE: tuple[type[BaseException], ...] = (
+    EOFError,  # a truncated gzip
+    OSError,  # a corrupt gzip header, permissions, I/O errors
+    zlib.error,  # a damaged deflate stream
+    pa.ArrowException,  # a damaged Parquet or feather file
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
+    UnicodeDecodeError,
+)
+
+
+def _read_failure(exc: BaseException, suffix: str) -> str:
+    """Why a file could not be read, in words, with the library's own message in brackets."""
+    said = " ".join(str(exc).split())  # pandas' tokenizer messages end in a newline
+    kind = suffix.lstrip(".").removesuffix(".gz")
+    if isinstance(exc, EOFError):
+        return f"truncated gzip file ({said})" if suffix.endswith(".gz") else f"truncated ({said})"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"not a gzip file, although its name ends in .gz ({said})"
+    if isinstance(exc, zlib.error):
+        return f"corrupt gzip data ({said})"
+    if isinstance(exc, pa.ArrowException):
+        return f"not a readable {kind} file, damaged or truncated ({said})"
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return f"empty file, no header row ({said})"
+    if isinstance(exc, pd.errors.ParserError):
+        return f"not a well-formed {kind.upper()} file ({said})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text {kind.upper()} file ({said})"
+    if isinstance(exc, PermissionError):
+        return f"permission denied ({exc.strerror or said})"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or said})"
+    return said
 
 
 def _normalize(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from cluster.cli import app, main
 from market.series import SeriesKey
 from store import migrate
 from store.db import Store
@@ -86,6 +86,54 @@ def test_a_bad_row_refuses_the_file_and_keeps_what_was_stored(
     assert "row 17" in str(result.exception) and "high" in str(result.exception)
     store = Store.open(home=redline_home)
     assert store.series_info(BTC) is None  # nothing of the bad file
+    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+
+
+@pytest.mark.parametrize("verbose", [[], ["--verbose"]], ids=["quiet", "verbose"])
+def test_a_truncated_gzip_names_the_file_and_the_cause(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    verbose: list[str],
+) -> None:
+    """A download cut short: `error: <path>: truncated gzip file (...)`, exit 2, never `Aborted.`."""
+    real = (shared_data / "binance_BTC-USDT_1h.csv.gz").read_bytes()
+    cut = tmp_path / "binance_BTC-USDT_1h.csv.gz"
+    cut.write_bytes(real[: len(real) // 2])
+    monkeypatch.setattr(sys, "argv", ["redline", *verbose, "data", "import", str(cut)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        f"error: {cut}: truncated gzip file (Compressed file ended before the end-of-stream "
+        "marker was reached)\n" in err
+    )
+    assert "Aborted" not in err
+    assert Store.open(home=redline_home).series_info(BTC) is None
+
+
+def test_a_file_error_among_several_stops_at_that_file(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Files before the bad one stay imported; the message names the bad one once."""
+    broken = tmp_path / "binance_BTC-USDT_1h.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    good = str(shared_data / "binance_ETH-USDT_1h.csv.gz")
+    monkeypatch.setattr(sys, "argv", ["redline", "data", "import", good, str(broken)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {broken}: not a readable parquet file, damaged or truncated (" in err
+    assert err.count(str(broken)) == 2  # once as the file, once inside pyarrow's own words
+    store = Store.open(home=redline_home)
     assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
 
 

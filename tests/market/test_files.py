@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,13 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from market.files import read_candle_file, to_epoch_ms, write_parquet, write_rejects
+from market.files import (
+    CandleFileError,
+    read_candle_file,
+    to_epoch_ms,
+    write_parquet,
+    write_rejects,
+)
 from market.series import CANDLE_COLUMNS
 from market.validation import CandleValidationError, split_valid, validate_candles
 
@@ -282,3 +289,84 @@ def test_skip_invalid_end_to_end(tmp_path: Path, shared_data: Path, rejects_name
     expected = raw.drop(index=[17, 40, 100]).astype(good.dtypes.to_dict())
     pd.testing.assert_frame_equal(good, expected.reset_index(drop=True))
     assert 1577898000000 not in good["ts"].tolist() and 1577980800000 not in good["ts"].tolist()
+
+
+# --- Files that cannot be read at all -------------------------------------------------------------
+
+
+def _damaged(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_unreadable_files_name_the_file_and_the_cause(
+    tmp_path: Path, shared_data: Path, reference: pd.DataFrame
+) -> None:
+    """Each damage a real file can suffer: the path, the cause in words, the library's words."""
+    real = (shared_data / "binance_BTC-USDT_1h.csv.gz").read_bytes()
+    write_parquet(reference.iloc[:500], tmp_path / "ok.parquet")
+    parquet = (tmp_path / "ok.parquet").read_bytes()
+    feather.write_feather(_freqtrade_frame(reference.iloc[:500]), tmp_path / "ok.feather")
+    arrow = (tmp_path / "ok.feather").read_bytes()
+    cases = [
+        (
+            _damaged(tmp_path / "binance_BTC-USDT_1h.csv.gz", real[: len(real) // 2]),
+            r"binance_BTC-USDT_1h\.csv\.gz: truncated gzip file \(Compressed file ended before "
+            r"the end-of-stream marker was reached\)$",
+        ),
+        (
+            _damaged(tmp_path / "flipped.csv.gz", real[:20] + bytes(200) + real[220:5000]),
+            r"flipped\.csv\.gz: corrupt gzip data \(Error -3 while decompressing data",
+        ),
+        (
+            _damaged(tmp_path / "plain.csv.gz", gzip.decompress(real)[:1000]),
+            r"plain\.csv\.gz: not a gzip file, although its name ends in \.gz \(Not a gzipped",
+        ),
+        (
+            _damaged(tmp_path / "half.parquet", parquet[: len(parquet) // 2]),
+            r"half\.parquet: not a readable parquet file, damaged or truncated \(.*magic bytes",
+        ),
+        (
+            _damaged(tmp_path / "half.feather", arrow[: len(arrow) // 2]),
+            r"half\.feather: not a readable feather file, damaged or truncated \(",
+        ),
+        (
+            _damaged(tmp_path / "empty.csv", b""),
+            r"empty\.csv: empty file, no header row \(No columns to parse from file\)$",
+        ),
+        (
+            _damaged(
+                tmp_path / "ragged.csv",
+                b"ts,open,high,low,close,volume\n1,2,3,4,5,6\n1,2,3\n7,8,9,1,2,3,4,5\n",
+            ),
+            r"ragged\.csv: not a well-formed CSV file \(Error tokenizing data\. C error: Expected "
+            r"6 fields in line 4, saw 8\)$",
+        ),
+        (
+            _damaged(
+                tmp_path / "latin.csv", b"ts,open,high,low,close,volume\n\xe9\xff\xfe,1,1,1,1,1\n"
+            ),
+            r"latin\.csv: not a text CSV file \('utf-8' codec can't decode byte",
+        ),
+        (
+            _damaged(tmp_path / "cut.json.gz", gzip.compress(b"[[1,2,3,4,5,6]]" * 50)[:30]),
+            r"cut\.json\.gz: truncated gzip file \(Compressed file ended",
+        ),
+    ]
+    (tmp_path / "folder.csv").mkdir()
+    cases.append((tmp_path / "folder.csv", r"folder\.csv: is a directory, not a candle file$"))
+    for path, message in cases:
+        with pytest.raises(CandleFileError, match=message) as caught:
+            read_candle_file(path)
+        assert caught.value.path == path
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_a_file_without_read_permission_says_so(tmp_path: Path, shared_data: Path) -> None:
+    path = tmp_path / "binance_BTC-USDT_1h.csv.gz"
+    path.write_bytes((shared_data / "binance_BTC-USDT_1h.csv.gz").read_bytes())
+    path.chmod(0)
+    with pytest.raises(
+        CandleFileError, match=r"1h\.csv\.gz: permission denied \(Permission denied"
+    ):
+        read_candle_file(path)
