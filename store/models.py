@@ -410,6 +410,11 @@ class Prediction(Base):
     regime: Mapped[str] = mapped_column(String(32))
     members_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The series the prediction read (0006): None on predictions stored before.
+    exchange: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    symbol: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    timeframe: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    as_of: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Trade(Base):

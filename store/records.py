@@ -666,18 +666,29 @@ class PredictionMember:
 @dataclass(frozen=True)
 class PredictionRecord:
     """What one ``/v1/predict`` answered, remembered for the feedback on it: its request id, the
-    ensemble version, the live regime and the members that voted (empty when none could)."""
+    ensemble version, the live regime and the members that voted (empty when none could), and the
+    series it read: ``exchange``, ``symbol``, ``timeframe`` and ``as_of`` (the open time, ms UTC,
+    of its last candle), which feedback is checked against (None on predictions stored before
+    they were remembered)."""
 
     request_id: str
     model_version: str
     regime: str
     members: tuple[PredictionMember, ...] = ()
     created_at: datetime | None = None
+    exchange: str | None = None
+    symbol: str | None = None
+    timeframe: str | None = None
+    as_of: int | None = None
 
     def __post_init__(self) -> None:
         _key(self, "request_id")
         _key(self, "model_version")
         _key(self, "regime", length=32)
+        for name, length in (("exchange", 32), ("symbol", _KEY_LENGTH), ("timeframe", 8)):
+            if getattr(self, name) is not None:
+                _key(self, name, length=length)
+        _count(self, "as_of", optional=True)
         members = self.members
         if isinstance(members, str | Mapping) or not all(
             isinstance(member, PredictionMember) for member in members

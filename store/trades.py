@@ -55,8 +55,12 @@ _trades: Table = Trade.__table__  # type: ignore[assignment]
 _attributions: Table = TradeAttribution.__table__  # type: ignore[assignment]
 _regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
 
-#: ``(request_id, model_version, members, regime)``: one prediction of ``record_predictions``.
-PredictionRow = tuple[str, str, Sequence[PredictionMember | Mapping[str, Any]], str]
+#: ``(request_id, model_version, members, regime)``: one prediction of ``record_predictions``;
+#: Serve's adds the series it read: ``(..., regime, exchange, symbol, timeframe, as_of)``.
+PredictionRow = (
+    tuple[str, str, Sequence[PredictionMember | Mapping[str, Any]], str]
+    | tuple[str, str, Sequence[PredictionMember | Mapping[str, Any]], str, str, str, str, int]
+)
 #: ``attribute(prediction, trade)``: the attribution rows of a stored trade (``trade.id`` is set).
 Attribute = Callable[[PredictionRecord, TradeRecord], Sequence[AttributionRecord]]
 
@@ -120,17 +124,23 @@ class TradesStore:
 
     @staticmethod
     def _records(predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
-        return [
-            PredictionRecord(request_id, version, regime or "unknown",
-                             tuple(_member(member, regime) for member in members))
-            for request_id, version, members, regime in predictions
-        ]  # fmt: skip
+        records = []
+        for request_id, version, members, regime, *series in predictions:
+            exchange, symbol, timeframe, as_of = series or (None, None, None, None)
+            records.append(PredictionRecord(
+                request_id, version, regime or "unknown",
+                tuple(_member(member, regime) for member in members), exchange=exchange,
+                symbol=symbol, timeframe=timeframe, as_of=as_of,
+            ))  # fmt: skip
+        return records
 
     def _rows(self, records: Sequence[PredictionRecord]) -> list[dict[str, Any]]:
         now = self._clock()
         return [
             {"request_id": r.request_id, "model_version": r.model_version, "regime": r.regime,
-             "members_json": _members_json(r.members), "created_at": now}
+             "members_json": _members_json(r.members), "created_at": now,
+             "exchange": r.exchange, "symbol": r.symbol, "timeframe": r.timeframe,
+             "as_of": r.as_of}
             for r in records
         ]  # fmt: skip
 
@@ -357,8 +367,10 @@ def _member(member: PredictionMember | Mapping[str, Any], regime: str) -> Predic
 def _prediction_record(row: RowMapping) -> PredictionRecord:
     members = tuple(PredictionMember(**item) for item in json.loads(row["members_json"]))
     return PredictionRecord(
-        row["request_id"], row["model_version"], row["regime"], members, row["created_at"]
-    )
+        row["request_id"], row["model_version"], row["regime"], members, row["created_at"],
+        exchange=row["exchange"], symbol=row["symbol"], timeframe=row["timeframe"],
+        as_of=row["as_of"],
+    )  # fmt: skip
 
 
 def _members_json(members: Sequence[PredictionMember]) -> str:

@@ -153,6 +153,18 @@ def test_appended_predictions_read_back_as_recorded_ones_and_refuse_a_reused_id(
         trades.append_predictions([("req-4", VERSION, [replace_dict(MEMBERS[0], vote=2)], REGIME)])
 
 
+def test_predictions_remember_the_series_they_read(trades: TradesStore, clock: Clock) -> None:
+    as_of = int(real_candles(BTC_1H, JAN_2020, FEB_2020)["ts"].iloc[-1])
+    trades.append_predictions([("req-1", VERSION, MEMBERS, REGIME, "binance", "BTC/USDT", "1h",
+                                as_of)])  # fmt: skip
+    assert trades.prediction("req-1") == PredictionRecord(
+        "req-1", VERSION, REGIME, MEMBERS, clock.now, exchange="binance", symbol="BTC/USDT",
+        timeframe="1h", as_of=as_of,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"PredictionRecord.as_of must be a non-negative integer"):
+        trades.append_predictions([("req-2", VERSION, [], "", "binance", "BTC/USDT", "1h", -1)])
+
+
 def test_bad_members_name_the_field(trades: TradesStore) -> None:
     with pytest.raises(ValueError, match=r"PredictionMember.vote must be -1, 0 or 1; got 2"):
         trades.record_prediction("req-1", VERSION, [replace_dict(MEMBERS[0], vote=2)])
