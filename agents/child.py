@@ -63,6 +63,20 @@ class TrainOutcome:
     checkpoint_path: str  # "" when the child failed
     checkpoint_sha256: str
 
+    @classmethod
+    def failed(cls, task: TrainTask, reason: str, seconds: float = 0.0) -> TrainOutcome:
+        """A child that produced nothing (timed out, its actor died, its dataset could not be
+        built): a FAILED report with ``reason`` and no checkpoint."""
+        report = ChildReport.failed(
+            agent_id=task.agent_id,
+            generation=task.generation,
+            genome=task.genome,
+            seed=task.seed,
+            reason=reason,
+            train_seconds=seconds,
+        )
+        return cls(report, "", "")
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

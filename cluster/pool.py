@@ -21,7 +21,6 @@ import ray
 
 from agents.child import ChildWorker, TrainOutcome, TrainTask
 from agents.dataset import Dataset
-from agents.training import ChildReport
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +36,7 @@ class TrainerPool(Protocol):
 
 
 def failed_outcome(task: TrainTask, reason: str, seconds: float = 0.0) -> TrainOutcome:
-    report = ChildReport.failed(
-        agent_id=task.agent_id,
-        generation=task.generation,
-        genome=task.genome,
-        seed=task.seed,
-        reason=reason,
-        train_seconds=seconds,
-    )
-    return TrainOutcome(report, "", "")
+    return TrainOutcome.failed(task, reason, seconds)
 
 
 class LocalPool:
@@ -167,9 +158,7 @@ class RayPool:
                     running.pop(ref)
                     self._replace(job.slot)  # the only way to stop a busy actor
                     free.append(job.slot)
-                    self._retry_or_fail(
-                        job, f"timed out after {self.timeout_s:.0f}s", queue, on_done
-                    )
+                    self._retry_or_fail(job, f"timed out after {self.timeout_s:g}s", queue, on_done)
 
     def _retry_or_fail(
         self, job: _Running, reason: str, queue: list[tuple[TrainTask, int]], on_done: OnDone

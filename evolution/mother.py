@@ -143,10 +143,14 @@ class Mother:
             from evolution.brain import fit_mother_brain
 
             base = self.datasets[self._dataset_key(self.settings.datasets[COORDINATOR])]
-            brain = fit_mother_brain(
-                self.run_id, self.runs, self.root.home, base, fee_bps=self.settings.fee_bps
-            )
-            logger.info("mother brain %s: champions %s", brain.version, brain.champions)
+            try:
+                brain = fit_mother_brain(
+                    self.run_id, self.runs, self.root.home, base, fee_bps=self.settings.fee_bps
+                )
+            except ValueError as exc:  # nothing to fit (every coordinator failed): no brain
+                logger.warning("no mother brain for run %s: %s", self.run_id, exc)
+            else:
+                logger.info("mother brain %s: champions %s", brain.version, brain.champions)
         self.runs.update_run(self.run_id, status="finished")
         self.progress.done = True
         self._emit()
@@ -161,10 +165,26 @@ class Mother:
         self._emit()
         self.pool.run([self._task(record) for record in pending], self._record)
         if COORDINATOR in self.settings.population:
-            stacked = self._stack(generation)
-            tasks = [self._task(r, stacked.name) for r in self._pending(generation, [COORDINATOR])]
-            self.pool.run(tasks, self._record)
+            self._train_coordinators(generation)
         self._close_generation(generation)
+
+    def _train_coordinators(self, generation: int) -> None:
+        """The report_coordinator children, on the members' stacked scores. A stack that cannot
+        be built (no member child succeeded, an unreadable score file) fails these children with
+        the reason; the generation goes on."""
+        pending = self._pending(generation, [COORDINATOR])
+        if not pending:
+            return
+        try:
+            stacked = self._stack(generation)
+        except Exception as exc:
+            reason = f"stacked dataset not built: {type(exc).__name__}: {exc}"
+            logger.warning("generation %d: %s", generation, reason)
+            for record in pending:
+                task = self._task(record, f"stack_g{generation:03d}")
+                self._record(task, TrainOutcome.failed(task, reason))
+            return
+        self.pool.run([self._task(r, stacked.name) for r in pending], self._record)
 
     # --- births ------------------------------------------------------------------------------
 
@@ -244,8 +264,9 @@ class Mother:
                     for regime, values in report.per_regime.items()
                 },
                 train_seconds=report.train_seconds,
-                checkpoint_path=outcome.checkpoint_path,
-                checkpoint_sha256=outcome.checkpoint_sha256,
+                # A failed child has no checkpoint: None, not the outcome's "".
+                checkpoint_path=outcome.checkpoint_path or None,
+                checkpoint_sha256=outcome.checkpoint_sha256 or None,
                 dataset_digest=report.dataset_digest,
             )
         )
