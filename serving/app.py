@@ -19,7 +19,22 @@ Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST 
   and under load a batch is whatever queued while the previous one ran. Candles seen recently cost no feature work (``serving.ensemble``).
 - **Safety.** With ``REDLINE_SERVE_TOKEN`` set (or ``token=``), every route but ``/healthz`` needs
   ``Authorization: Bearer <token>`` (401 otherwise). A body over ``max_body_bytes`` answers 413
-  before it is parsed. Bad fields answer 422 naming the field (FastAPI's ``loc``).
+  before it is parsed. Bad fields answer 422 naming the field (FastAPI's ``loc``, e.g.
+  ``["body", "candles", 3, 1]``), also for ``NaN``, ``Infinity`` or ``1e309``, which the answer
+  echoes as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers).
+  Every status a route answers is in ``/openapi.json`` with its body.
+- **Health: what "unhealthy" means.** A replica is unhealthy when its store cannot be read or
+  its live ensemble holds no champion (an empty store: typically a wrong ``REDLINE_HOME`` or
+  ``REDLINE_DATABASE_URL``, which used to answer "no validated champion" forever while looking
+  healthy). ``/healthz`` says so at once (503; 200 when healthy; both name the store, password
+  masked, the data root and the champions loaded), for load balancers; Serve's ``check_health``
+  raises with the same reason. Serve runs that check before a replica takes traffic, so a
+  deployment on an empty or unreachable store never starts: ``serve.run`` raises and
+  ``serve status`` shows DEPLOY_FAILED with the reason, after Serve's three attempts per
+  replica, instead of a replica that restarts forever or serves nothing. A store that empties
+  or becomes unreachable while serving answers 503 at once; after three failed checks Serve
+  marks the deployment UNHEALTHY and replaces the replica, and the replacement starts only once
+  the store is readable and holds a champion again (the deployment stays UNHEALTHY meanwhile).
 - **Metrics** (``ray.serve.metrics``, on the Ray dashboard beside Serve's own):
   ``redline_predictions`` {regime}, ``redline_feedback``, ``redline_swaps`` (exported with
   ``_total``). Predictions are counted in the replica and pushed every ``reload_interval_s``.
@@ -35,6 +50,7 @@ signatures, and FastAPI must see real classes, not strings, to read the request 
 import asyncio
 import hmac
 import logging
+import math
 import os
 import threading
 import uuid
@@ -45,7 +61,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve import metrics
@@ -59,8 +77,9 @@ from serving.ensemble import (
     candle_columns,
     ensemble_version,
 )
-from serving.feedback import apply_feedback
+from serving.feedback import FeedbackMismatchError, apply_feedback
 from serving.schemas import (
+    ErrorResponse,
     FeedbackAttribution,
     FeedbackRequest,
     FeedbackResponse,
@@ -70,6 +89,7 @@ from serving.schemas import (
     PredictResponse,
     RugpullRequest,
     RugpullResponse,
+    ValidationErrorResponse,
 )
 from serving.writer import PredictionLog
 from store.db import Store
@@ -77,8 +97,9 @@ from store.paths import home_from_env
 from store.records import TradeRecord
 from store.runs import NotFoundError
 from store.trades import FeedbackConflictError, TradesStore
+from store.training import TrainingStore
 
-__all__ = ["TOKEN_ENV", "RedlineAPI", "ServeOptions", "api", "app", "build_app"]
+__all__ = ["TOKEN_ENV", "RedlineAPI", "ServeOptions", "api", "app", "build_app", "health"]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +240,42 @@ api = FastAPI(
 api.add_middleware(GuardMiddleware)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with its non-finite floats as strings: JSON has no NaN or Infinity, and
+    Starlette refuses to write them (a 422 echoing ``NaN`` used to become a 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+@api.exception_handler(RequestValidationError)
+async def _refused(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 (``detail``: the errors with their ``loc``), writable as JSON."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error ``statuses`` a route answers besides its 200."""
+    said = {
+        401: "Missing or wrong bearer token (when the service has one).",
+        404: "No prediction answered this request id.",
+        409: "Another trade was already reported on this request id.",
+        413: "The request body is over the replica's max_body_bytes.",
+        422: "A field breaks the schema or a rule; loc names it.",
+    }
+    return {
+        status: {
+            "model": ValidationErrorResponse if status == 422 else ErrorResponse,
+            "description": said[status],
+        }
+        for status in statuses
+    }
+
+
 @dataclass(frozen=True)
 class _Failure:
     status: int
@@ -256,6 +313,34 @@ _PREDICT_BODY = {
         "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
     }
 }
+
+
+def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> HealthResponse:
+    """The replica's health (module docstring, "Health"): unhealthy, with the reason, when the
+    store cannot be read or ``ensemble`` holds no champion."""
+    loaded = sum(len(found) for found in ensemble.members.values())
+    loaded += ensemble.rugpull_member is not None
+    where = store.url_for_display
+    reason = None
+    try:
+        stored = len(TrainingStore(store).champions())
+    except Exception as exc:  # any failure to read is the answer: the store is not usable
+        reason = f"the store {where} cannot be read: {type(exc).__name__}: {exc}"
+    else:
+        if stored == 0:
+            reason = (
+                f"the store {where} has no champions: is REDLINE_HOME ({home}) or "
+                "REDLINE_DATABASE_URL the right one? (`redline evolve` crowns champions)"
+            )
+        elif loaded == 0:
+            reason = (
+                f"none of the {stored} champions of the store {where} is loaded yet, or any "
+                "could be: /v1/models lists them under unavailable with the reason"
+            )
+    return HealthResponse(
+        status="unhealthy" if reason else "ok", store=where, home=str(home), champions=loaded,
+        model_version=ensemble.version, swaps=swaps, reason=(reason or "")[:1000] or None,
+    )  # fmt: skip
 
 
 @serve.deployment(name="RedlineAPI")  # its options: DEPLOYMENT_DEFAULTS, applied by build_app
@@ -325,11 +410,16 @@ class RedlineAPI:
         for regime, n in counts.items():
             self._predictions.inc(n, tags={"regime": regime})
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
+        """Serve's health check (module docstring, "Health"): also run before the replica takes
+        traffic, so a replica on an empty or unreachable store never starts."""
         if not self._poller.is_alive():
             raise RuntimeError("the hot-swap thread is not running")
         if not self.predictions.alive():
             raise RuntimeError("the prediction writer thread is not running")
+        found = await asyncio.to_thread(health, self.store, self.home, self.ensemble, self.swaps)
+        if found.reason is not None:
+            raise RuntimeError(f"unhealthy: {found.reason}")
 
     def __del__(self) -> None:
         stop = getattr(self, "_stop", None)
@@ -371,7 +461,7 @@ class RedlineAPI:
         answers = [r for r in results if isinstance(r, PredictResponse)]
         self.predictions.add([
             (a.request_id, a.model_version, [m.model_dump() for m in a.members],
-             a.regime.name or "")
+             a.regime.name or "", a.exchange, a.symbol, a.timeframe, a.as_of)
             for a in answers
         ])  # fmt: skip
         with self._count_lock:  # pushed to the metric by the poll thread (_push_counts)
@@ -383,7 +473,12 @@ class RedlineAPI:
         ensemble = self.ensemble  # one snapshot for the whole batch
         return await asyncio.to_thread(self._predict_many, ensemble, requests)
 
-    @api.post("/v1/predict", response_model=PredictResponse, openapi_extra=_PREDICT_BODY)
+    @api.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        responses=_answers(401, 413, 422),
+        openapi_extra=_PREDICT_BODY,
+    )
     async def predict(self, http: Request) -> Response:
         """The live regime, the champions' votes and the ensemble's call on the last candle."""
         request = _parsed(PredictRequest, await http.body())
@@ -398,7 +493,7 @@ class RedlineAPI:
 
     # -- rug pulls, feedback, listing ------------------------------------------------------------
 
-    @api.post("/v1/rugpull", response_model=RugpullResponse)
+    @api.post("/v1/rugpull", response_model=RugpullResponse, responses=_answers(401, 413, 422))
     async def rugpull(self, request: RugpullRequest) -> RugpullResponse:
         """The rug-pull champion's probability for a token, and the 5 features that drove it."""
         ensemble = self.ensemble
@@ -408,7 +503,9 @@ class RedlineAPI:
             failure = _field_error("features", str(exc))
             raise HTTPException(failure.status, failure.detail) from None
 
-    @api.post("/v1/feedback", response_model=FeedbackResponse)
+    @api.post(
+        "/v1/feedback", response_model=FeedbackResponse, responses=_answers(401, 404, 409, 413, 422)
+    )
     async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
         """A trade's outcome on a prediction: stored and attributed to the members that voted."""
         trade = TradeRecord(**request.model_dump())
@@ -418,8 +515,8 @@ class RedlineAPI:
             raise HTTPException(404, str(exc)) from None
         except FeedbackConflictError as exc:
             raise HTTPException(409, str(exc)) from None
-        except ValueError as exc:
-            failure = _field_error("model_version", str(exc))
+        except FeedbackMismatchError as exc:
+            failure = _field_error(exc.field, str(exc))
             raise HTTPException(failure.status, failure.detail) from None
         if not outcome.duplicate:
             self._feedback.inc()
@@ -441,15 +538,23 @@ class RedlineAPI:
                 raise
             return apply_feedback(self.trades, trade, home=self.home)
 
-    @api.get("/v1/models", response_model=ModelsResponse)
+    @api.get("/v1/models", response_model=ModelsResponse, responses=_answers(401))
     async def models(self) -> ModelsResponse:
         """What is live per regime, the brain version, and what does not vote (with the reason)."""
         return self.ensemble.models(swaps=self.swaps)
 
-    @api.get("/healthz", response_model=HealthResponse)
-    async def healthz(self) -> HealthResponse:
-        """Liveness (no token needed)."""
-        return HealthResponse(status="ok", model_version=self.ensemble.version, swaps=self.swaps)
+    @api.get(
+        "/healthz",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "The store cannot be read or "
+                         "no champion is loaded; reason says which."}},
+    )  # fmt: skip
+    async def healthz(self) -> Response:
+        """Health (no token needed): the store read, the champions loaded; 503 when unhealthy
+        (module docstring, "Health")."""
+        found = await asyncio.to_thread(health, self.store, self.home, self.ensemble, self.swaps)
+        return Response(found.model_dump_json(), status_code=503 if found.reason else 200,
+                        media_type="application/json")  # fmt: skip
 
 
 #: Deployment options ``build_app`` sets unless ``deployment`` overrides them.

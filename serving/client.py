@@ -168,8 +168,11 @@ class RedlineClient:
         return self._call("GET", "/v1/models", ModelsResponse)
 
     def health(self) -> HealthResponse:
-        """``GET /healthz``."""
-        return self._call("GET", "/healthz", HealthResponse)
+        """``GET /healthz``: also an unhealthy service's answer (a 503 with its health is an
+        answer, not retried: ``status`` "unhealthy" and ``reason`` say why; another 503, e.g.
+        Serve's own while no replica runs, is retried as any 5xx)."""
+        response = self._send("GET", "/healthz", None, answer=_unhealthy)
+        return HealthResponse.model_validate(response.json())
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -179,7 +182,15 @@ class RedlineClient:
         response = self._send(method, path, body)
         return model.model_validate(response.json())
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        answer: Callable[[httpx.Response], bool] | None = None,
+    ) -> httpx.Response:
+        """The response (``answer``: which error responses are returned, not raised nor
+        retried)."""
         attempt = 0
         while True:
             try:
@@ -192,7 +203,7 @@ class RedlineClient:
                 delay = self._delay(attempt, None)
                 logger.warning("%s %s failed (%r); retrying in %.2fs", method, path, error, delay)
             else:
-                if response.status_code < 400:
+                if response.status_code < 400 or (answer is not None and answer(response)):
                     return response
                 if response.status_code < 500 or attempt >= self._retries:
                     raise RedlineHTTPError(method, path, response.status_code, _detail(response))
@@ -213,6 +224,17 @@ class RedlineClient:
             with contextlib.suppress(ValueError):  # an HTTP date: keep our own backoff
                 delay = max(delay, float(retry_after))
         return min(delay, self._max_backoff)
+
+
+def _unhealthy(response: httpx.Response) -> bool:
+    """Whether ``response`` is the service's own 503 of ``/healthz`` (its health, unhealthy)."""
+    if response.status_code != 503:
+        return False
+    try:
+        HealthResponse.model_validate(response.json())
+    except ValueError:  # not JSON, or not a health answer
+        return False
+    return True
 
 
 def _detail(response: httpx.Response) -> Any:

@@ -1,7 +1,10 @@
 """A trade's outcome, attributed to the ensemble members that voted for (or against) it.
 
 A bot reports a trade it made on a prediction (``POST /v1/feedback`` with the prediction's request
-id). :func:`attribute` is the rule, a pure function; :func:`apply_feedback` stores the trade and its
+id). The trade must be one the prediction could have led to (:func:`check_against`): the same
+model version, exchange and symbol, entered no earlier than the open of the last candle the
+prediction read (its ``as_of``); otherwise :class:`FeedbackMismatchError` names the field and
+nothing is stored. :func:`attribute` is the rule, a pure function; :func:`apply_feedback` stores the trade and its
 attribution (``store.trades.TradesStore``, idempotent on the request id) and then moves what the
 members' live records say.
 
@@ -34,6 +37,7 @@ import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,14 @@ from store.paths import DataRoot, home_from_env
 from store.records import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
 from store.trades import TradesStore
 
-__all__ = ["FeedbackOutcome", "apply_feedback", "attribute", "live_performance"]
+__all__ = [
+    "FeedbackMismatchError",
+    "FeedbackOutcome",
+    "apply_feedback",
+    "attribute",
+    "check_against",
+    "live_performance",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +68,43 @@ class FeedbackOutcome:
     trade_id: int
     duplicate: bool
     attributions: tuple[AttributionRecord, ...]
+
+
+class FeedbackMismatchError(ValueError):
+    """A trade that does not fit the prediction it names; ``field`` is the trade's field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_against(prediction: PredictionRecord, trade: TradeRecord) -> None:
+    """Raise :class:`FeedbackMismatchError` when ``trade`` cannot have been made on
+    ``prediction``. Predictions stored before they remembered their series are checked on the
+    model version only."""
+    request = trade.request_id
+    if trade.model_version != prediction.model_version:
+        raise FeedbackMismatchError("model_version", (
+            f"model_version must be the one request {request!r} was answered with "
+            f"({prediction.model_version!r}); got {trade.model_version!r}"
+        ))  # fmt: skip
+    for name in ("exchange", "symbol"):
+        expected, got = getattr(prediction, name), getattr(trade, name)
+        if expected is not None and got != expected:
+            raise FeedbackMismatchError(name, (
+                f"{name} must be the one request {request!r} predicted ({expected!r}); "
+                f"got {got!r}"
+            ))  # fmt: skip
+    if prediction.as_of is not None and trade.entry_ts < prediction.as_of:
+        raise FeedbackMismatchError("entry_ts", (
+            f"entry_ts must not be before the open of the last candle request {request!r} read "
+            f"(as_of {prediction.as_of}, {_utc(prediction.as_of)}); got {trade.entry_ts} "
+            f"({_utc(trade.entry_ts)})"
+        ))  # fmt: skip
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _sign(value: float) -> int:
@@ -109,9 +157,13 @@ def apply_feedback(
 
     ``home`` is the data root (REDLINE_HOME when None); ``policy`` gives ``min_live_trades``.
     Raises ``store.runs.NotFoundError`` for an unknown request id, ``FeedbackConflictError`` for a
-    second, different trade on one request id, ValueError for another model version.
+    second, different trade on one request id, :class:`FeedbackMismatchError` for a trade that
+    does not fit its prediction (:func:`check_against`).
     """
     with trades.transaction():
+        prediction = trades.prediction(trade.request_id)
+        if prediction is not None:  # None: record_feedback raises NotFoundError
+            check_against(prediction, trade)
         recorded = trades.record_feedback(trade, attribute)
         if not recorded.duplicate:
             for member in recorded.prediction.members:

@@ -10,19 +10,23 @@ open time in integer milliseconds UTC (as everywhere in Redline), rows in increa
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from market.series import normalize_symbol
-from market.timeframes import timeframe_ms
+from market.timeframes import TIMEFRAMES, timeframe_ms
 
 __all__ = [
+    "MAX_AMOUNT",
     "MAX_CANDLES",
+    "MAX_FEATURE",
     "MAX_TIMESTAMP",
+    "SYMBOL_PATTERN",
     "Candle",
     "CandleRows",
+    "ErrorResponse",
     "FeedbackAttribution",
     "FeedbackRequest",
     "FeedbackResponse",
@@ -38,15 +42,32 @@ __all__ = [
     "RugpullRequest",
     "RugpullResponse",
     "SignalOut",
+    "ValidationErrorItem",
+    "ValidationErrorResponse",
 ]
 
 #: Candles one predict request may carry (about 60 days of 5m bars; the body limit applies too).
 MAX_CANDLES = 20_000
 #: Timestamps are below 2**53 ms (the year 287396): exact through float64 on the vectorized path.
 MAX_TIMESTAMP = 2**53
+#: Bound of every amount a trade reports (prices, quantity, pnl, fees): far beyond any real trade
+#: (a quintillion units of the quote currency), far inside float64, so ``pnl - fees`` times a
+#: member's weight stays finite (1e308 - -1e308 does not).
+MAX_AMOUNT = 1e18
+#: Bound of a rug-pull feature's value (the sample's are ratios, counts and rates below 1e4):
+#: larger values overflow the model's float32 input.
+MAX_FEATURE = 1e12
+#: What ``market.series.normalize_symbol`` accepts (``BTC/USDT``, ``btc-usdt``, ``BTC_USDT``),
+#: as a JSON-schema pattern so that clients and schema-driven tests see the rule.
+SYMBOL_PATTERN = r"^[A-Za-z0-9]{1,20}[-_/][A-Za-z0-9]{1,20}$"
 
 Direction = Literal[-1, 0, 1]
-Candle = tuple[int, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+#: Open time in integer milliseconds UTC.
+Timestamp = Annotated[int, Field(ge=0, lt=MAX_TIMESTAMP)]
+Candle = tuple[Timestamp, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+Amount = Annotated[FiniteFloat, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
+#: A symbol field: the pattern in the schema, normalized to ``BTC/USDT`` by the model.
+_SYMBOL = {"min_length": 3, "max_length": 41, "pattern": SYMBOL_PATTERN, "examples": ["BTC/USDT"]}
 
 
 class _Strict(BaseModel):
@@ -57,8 +78,8 @@ class PredictRequest(_Strict):
     """``POST /v1/predict``: the series to call, with its recent candles (else the store's)."""
 
     exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
-    symbol: str = Field(..., min_length=3, max_length=41, examples=["BTC/USDT"])
-    timeframe: str = Field("1h", examples=["1h"])
+    symbol: str = Field(..., **_SYMBOL)  # type: ignore[arg-type]
+    timeframe: str = Field("1h", examples=["1h"], json_schema_extra={"enum": list(TIMEFRAMES)})
     candles: list[Candle] | None = Field(
         None,
         max_length=MAX_CANDLES,
@@ -156,7 +177,7 @@ class MemberOut(_Strict):
     run_id: str
     specialty: str
     regime: str
-    generation: int
+    generation: int = Field(..., ge=0)
     vote: Direction
     score: float
     weight: float
@@ -164,7 +185,7 @@ class MemberOut(_Strict):
 
 class PredictResponse(_Strict):
     request_id: str = Field(..., description="Quote it in /v1/feedback.")
-    as_of: int = Field(..., description="Open time (ms UTC) of the last candle read.")
+    as_of: Timestamp = Field(..., description="Open time (ms UTC) of the last candle read.")
     exchange: str
     symbol: str
     timeframe: str
@@ -179,9 +200,10 @@ class PredictResponse(_Strict):
 class RugpullRequest(_Strict):
     """``POST /v1/rugpull``: a token's raw on-chain features, by the data set's column names."""
 
-    features: dict[Annotated[str, Field(max_length=64)], FiniteFloat] = Field(
-        ..., min_length=1, max_length=64
-    )
+    features: dict[
+        Annotated[str, Field(max_length=64)],
+        Annotated[FiniteFloat, Field(ge=-MAX_FEATURE, le=MAX_FEATURE)],
+    ] = Field(..., min_length=1, max_length=64)
 
 
 class RugpullFeature(_Strict):
@@ -209,15 +231,17 @@ class FeedbackRequest(_Strict):
     request_id: str = Field(..., min_length=1, max_length=64)
     model_version: str = Field(..., min_length=1, max_length=64)
     exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
-    symbol: str = Field(..., min_length=3, max_length=41)
+    symbol: str = Field(..., **_SYMBOL)  # type: ignore[arg-type]
     side: Literal["long", "short"]
-    entry_ts: int = Field(..., ge=0, description="ms UTC")
-    exit_ts: int = Field(..., ge=0, description="ms UTC")
-    entry_price: FiniteFloat = Field(..., gt=0)
-    exit_price: FiniteFloat = Field(..., gt=0)
-    pnl: FiniteFloat = Field(..., description="In quote currency, before fees.")
-    fees: FiniteFloat = Field(..., ge=0)
-    qty: FiniteFloat | None = Field(None, gt=0)
+    entry_ts: Timestamp = Field(
+        ..., description="ms UTC; not before the prediction's last candle (its as_of)."
+    )
+    exit_ts: Timestamp = Field(..., description="ms UTC")
+    entry_price: Amount = Field(..., gt=0)
+    exit_price: Amount = Field(..., gt=0)
+    pnl: Amount = Field(..., description="In quote currency, before fees.")
+    fees: Amount = Field(..., ge=0)
+    qty: Amount | None = Field(None, gt=0)
 
     @field_validator("symbol")
     @classmethod
@@ -238,7 +262,7 @@ class FeedbackAttribution(_Strict):
 
 
 class FeedbackResponse(_Strict):
-    trade_id: int
+    trade_id: int = Field(..., ge=1)
     duplicate: bool
     attributed: list[FeedbackAttribution]
 
@@ -250,7 +274,7 @@ class ModelEntry(_Strict):
     run_id: str
     specialty: str
     regime: str
-    generation: int | None
+    generation: int | None = Field(..., ge=0)
     stage: str
     sharpe: float | None
     threshold: float | None
@@ -267,13 +291,46 @@ class ModelsResponse(_Strict):
     model_version: str
     brain_version: str | None
     loaded_at: str
-    swaps: int
+    swaps: int = Field(..., ge=0)
     regimes: dict[str, RegimeModels]
     rugpull: ModelEntry | None
     unavailable: list[ModelEntry]
 
 
 class HealthResponse(_Strict):
-    status: Literal["ok"]
+    """``GET /healthz``: 200 with ``status`` "ok", or 503 with "unhealthy" and the ``reason``
+    (the store cannot be read, or no champion is loaded: ``serving.app.RedlineAPI.check_health``).
+    """
+
+    status: Literal["ok", "unhealthy"]
+    store: str = Field(..., description="The database the replica reads (password masked).")
+    home: str = Field(..., description="The data root the replica reads (REDLINE_HOME).")
+    champions: int = Field(
+        ..., ge=0, description="Champions loaded: voting members of every regime and rug-pull."
+    )
     model_version: str
-    swaps: int
+    swaps: int = Field(..., ge=0)
+    reason: str | None = None
+
+
+class ErrorResponse(_Strict):
+    """An error answer: 401 (token), 404 (unknown prediction), 409 (another trade on it), 413
+    (body too large)."""
+
+    detail: str
+
+
+class ValidationErrorItem(BaseModel):
+    """One refused field: ``loc`` is its path (``["body", "candles", 3, 1]``), ``msg`` the rule."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorResponse(_Strict):
+    """422: the request's fields that break the schema or a rule."""
+
+    detail: list[ValidationErrorItem]

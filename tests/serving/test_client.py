@@ -15,7 +15,11 @@ import pytest
 from serving.client import RedlineClient, RedlineConnectionError, RedlineHTTPError
 from serving.schemas import HealthResponse
 
-HEALTHY = {"status": "ok", "model_version": "3f9a1c2b7d4e", "swaps": 2}
+HEALTHY = {"status": "ok", "store": "sqlite:////srv/redline_data/redline.db",
+           "home": "/srv/redline_data", "champions": 3, "model_version": "3f9a1c2b7d4e",
+           "swaps": 2}  # fmt: skip
+UNHEALTHY = {**HEALTHY, "status": "unhealthy", "champions": 0,
+             "reason": "the store sqlite:////srv/redline_data/redline.db has no champions"}  # fmt: skip
 
 
 class Script:
@@ -80,6 +84,17 @@ def test_5xx_is_retried_with_backoff_and_the_result_is_typed(
     assert [(m, p, auth) for m, p, auth, _ in script.seen] == [
         ("GET", "/healthz", "Bearer s3cret")
     ] * 3
+
+
+def test_an_unhealthy_answer_is_returned_not_retried(server: tuple[str, Script]) -> None:
+    """/healthz's own 503 is the service's health; Serve's 503 without it is retried."""
+    url, script = server
+    script.answers = [(503, {"detail": "no replica"}, {}), (503, UNHEALTHY, {})]
+    slept: list[float] = []
+    with RedlineClient(url, backoff=0.1, sleep=slept.append) as client:
+        health = client.health()
+    assert health == HealthResponse(**UNHEALTHY) and health.status == "unhealthy"
+    assert slept == [0.1] and len(script.seen) == 2
 
 
 def test_4xx_is_never_retried_and_names_the_field(server: tuple[str, Script]) -> None:
