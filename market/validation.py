@@ -20,6 +20,22 @@ Two entry points share one set of vectorized checks:
 
   Missing or duplicated columns cannot be salvaged row by row, so split_valid raises for them too.
 
+- :func:`validate_candle_array` is the strict check on an ``n x 6`` float array (the serving API's
+  request rows): the same rules and messages as validate_candles, with one vectorized pass that
+  builds no DataFrame when every row is good (the common case; serving is latency-bound).
+
+Beyond the contract (types, signs, high/low bounds, the timeframe grid, order), a
+:class:`Plausibility` rule refuses what no market prints, so that one corrupt value cannot be stored
+for good (writes are first-write-wins) or steer a prediction: every price inside
+``[min_price, max_price]``, and each close within a factor ``max_bar_move`` of the close before it.
+The move is judged against the nearest earlier *accepted* close, so one spike is one problem (the
+row after it is judged against the row before it, not against the spike); the first rows are judged
+against the first close that agrees with its successor, so a bad first row is the one named. The
+limits come from ``validation:`` in configs/defaults.yaml (``cluster.config.ValidationConfig``);
+:data:`DEFAULT_PLAUSIBILITY` holds the same numbers for code that has no config (a test keeps the
+two equal). Spacing needs no rule of its own: on the grid and strictly increasing, candles are at
+least one timeframe apart (candles 1 ms apart are off the grid); gaps of any length are allowed.
+
 Zero-volume flat candles (open = high = low = close, volume 0) are valid: exchanges emit them during
 trading halts, and the real Binance BTC/USDT 1h history has two.
 """
@@ -29,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,10 +61,13 @@ from market.timeframes import timeframe_ms
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_PLAUSIBILITY",
     "CandleProblem",
     "CandleValidationError",
+    "Plausibility",
     "Rule",
     "split_valid",
+    "validate_candle_array",
     "validate_candles",
 ]
 
@@ -72,6 +92,45 @@ class Rule(StrEnum):
     OFF_GRID = "off_grid"
     DUPLICATE_TS = "duplicate_ts"
     DECREASING_TS = "decreasing_ts"
+    IMPLAUSIBLE_PRICE = "implausible_price"
+    IMPLAUSIBLE_MOVE = "implausible_move"
+
+
+@dataclass(frozen=True, slots=True)
+class Plausibility:
+    """What a real price can be: inside ``[min_price, max_price]``, and each close within a factor
+    ``max_bar_move`` of the previous accepted close (10 allows x10 or /10 in one candle).
+
+    The defaults accept every real series in ../shared/data with a wide margin (the largest real
+    close-to-close move is DOGE/USDT 1h, x1.70; prices span 0.0001 to 73,777) and refuse the
+    1e308 and 1e-300 a corrupt feed or a hostile request carries. Only closes take part in the move
+    rule: a real listing wick (LINK/USDT 1h, low 0.0001 under a high of 3.08) is not a corrupt row.
+    """
+
+    min_price: float = 1e-12
+    max_price: float = 1e12
+    max_bar_move: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_price", "max_price", "max_bar_move"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"validation.{name} must be a number; got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"validation.{name} must be a finite number > 0; got {value!r}")
+        if self.min_price >= self.max_price:
+            raise ValueError(
+                f"validation.min_price must be below validation.max_price; got {self.min_price!r} "
+                f">= {self.max_price!r}"
+            )
+        if self.max_bar_move <= 1:
+            raise ValueError(
+                f"validation.max_bar_move must be > 1 (a factor); got {self.max_bar_move!r}"
+            )
+
+
+#: The limits code without a config uses; the same numbers as configs/defaults.yaml ``validation:``.
+DEFAULT_PLAUSIBILITY = Plausibility()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +170,73 @@ class CandleValidationError(ValueError):
         super().__init__(f"invalid {timeframe} candles, {len(problems)} {noun}:\n{shown}{tail}")
 
 
-def validate_candles(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+def validate_candles(
+    frame: pd.DataFrame, timeframe: str, *, plausibility: Plausibility = DEFAULT_PLAUSIBILITY
+) -> pd.DataFrame:
     """The clean candle frame for ``frame``, or CandleValidationError naming every problem.
 
     Accepts numeric strings and integral floats (coerced), datetime ``ts`` columns (converted to
     ms) and extra columns (dropped). Returns exactly ``CANDLE_COLUMNS`` with ``ts`` int64, float64
     prices and volume, in the input's order (which must be strictly increasing), RangeIndex.
     """
-    checked = _Checks(frame, timeframe)
-    checked.ts_order(strict=True)
+    checked = _Checks(frame, timeframe, plausibility)
+    checked.strict()
     problems = checked.problems()
     if problems:
         raise CandleValidationError(problems, timeframe)
     return checked.candles()
 
 
-def split_valid(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_candle_array(
+    values: np.ndarray, timeframe: str, *, plausibility: Plausibility = DEFAULT_PLAUSIBILITY
+) -> None:
+    """Raise CandleValidationError unless every row of ``values`` (``n x 6`` floats, the columns
+    of ``CANDLE_COLUMNS``, ts in ms) is a valid candle: validate_candles' rules and messages.
+
+    Good rows (the common case: serving checks every request) cost one vectorized pass over the
+    array, :func:`_all_good`, and no DataFrame; only a refusal goes through validate_candles, for
+    its messages.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(CANDLE_COLUMNS):
+        raise ValueError(f"candle array must be n x {len(CANDLE_COLUMNS)}; got {values.shape}")
+    tf_ms = timeframe_ms(timeframe)  # raises naming the valid timeframes
+    if _all_good(values, tf_ms, plausibility):
+        return
+    frame = pd.DataFrame(values, columns=list(CANDLE_COLUMNS))
+    ts = values[:, 0]
+    if (np.isfinite(ts) & (np.floor(ts) == ts) & (np.abs(ts) < 2.0**53)).all():
+        frame["ts"] = ts.astype(np.int64)  # messages show 1704067200001, not 1704067200001.0
+    validate_candles(frame, timeframe, plausibility=plausibility)
+    raise AssertionError(f"_all_good refused {timeframe} candles validate_candles accepts")
+
+
+def _all_good(values: np.ndarray, tf_ms: int, plausibility: Plausibility) -> bool:
+    """Whether validate_candles would accept ``values`` (finite float rows), as one conjunction.
+
+    Every rule of :class:`_Checks` folded into whole-array reductions: the grid check on float
+    ts also refuses fractions and (being below 2**53) stays exact; the price range implies
+    positive prices; open and close inside [low, high] imply high >= low; strictly increasing
+    ts rules out duplicates. A property test keeps this equal to the full checks.
+    """
+    if len(values) == 0:
+        return True
+    if not np.isfinite(values).all():
+        return False
+    ts, o, h, lo, c, v = values.T
+    prices = values[:, 1:5]
+    limit = math.log(plausibility.max_bar_move)
+    return bool(
+        np.abs(ts).max() < 2.0**53 and not (ts % tf_ms).any() and (np.diff(ts) > 0).all()
+        and prices.min() >= plausibility.min_price and prices.max() <= plausibility.max_price
+        and v.min() >= 0 and (h >= o).all() and (h >= c).all() and (lo <= o).all()
+        and (lo <= c).all() and (np.abs(np.diff(np.log(c))) <= limit).all()
+    )  # fmt: skip
+
+
+def split_valid(
+    frame: pd.DataFrame, timeframe: str, *, plausibility: Plausibility = DEFAULT_PLAUSIBILITY
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(good, rejects)``: the valid candles sorted by ts, and the rejected input rows.
 
     ``rejects`` has the input's columns (original values) plus ``reason`` (every problem of the
@@ -135,11 +245,12 @@ def split_valid(frame: pd.DataFrame, timeframe: str) -> tuple[pd.DataFrame, pd.D
     ordering.
     Raises CandleValidationError for missing or duplicated columns.
     """
-    checked = _Checks(frame, timeframe)
+    checked = _Checks(frame, timeframe, plausibility)
     if checked.column_problems:
         raise CandleValidationError(checked.column_problems, timeframe)
-    # Rows are judged on their own first, so a corrupt first copy of a ts cannot shadow a good one.
-    kept = checked.add_duplicates(np.flatnonzero(~checked.bad_rows()))
+    # Rows are judged on their own first, so a corrupt first copy of a ts cannot shadow a good one;
+    # then the moves, between the rows that survive, in time order.
+    kept = checked.moves(checked.add_duplicates(np.flatnonzero(~checked.bad_rows())))
     good = checked.candles().iloc[kept].reset_index(drop=True)
 
     rows, texts = checked.reasons()
@@ -167,12 +278,15 @@ class _Finding:
 class _Checks:
     """Coerces ``frame`` to candle dtypes and records every row-level finding."""
 
-    def __init__(self, frame: pd.DataFrame, timeframe: str) -> None:
+    def __init__(self, frame: pd.DataFrame, timeframe: str, plausibility: Plausibility) -> None:
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"candles must be a pandas DataFrame; got {type(frame).__name__}")
+        if not isinstance(plausibility, Plausibility):
+            raise TypeError(f"plausibility must be a Plausibility; got {plausibility!r}")
         self.frame = frame
         self.timeframe = timeframe
         self.tf_ms = timeframe_ms(timeframe)  # raises naming the valid timeframes
+        self.plausibility = plausibility
         self.n = len(frame)
         self.findings: list[_Finding] = []
         self.column_problems = _column_problems(frame)
@@ -185,6 +299,7 @@ class _Checks:
         for name in (*PRICE_COLUMNS, "volume"):
             self._check_number(name)
         self._check_bounds()
+        self._check_range()
 
     def _add(self, rule: Rule, name: str, mask: np.ndarray, *context: np.ndarray) -> None:
         if mask.any():
@@ -225,21 +340,65 @@ class _Checks:
         self._add(Rule.LOW_ABOVE_OPEN_CLOSE, "low", usable & (lo > bottom), bottom)
         self._add(Rule.HIGH_BELOW_LOW, "high", usable & (h < lo), lo)
 
-    def ts_order(self, *, strict: bool) -> None:
-        """Duplicates (a later row repeating an earlier ts) and, if strict, rows whose ts is below
-        the previous row's (only rows with a usable ts take part)."""
+    def _check_range(self) -> None:
+        low, high = self.plausibility.min_price, self.plausibility.max_price
+        for name in PRICE_COLUMNS:
+            values = self.values[name]
+            # NaN, inf and non-positive prices already have their problem: compare the rest.
+            outside = (values > 0) & np.isfinite(values) & ((values < low) | (values > high))
+            if outside.any():
+                self._add(Rule.IMPLAUSIBLE_PRICE, name, outside)
+
+    def strict(self) -> None:
+        """The whole-frame rules of the strict paths: order, then moves in input order."""
+        if self.column_problems:
+            return
+        self.ts_order()
+        self.moves(np.flatnonzero(~self.bad_rows()))
+
+    def ts_order(self) -> None:
+        """Duplicates (a later row repeating an earlier ts) and rows whose ts is below the previous
+        row's (only rows with a usable ts take part).
+
+        No spacing rule of its own: on the grid and strictly increasing, candles are at least one
+        timeframe apart, and a row closer than that is off the grid, named once as such (a wrong
+        --timeframe or seconds for milliseconds keeps one problem per row)."""
         rows = np.flatnonzero(self.ts_ok)
         ts = self.ts[rows]
-        if len(ts) < 2 or bool(np.all(ts[1:] > ts[:-1])):
+        if len(ts) < 2:
+            return
+        step = np.diff(ts)
+        if bool(np.all(step > 0)):
             return  # the common case: already strictly increasing
         self.add_duplicates(rows)
-        if strict:
-            down = np.flatnonzero(ts[1:] < ts[:-1]) + 1
-            if len(down):
-                finding = _Finding(
-                    Rule.DECREASING_TS, "ts", rows[down], (ts[down], rows[down - 1], ts[down - 1])
-                )
-                self.findings.append(finding)
+        down = np.flatnonzero(step < 0) + 1
+        if len(down):
+            finding = _Finding(
+                Rule.DECREASING_TS, "ts", rows[down], (ts[down], rows[down - 1], ts[down - 1])
+            )
+            self.findings.append(finding)
+
+    def moves(self, rows: np.ndarray) -> np.ndarray:
+        """Record each of ``rows`` (in the order given) whose close is more than ``max_bar_move``
+        away from the previous accepted close; return ``rows`` without them."""
+        if len(rows) < 2:
+            return rows
+        logs = np.log(self.values["close"][rows])
+        limit = math.log(self.plausibility.max_bar_move)
+        if bool((np.abs(np.diff(logs)) <= limit).all()):
+            return rows  # the common case: one vectorized pass
+        bad, refs = _implausible_moves(logs.tolist(), limit)
+        if not bad:
+            return rows
+        flagged, against = rows[bad], rows[refs]
+        closes = self.values["close"]
+        with np.errstate(over="ignore"):  # 1e308 / 1e-300 is inf, and the message says so
+            ratios = closes[flagged] / closes[against]
+        context = (ratios, against, closes[against])
+        self.findings.append(_Finding(Rule.IMPLAUSIBLE_MOVE, "close", flagged, context))
+        keep = np.ones(len(rows), dtype=bool)
+        keep[bad] = False
+        return rows[keep]
 
     def add_duplicates(self, rows: np.ndarray) -> np.ndarray:
         """Record each of ``rows`` whose ts an earlier one of ``rows`` already has (the context says
@@ -328,6 +487,10 @@ class _Checks:
                 if finding.rule is Rule.OFF_GRID:
                     columns += [[self.timeframe] * len(rows), [self.tf_ms] * len(rows)]
                 contexts = zip(*columns, strict=True)
+            elif finding.rule is Rule.IMPLAUSIBLE_PRICE or finding.rule is Rule.IMPLAUSIBLE_MOVE:
+                limits = self.plausibility
+                columns = [c.tolist() for c in finding.context] + [[limits] * len(rows)]
+                contexts = zip(*columns, strict=True)
             elif finding.context:
                 contexts = zip(*(c.tolist() for c in finding.context), strict=True)
             else:
@@ -338,6 +501,28 @@ class _Checks:
         data: dict[str, np.ndarray] = {"ts": self.ts}
         data.update({name: self.values[name] for name in CANDLE_COLUMNS[1:]})
         return pd.DataFrame(data, columns=list(CANDLE_COLUMNS))
+
+
+def _implausible_moves(logs: list[float], limit: float) -> tuple[list[int], list[int]]:
+    """(positions whose log close is more than ``limit`` from the reference, each one's reference).
+
+    The reference is the nearest accepted position before it (after it, for positions before the
+    seed): the first position that agrees with its successor, or 0 when none does. A plain loop:
+    it runs only for a frame that has at least one implausible move.
+    """
+    seed = next((k for k in range(len(logs) - 1) if abs(logs[k + 1] - logs[k]) <= limit), 0)
+    bad: list[int] = []
+    refs: list[int] = []
+    for order in (range(seed + 1, len(logs)), range(seed - 1, -1, -1)):
+        ref = seed
+        for k in order:
+            if abs(logs[k] - logs[ref]) > limit:
+                bad.append(k)
+                refs.append(ref)
+            else:
+                ref = k
+    pairs = sorted(zip(bad, refs, strict=True))
+    return [k for k, _ in pairs], [r for _, r in pairs]
 
 
 def _column_problems(frame: pd.DataFrame) -> list[CandleProblem]:
@@ -464,6 +649,23 @@ def _decreasing(name: str, value: object, context: Context) -> str:
     return f"ts {ts} ({when}) is before row {prev_row}'s ts {prev_ts} ({prev_when})"
 
 
+def _implausible_price(name: str, value: object, context: Context) -> str:
+    (limits,) = context  # type: ignore[misc]
+    return (
+        f"{name} {_show(value)} is outside the plausible price range [{limits.min_price:g}, "
+        f"{limits.max_price:g}] (validation.min_price, validation.max_price)"
+    )
+
+
+def _implausible_move(name: str, value: object, context: Context) -> str:
+    ratio, ref_row, ref_close, limits = context  # type: ignore[misc]
+    how = f"{ratio:.3g} times" if ratio >= 1 else f"1/{1 / ratio:.3g} of"
+    return (
+        f"{name} {_show(value)} is {how} row {ref_row}'s close {_show(ref_close)}, a move beyond "
+        f"validation.max_bar_move {limits.max_bar_move:g}"
+    )
+
+
 def _bound(context: Context) -> str:
     return _show(context[0]) if context else "?"
 
@@ -498,4 +700,6 @@ _DESCRIBE: dict[Rule, Callable[[str, object, Context], str]] = {
     Rule.OFF_GRID: _off_grid,
     Rule.DUPLICATE_TS: _duplicate,
     Rule.DECREASING_TS: _decreasing,
+    Rule.IMPLAUSIBLE_PRICE: _implausible_price,
+    Rule.IMPLAUSIBLE_MOVE: _implausible_move,
 }
