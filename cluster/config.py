@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from market.regimes import REGIMES, RegimeRule, RegimeRules
 from market.timeframes import bars_in
+from market.validation import DEFAULT_PLAUSIBILITY, Plausibility
 from store.paths import absolute_home
 
 if TYPE_CHECKING:
@@ -194,9 +202,27 @@ class ChampionsConfig(_Frozen):
         )
 
 
+class ValidationConfig(_Frozen):
+    """What a real candle price can be (``market.validation.Plausibility``): import, the store's
+    writes and the serving API refuse the rest, naming the row, the field and the value."""
+
+    min_price: float = Field(DEFAULT_PLAUSIBILITY.min_price, gt=0, allow_inf_nan=False)
+    max_price: float = Field(DEFAULT_PLAUSIBILITY.max_price, gt=0, allow_inf_nan=False)
+    max_bar_move: float = Field(DEFAULT_PLAUSIBILITY.max_bar_move, gt=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ValidationConfig:
+        self.to_plausibility()  # raises naming the keys (min_price below max_price)
+        return self
+
+    def to_plausibility(self) -> Plausibility:
+        return Plausibility(**self.model_dump())
+
+
 class RedlineConfig(_Frozen):
     data: DataConfig = DataConfig()
     fetch: FetchConfig = FetchConfig()
+    validation: ValidationConfig = ValidationConfig()
     regimes: RegimesConfig
     champions: ChampionsConfig = ChampionsConfig()
     evolve: EvolveConfig | None = None

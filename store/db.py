@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from market.gaps import Gap
 from market.regimes import RegimeRule, RegimeRules
 from market.series import CANDLE_COLUMNS, SeriesKey
-from market.validation import validate_candles
+from market.validation import DEFAULT_PLAUSIBILITY, Plausibility, validate_candles
 from store import pgcopy
 from store.engine import create_store_engine, write_transaction
 from store.migrate import upgrade, upgrade_engine
@@ -44,6 +44,7 @@ from store.urls import default_url, display_url, prepare_url
 
 __all__ = [
     "WRITE_METHODS",
+    "Replaced",
     "SeriesInfo",
     "Store",
     "StoreConnectionError",
@@ -84,6 +85,15 @@ class SeriesInfo:
     last_ts: int
     gap_count: int
     missing_bars: int
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What :meth:`Store.replace_candles` did: the rows it removed (a candle frame) and how many
+    candles it wrote."""
+
+    old: pd.DataFrame
+    written: int
 
 
 class Store:
@@ -169,7 +179,12 @@ class Store:
     # -- candles -----------------------------------------------------------------------------
 
     def write_candles(
-        self, key: SeriesKey, candles: pd.DataFrame, *, method: WriteMethod = "auto"
+        self,
+        key: SeriesKey,
+        candles: pd.DataFrame,
+        *,
+        method: WriteMethod = "auto",
+        plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
     ) -> int:
         """Store a candle frame for ``key``; returns how many candles were new.
 
@@ -177,11 +192,12 @@ class Store:
         ``CandleValidationError`` naming the row, field and value, and nothing is written. Candles
         already stored are left as they are (idempotent). ``method``: ``"copy"`` (the bulk path:
         PostgreSQL COPY into a staging table, SQLite executemany), ``"insert"`` (one INSERT per row,
-        the baseline benchmarks compare against), ``"auto"`` (= copy).
+        the baseline benchmarks compare against), ``"auto"`` (= copy). ``plausibility``: the
+        configured ``validation.*`` limits (the defaults when not given).
         """
         if method not in WRITE_METHODS:
             raise ValueError(f"method must be one of {', '.join(WRITE_METHODS)}; got {method!r}")
-        clean = validate_candles(candles, key.timeframe)
+        clean = validate_candles(candles, key.timeframe, plausibility=plausibility)
         if clean.empty:
             return 0
         with write_transaction(self._engine) as connection:
@@ -193,6 +209,59 @@ class Store:
                 inserted = self._executemany_sqlite(connection, key, clean)
         logger.debug("%s: %d of %d candles new (%s)", key, inserted, len(clean), method)
         return inserted
+
+    def replace_candles(
+        self,
+        key: SeriesKey,
+        candles: pd.DataFrame,
+        start_ms: int,
+        end_ms: int,
+        *,
+        plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
+        keep_old: Callable[[pd.DataFrame], object] | None = None,
+    ) -> Replaced:
+        """Make ``candles`` the stored candles of ``key`` with ``start_ms <= ts < end_ms``.
+
+        The one way to correct a stored candle (writes are otherwise first-write-wins). One
+        transaction: the stored rows of the range are read, handed to ``keep_old`` (which writes
+        them somewhere safe; if it raises, nothing changes), deleted, and ``candles`` written.
+        ``candles`` is validated first, strictly, and every one must lie in the range; a bad frame
+        raises before the transaction starts. Nothing outside the range changes. Both bounds are
+        open times on the key's grid, ``start_ms < end_ms``.
+        """
+        _check_ts("start_ms", start_ms, key)
+        _check_ts("end_ms", end_ms, key)
+        if end_ms <= start_ms:
+            raise ValueError(f"end_ms must be after start_ms ({start_ms}); got {end_ms}")
+        clean = validate_candles(candles, key.timeframe, plausibility=plausibility)
+        outside = np.flatnonzero((clean["ts"] < start_ms) | (clean["ts"] >= end_ms))
+        if len(outside):
+            row = int(outside[0])
+            raise ValueError(
+                f"row {row}: ts {int(clean['ts'].iloc[row])} is outside the range being replaced "
+                f"[{start_ms}, {end_ms}) ({len(outside)} rows are)"
+            )
+        in_range = (*_series_filter(_candles, key), _candles.c.ts >= start_ms)
+        in_range += (_candles.c.ts < end_ms,)
+        query = select(*(_candles.c[name] for name in CANDLE_COLUMNS)).where(*in_range)
+        with write_transaction(self._engine) as connection:
+            rows = connection.execute(query.order_by(_candles.c.ts)).all()
+            old = pd.DataFrame(rows, columns=list(CANDLE_COLUMNS)).astype(
+                {"ts": np.int64} | {name: np.float64 for name in _PRICE_COLUMNS}
+            )
+            if keep_old is not None and len(old):
+                keep_old(old)
+            connection.execute(delete(_candles).where(*in_range))
+            written = 0
+            if len(clean):
+                if self.dialect == "postgresql":
+                    written = self._copy_postgres(connection, key, clean)
+                else:
+                    written = self._executemany_sqlite(connection, key, clean)
+        logger.info(
+            "%s: replaced %d candles in [%d, %d) by %d", key, len(old), start_ms, end_ms, written
+        )
+        return Replaced(old=old, written=written)
 
     def _insert_sql(self) -> str:
         mark = "?" if self.dialect == "sqlite" else "%s"

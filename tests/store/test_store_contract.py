@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from market.gaps import Gap, find_gaps
 from market.series import CANDLE_COLUMNS, SeriesKey
-from market.validation import CandleValidationError
+from market.validation import CandleValidationError, Plausibility
 from store.db import SeriesInfo, Store, WriteMethod
 from store.models import MarketData, SeriesCursor, SeriesGap
 from tests.store.conftest import (
@@ -157,6 +157,87 @@ def test_candles_off_the_key_grid_are_refused(store: Store) -> None:
     with pytest.raises(CandleValidationError, match=r"row 1: ts 1577840400000"):
         store.write_candles(four_hours, hourly)
     assert store.list_series() == []
+
+
+def test_an_implausible_price_is_never_stored(store: Store) -> None:
+    """A price of 1e308 would be kept for good (first write wins): the write refuses it."""
+    jan = real_candles(BTC_1H, JAN_2020, FEB_2020)
+    jan.loc[17, "high"] = 1e308
+    with pytest.raises(
+        CandleValidationError,
+        match=r"row 17: high 1e\+308 is outside the plausible price range \[1e-12, 1e\+12\]",
+    ):
+        store.write_candles(BTC_1H, jan)
+    assert _count(store) == 0
+    wide = Plausibility(max_price=1.7e308)  # the limits are the caller's (validation.*)
+    assert store.write_candles(BTC_1H, jan, plausibility=wide) == 744
+
+
+# -- replacing a range (`data import --replace`) ------------------------------------------------
+
+
+def _corrected(frame: pd.DataFrame, ts: int, factor: float) -> pd.DataFrame:
+    fixed = frame.copy()
+    at = fixed["ts"] == ts
+    for name in ("open", "high", "low", "close"):
+        fixed.loc[at, name] = fixed.loc[at, name] * factor
+    return fixed
+
+
+def test_replace_swaps_the_range_keeps_the_old_rows_and_nothing_else(store: Store) -> None:
+    jan, feb = real_candles(BTC_1H, JAN_2020, FEB_2020), real_candles(BTC_1H, FEB_2020, MAR_2020)
+    store.write_candles(BTC_1H, pd.concat([jan, feb], ignore_index=True))
+    store.write_candles(ETH_1H, real_candles(ETH_1H, JAN_2020, FEB_2020))
+    day = FEB_2020 + 24 * HOUR  # 2020-02-02: replace its 24 candles, one of them corrected
+    new = _corrected(real_candles(BTC_1H, day, day + 24 * HOUR), day + 5 * HOUR, 1.01)
+    kept: list[pd.DataFrame] = []
+    done = store.replace_candles(BTC_1H, new, day, day + 24 * HOUR, keep_old=kept.append)
+    assert done.written == 24 and len(done.old) == 24
+    pd.testing.assert_frame_equal(kept[0], done.old)
+    pd.testing.assert_frame_equal(
+        done.old, real_candles(BTC_1H, day, day + 24 * HOUR), check_exact=True
+    )
+    pd.testing.assert_frame_equal(store.load_candles(BTC_1H, day, day + 24 * HOUR), new)
+    # Outside the range: BTC before and after, and the other series, exactly as they were.
+    pd.testing.assert_frame_equal(
+        store.load_candles(BTC_1H, None, day), real_candles(BTC_1H, JAN_2020, day)
+    )
+    after = real_candles(BTC_1H, day + 24 * HOUR, MAR_2020)
+    pd.testing.assert_frame_equal(store.load_candles(BTC_1H, day + 24 * HOUR), after)
+    assert store.series_info(ETH_1H).rows == 744
+    # Fewer rows than before (a range the exchange now says is partly empty) is a replace too.
+    assert store.replace_candles(BTC_1H, new.iloc[:10], day, day + 24 * HOUR).written == 10
+    assert len(store.load_candles(BTC_1H, day, day + 24 * HOUR)) == 10
+
+
+def test_a_bad_replacement_changes_nothing(store: Store) -> None:
+    feb = real_candles(BTC_1H, FEB_2020, MAR_2020)
+    store.write_candles(BTC_1H, feb)
+    kept: list[pd.DataFrame] = []
+    bad = feb.iloc[:48].copy()
+    bad.loc[30, "close"] = 1e308
+    with pytest.raises(CandleValidationError, match=r"row 30: close 1e\+308 is outside"):
+        store.replace_candles(BTC_1H, bad, FEB_2020, FEB_2020 + 48 * HOUR, keep_old=kept.append)
+    with pytest.raises(
+        ValueError,
+        match=rf"row 24: ts {FEB_2020 + 24 * HOUR} is outside the range being replaced "
+        rf"\[{FEB_2020}, {FEB_2020 + 24 * HOUR}\) \(24 rows are\)",
+    ):
+        store.replace_candles(BTC_1H, feb.iloc[:48], FEB_2020, FEB_2020 + 24 * HOUR)
+    with pytest.raises(ValueError, match=r"end_ms must be after start_ms \(1580515200000\)"):
+        store.replace_candles(BTC_1H, feb.iloc[:0], FEB_2020, FEB_2020)
+    with pytest.raises(ValueError, match=r"start_ms must be a non-negative open time on the 1h"):
+        store.replace_candles(BTC_1H, feb.iloc[:1], FEB_2020 + 1, MAR_2020)
+
+    def refuse(old: pd.DataFrame) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):  # the old rows could not be kept: no change
+        store.replace_candles(
+            BTC_1H, _corrected(feb, FEB_2020, 1.01), FEB_2020, MAR_2020, keep_old=refuse
+        )
+    assert kept == []
+    pd.testing.assert_frame_equal(store.load_candles(BTC_1H), feb, check_exact=True)
 
 
 def test_write_method_is_checked(store: Store) -> None:
