@@ -23,7 +23,15 @@ def evolve_cmd(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="An evolve config, e.g. configs/evolve-smoke.yaml."
     ),
-    resume: str | None = typer.Option(None, "--resume", help="Finish the run RUN_ID."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Finish the run RUN_ID, with the config stored with it."
+    ),
+    override_config: bool = typer.Option(
+        False,
+        "--override-config",
+        help="With --resume and --config: use the given config instead of the run's stored one "
+        "(a warning names every key that changed).",
+    ),
 ) -> None:
     """Evolve a population of children on Ray; Ctrl-C or a crash loses nothing `--resume` cannot redo."""
     from cluster.evolve import start_or_resume
@@ -34,6 +42,11 @@ def evolve_cmd(
         raise ValueError(
             "redline evolve needs --config FILE with an 'evolve' section, or --resume RUN_ID"
         )
+    if override_config and not (resume and (config or state.config_path)):
+        raise ValueError("--override-config needs --resume RUN_ID and --config FILE")
+    # A resume uses the run's stored config; a config named on the command line is checked
+    # against it (refused if it differs, unless --override-config).
+    given = cfg if not resume or config or state.config_path else None
     store = open_store(state)
     with status_progress(console) as bars:
         task = bars.add_task("preparing datasets", total=None, status="")
@@ -49,11 +62,12 @@ def evolve_cmd(
             )
 
         result = start_or_resume(
-            cfg,
+            given,
             cfg.evolve,
             store,
             state.home,
             resume=resume,
+            override_config=override_config,
             on_progress=show,
         )
     stats = latest_brain(state.home, result.run_id)
@@ -127,8 +141,7 @@ def mother_train_cmd(
     ctx: typer.Context, run_id: str = typer.Argument(..., help="The run whose champions to refit.")
 ) -> None:
     """Refit the mother brain on RUN_ID's current champions (a new version under ai_models/)."""
-    from cluster.config import EvolveConfig
-    from cluster.evolve import prepare_datasets, settings_for
+    from cluster.evolve import prepare_datasets, run_config, settings_for
     from evolution.brain import fit_mother_brain
     from evolution.mother import COORDINATOR
     from store.runs import RunStore
@@ -139,10 +152,11 @@ def mother_train_cmd(
     run = runs.get_run(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r} in {store.url_for_display}; see `redline runs`")
-    evolve = EvolveConfig.model_validate(run.config)
+    config = run_config(run)  # the run's own regime rules rebuild its datasets
+    evolve = config.require_evolve(f"run {run_id}")
     if COORDINATOR not in evolve.population:
         raise ValueError(f"run {run_id} has no report_coordinator, so it has no mother brain")
-    datasets = prepare_datasets(evolve, store, state.config, state.home, write=False)
+    datasets = prepare_datasets(evolve, store, config, state.home, write=False)
     name = settings_for(evolve, datasets).datasets[COORDINATOR]
     base = next(ds for key, ds in datasets.items() if key.split("/", 1)[1] == name)
     brain = fit_mother_brain(run_id, runs, state.home, base, fee_bps=evolve.training.fee_bps)

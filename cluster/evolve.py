@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import ray
 from agents.dataset import Dataset
 from agents.datasets import DataSources, build_datasets, write_dataset
 from cluster.champions import consider_evolution_run
-from cluster.config import EvolveConfig, RedlineConfig
+from cluster.config import ConfigError, EvolveConfig, RedlineConfig, load_config
 from cluster.ingest import ensure_sample
 from cluster.session import ensure_ray
 from evolution.mother import COORDINATOR, EvolutionSettings, Progress
@@ -124,6 +124,88 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
     )
 
 
+def run_settings(config: RedlineConfig) -> dict[str, Any]:
+    """What a run stores beside its evolve section (``RunRecord.settings``): every other section
+    of its config, the champion and regime rules among them, as plain JSON values."""
+    return config.model_dump(mode="json", exclude={"evolve"})
+
+
+# Where the data root is (``REDLINE_HOME`` decides it anyway): not part of what a run did.
+_LOCATION_KEYS = frozenset({"data.home"})
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out |= _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        out = {}
+        for index, item in enumerate(value):
+            out |= _flatten(item, f"{prefix}.{index}")
+        return out
+    return {prefix: value}
+
+
+def config_changes(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """``dotted.key: stored -> given`` for every key whose value differs (missing is ``-``)."""
+    old, new = _flatten(dict(stored)), _flatten(dict(given))
+    missing = object()
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key, missing), new.get(key, missing)
+        if key in _LOCATION_KEYS or before == after:
+            continue
+        shown = ["-" if v is missing else json.dumps(v) for v in (before, after)]
+        changes.append(f"{key}: {shown[0]} -> {shown[1]}")
+    return changes
+
+
+def run_config(
+    run: RunRecord, given: RedlineConfig | None = None, *, override: bool = False
+) -> RedlineConfig:
+    """The config a stored run resumes with: its own (evolve section and settings, as stored when
+    it began), whatever the defaults say today.
+
+    ``given`` (a ``--config`` beside ``--resume``) must be the same config, or the resume is
+    refused naming every key that differs; with ``override`` it is used instead, with a warning
+    naming what changed (for this invocation: the run keeps its stored config). A run stored
+    before its settings were (``settings == {}``) takes them from ``given`` or the defaults.
+    """
+    if run.settings:
+        stored = RedlineConfig.model_validate({**run.settings, "evolve": run.config})
+    else:
+        base = given or load_config()
+        logger.warning(
+            "run %s was stored without its champion and regime rules (before migration 0007): "
+            "using those of %s",
+            run.run_id,
+            "the given config" if given else "configs/defaults.yaml",
+        )
+        stored = base.model_copy(update={"evolve": EvolveConfig.model_validate(run.config)})
+    if given is None:
+        return stored
+    if given.evolve is None:  # a config without an evolve section: only the other sections count
+        given = given.model_copy(update={"evolve": stored.evolve})
+    changes = config_changes(stored.model_dump(mode="json"), given.model_dump(mode="json"))
+    if not changes:
+        return stored
+    if not override:
+        raise ConfigError(
+            f"run {run.run_id} resumes with the config stored with it; the given config differs "
+            f"in {len(changes)} key(s): {'; '.join(changes)}. Resume without --config to use "
+            "the run's own, or add --override-config to use the given one"
+        )
+    logger.warning(
+        "run %s: --override-config: resuming with the given config instead of the stored one, "
+        "for this invocation (the run keeps its stored config): %s",
+        run.run_id,
+        "; ".join(changes),
+    )
+    return given
+
+
 @dataclass(frozen=True)
 class EvolveResult:
     run_id: str
@@ -132,24 +214,31 @@ class EvolveResult:
 
 
 def start_or_resume(
-    config: RedlineConfig,
+    config: RedlineConfig | None,
     evolve: EvolveConfig | None,
     store: Store,
     home: Path,
     *,
     resume: str | None = None,
+    override_config: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     now: Callable[[], float] = time.time,
 ) -> EvolveResult:
+    """Start a run of ``config`` (its ``evolve`` section, or ``evolve``), or finish ``resume``.
+
+    A resumed run uses the config stored with it (``run_config``): ``config``, when given, must
+    equal it unless ``override_config``; ``evolve`` is then ignored.
+    """
     started = time.perf_counter()
     runs = RunStore(store)
     if resume:
         run = runs.get_run(resume)
         if run is None:
             raise ValueError(f"no run {resume!r} in {store.url_for_display}; see `redline runs`")
-        evolve = EvolveConfig.model_validate(run.config)
+        config = run_config(run, config, override=override_config)
+        evolve = config.require_evolve(f"run {resume}")
         digest = run.config_hash
-    elif evolve is None:
+    elif config is None or evolve is None:
         raise ValueError("a new run needs an evolve config (see configs/evolve-smoke.yaml)")
     else:
         digest = config_hash(evolve)
@@ -170,6 +259,7 @@ def start_or_resume(
                 generations_planned=evolve.generations,
                 generations_done=0,
                 dataset_digests={key: ds.digest() for key, ds in datasets.items()},
+                settings=run_settings(config),
             )
         )
     ensure_ray(evolve.cluster.address, evolve.cluster.num_cpus)

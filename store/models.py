@@ -179,6 +179,8 @@ class Run(Base):
     generations_planned: Mapped[int] = mapped_column(Integer)
     generations_done: Mapped[int] = mapped_column(Integer)
     dataset_digests: Mapped[str] = mapped_column(Text)  # JSON {specialty: digest}
+    # The rest of the run's config (every section but ``evolve``): migration 0007.
+    settings_json: Mapped[str] = mapped_column(Text, server_default="{}")
 
 
 class Agent(Base):

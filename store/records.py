@@ -225,6 +225,9 @@ class RunRecord:
     status: str = "running"
     generations_done: int = 0
     dataset_digests: dict[str, str] = field(default_factory=dict)
+    # The rest of the run's config (champion rules, regime rules, ...: every section of
+    # ``RedlineConfig`` but ``evolve``), so a resume judges as the run began; {} for older runs.
+    settings: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -246,6 +249,9 @@ class RunRecord:
                 f"RunRecord.dataset_digests must map specialty names to digests; got {digests!r}"
             )
         _set(self, "dataset_digests", dict(digests))
+        if not isinstance(self.settings, Mapping):
+            raise ValueError(f"RunRecord.settings must be a mapping; got {self.settings!r}")
+        _set(self, "settings", dict(self.settings))
         _stamp(self, "created_at")
         _stamp(self, "updated_at")
 

@@ -84,6 +84,7 @@ _STAMPS = frozenset({"created_at", "updated_at", "killed_at", "finished_at"})
 _JSON_COLUMNS = {
     "config": "config_json",
     "dataset_digests": "dataset_digests",
+    "settings": "settings_json",
     "parents": "parents",
     "operators": "operators",
     "objectives": "objectives",

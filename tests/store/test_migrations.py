@@ -52,21 +52,21 @@ def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(stor
     assert count_rows(store, RegimeDefinition) == 4
     # The YAML's wording, not the built-in defaults': the seed really read the file.
     assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0006"
+    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0007"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
     store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.upgrade() == "0006"
-    assert store.upgrade() == "0006"
-    assert migrate.upgrade(fresh_url) == "0006"
+    assert store.upgrade() == "0007"
+    assert store.upgrade() == "0007"
+    assert migrate.upgrade(fresh_url) == "0007"
     with Store.open(fresh_url) as again:
-        assert again.upgrade() == "0006"
+        assert again.upgrade() == "0007"
     assert count_rows(store, RegimeDefinition) == 4
     assert count_rows(store, MarketData) == 744
     with store.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0006",)]
+    assert versions == [("0007",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
@@ -84,7 +84,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
         engine.dispose()
     assert migrate.downgrade(fresh_url) is None
     assert table_names(fresh_url) <= {"alembic_version"}
-    assert migrate.upgrade(fresh_url) == "0006"
+    assert migrate.upgrade(fresh_url) == "0007"
     assert table_names(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
@@ -165,7 +165,7 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert count_rows(store, MarketData) == 744
         assert count_rows(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.engine) == "0006"
+        assert migrate.current_revision(store.engine) == "0007"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
