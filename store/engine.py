@@ -12,6 +12,8 @@ PostgreSQL: psycopg 3, with pre-ping so long-lived Ray actors survive a server r
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -55,7 +57,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             if path is not None:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cursor, SQLITE_BUSY_TIMEOUT_S)
                 # Durable at every checkpoint; with WAL this loses no committed write on a crash
                 # of the process, only possibly the last ones on a power cut.
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -68,6 +70,37 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, timeout_s: float) -> None:
+    """Put the database in WAL mode, waiting up to ``timeout_s`` for the lock it needs.
+
+    The switch needs an exclusive lock. On a database created a moment ago by another process,
+    whose first write (which records WAL in the file's header) has not committed yet, SQLite
+    refuses the switch with "database is locked" *at once*, without calling the busy handler (it
+    would deadlock with the other process's write); so this waits itself, briefly and repeatedly,
+    until the other process has committed (the header then says WAL and nothing is left to do)
+    or ``timeout_s`` has passed, and then says how long it waited.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return  # the mode is in the file's header: nothing to switch
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise sqlite3.OperationalError(
+                    f"database is locked: gave up after {timeout_s:g} s waiting for another "
+                    "process to release it (switching the new database to WAL)"
+                ) from exc
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.25)
 
 
 @contextmanager
