@@ -80,11 +80,26 @@ def import_cmd(
         help="Store the good rows and write the bad ones to a rejects file.",
     ),
     rejects_dir: Path | None = typer.Option(
-        None, help="Where rejects files go (default: beside each file)."
+        None, help="Where rejects (and --replace's replaced) files go (default: beside each file)."
+    ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Correct stored candles: the file's candles replace the stored ones in the range "
+        "(--from/--to, default the file's own span); the old rows go to "
+        "<series>.replaced.<UTC time>.csv. The whole file or nothing.",
+    ),
+    start: str | None = typer.Option(
+        None, "--from", help="With --replace: start of the range (2024-01-01 or ms), inclusive."
+    ),
+    end: str | None = typer.Option(
+        None, "--to", help="With --replace: end of the range (2024-01-02 or ms), exclusive."
     ),
 ) -> None:
-    """Import candle files into the store. Importing the same file twice changes nothing."""
-    store = open_store(ctx.obj)
+    """Import candle files into the store. Importing the same file twice changes nothing;
+    stored candles change only with --replace."""
+    state: CliState = ctx.obj
+    store = open_store(state)
     results = import_files(
         store,
         paths,
@@ -93,16 +108,26 @@ def import_cmd(
         timeframe=timeframe,
         skip_invalid=skip_invalid,
         rejects_dir=rejects_dir,
+        plausibility=state.config.validation.to_plausibility(),
+        replace=replace,
+        start_ms=parse_when(start, "--from") if start else None,
+        end_ms=parse_when(end, "--to") if end else None,
     )
-    table = Table("file", "series", "read", "inserted", "rejected", title="import")
+    columns = ("replaced", "outside the range") if replace else ("rejected",)
+    table = Table("file", "series", "read", "inserted", *columns, title="import")
     for result in results:
+        if replace:
+            kept = f" -> {result.replaced_file}" if result.replaced_file else ""
+            cells = (f"{result.rows_replaced:,}{kept}", f"{result.rows_outside:,}")
+        else:
+            kept = f" -> {result.rejects_file}" if result.rejects_file else ""
+            cells = (f"{result.rows_rejected:,}{kept}",)
         table.add_row(
             result.path.name,
             str(result.key),
             f"{result.rows_read:,}",
             f"{result.rows_inserted:,}",
-            f"{result.rows_rejected:,}"
-            + (f" -> {result.rejects_file}" if result.rejects_file else ""),
+            *cells,
         )
     console.print(table)
 

@@ -3,6 +3,14 @@
 Each file is one series (exchange, symbol, timeframe from flags, else from its name). A file is one
 batch: by default any bad row refuses the whole file, naming row, field and value, and nothing of it is
 stored; with ``skip_invalid`` the good rows are stored and the rejects written beside the data root.
+The ``validation.*`` plausibility limits apply to both.
+
+Stored candles are never overwritten by an import (first write wins), except by ``replace``: the
+file's candles in a range (``start_ms <= ts < end_ms``, by default the file's own span) replace the
+stored ones of that range, in one transaction; the rows removed are written first to
+``<series>.replaced.<UTC time>.csv`` beside where rejects go. A replace takes the whole file or
+nothing (any bad row refuses it, so it cannot be combined with ``skip_invalid``); the file's rows
+outside the range are left out, and nothing stored outside the range changes.
 """
 
 from __future__ import annotations
@@ -10,12 +18,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from market.files import read_candle_file, write_rejects
+import pandas as pd
+
+from market.files import read_candle_file, write_candle_csv, write_rejects
 from market.series import SeriesKey, parse_series_file_name
-from market.validation import split_valid
+from market.validation import DEFAULT_PLAUSIBILITY, Plausibility, split_valid, validate_candles
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +42,9 @@ class ImportResult:
     rows_inserted: int
     rows_rejected: int
     rejects_file: Path | None
+    rows_replaced: int = 0  # stored rows a replace removed (kept in replaced_file)
+    replaced_file: Path | None = None
+    rows_outside: int = 0  # the file's rows outside a replace's range, left out
 
 
 def series_for_file(
@@ -68,20 +82,86 @@ def import_file(
     timeframe: str | None = None,
     skip_invalid: bool = False,
     rejects_dir: Path | None = None,
+    plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
+    replace: bool = False,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    now: datetime | None = None,
 ) -> ImportResult:
+    """Import one file (see the module docstring); ``now`` (UTC) names a replace's old-rows file."""
+    if not replace and (start_ms is not None or end_ms is not None):
+        raise ValueError("--from/--to choose the range --replace replaces; pass --replace")
+    if replace and skip_invalid:
+        raise ValueError(
+            "--replace takes the whole file or nothing; it cannot be combined with --skip-invalid"
+        )
     key = series_for_file(path, exchange=exchange, symbol=symbol, timeframe=timeframe)
     raw = read_candle_file(path)
+    if replace:
+        return _replace(store, path, key, raw, rejects_dir, plausibility, start_ms, end_ms, now)
     rejects_file = None
     if skip_invalid:
-        good, rejects = split_valid(raw, key.timeframe)
+        good, rejects = split_valid(raw, key.timeframe, plausibility=plausibility)
         if len(rejects):
             rejects_file = (rejects_dir or path.parent) / f"{key.file_stem}.rejects.csv"
             write_rejects(rejects, rejects_file)
             log.warning("%s: %d bad rows written to %s", path, len(rejects), rejects_file)
     else:
         good, rejects = raw, raw.iloc[:0]
-    inserted = store.write_candles(key, good)
+    inserted = store.write_candles(key, good, plausibility=plausibility)
     return ImportResult(path, key, len(raw), inserted, len(rejects), rejects_file)
+
+
+def _replace(
+    store: Store,
+    path: Path,
+    key: SeriesKey,
+    raw: pd.DataFrame,
+    rejects_dir: Path | None,
+    plausibility: Plausibility,
+    start_ms: int | None,
+    end_ms: int | None,
+    now: datetime | None,
+) -> ImportResult:
+    for flag, value in (("--from", start_ms), ("--to", end_ms)):
+        if value is not None and value % key.timeframe_ms:
+            raise ValueError(
+                f"{flag} must be a candle open time on the {key.timeframe} grid (a multiple of "
+                f"{key.timeframe_ms} ms); got {value}"
+            )
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise ValueError(f"--to must be after --from; got --from {start_ms}, --to {end_ms}")
+    clean = validate_candles(raw, key.timeframe, plausibility=plausibility)  # all or nothing
+    if clean.empty and (start_ms is None or end_ms is None):
+        raise ValueError("the file has no candles: pass --from and --to to empty a range")
+    start = start_ms if start_ms is not None else int(clean["ts"].iloc[0])
+    end = end_ms if end_ms is not None else int(clean["ts"].iloc[-1]) + key.timeframe_ms
+    inside = clean[(clean["ts"] >= start) & (clean["ts"] < end)]
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    kept = (rejects_dir or path.parent) / f"{key.file_stem}.replaced.{stamp}.csv"
+    done = store.replace_candles(
+        key,
+        inside,
+        start,
+        end,
+        plausibility=plausibility,
+        keep_old=lambda old: write_candle_csv(old, kept),  # before the old rows are deleted
+    )
+    if len(done.old):
+        log.warning(
+            "%s: %d stored candles replaced; the old rows are in %s", path, len(done.old), kept
+        )
+    return ImportResult(
+        path,
+        key,
+        len(raw),
+        done.written,
+        0,
+        None,
+        rows_replaced=len(done.old),
+        replaced_file=kept if len(done.old) else None,
+        rows_outside=len(clean) - len(inside),
+    )
 
 
 def import_files(store: Store, paths: Iterable[Path], **options: object) -> list[ImportResult]:

@@ -47,6 +47,7 @@ __all__ = [
     "CandleFileError",
     "read_candle_file",
     "to_epoch_ms",
+    "write_candle_csv",
     "write_parquet",
     "write_rejects",
 ]
@@ -273,5 +274,19 @@ def write_rejects(rejects: pd.DataFrame, path: PathLike) -> Path:
     partial = path.with_name(path.name + ".partial")
     gzip = path.name.lower().endswith(".gz")
     rejects.to_csv(partial, index=True, index_label="row", compression="gzip" if gzip else None)
+    os.replace(partial, path)
+    return path
+
+
+def write_candle_csv(frame: pd.DataFrame, path: PathLike) -> Path:
+    """Write a candle frame as CSV (``CANDLE_COLUMNS``, ts in ms), readable by read_candle_file.
+
+    Used for the rows ``data import --replace`` removes; written beside its final name and renamed
+    into place, so the file is whole or absent.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    frame[list(CANDLE_COLUMNS)].to_csv(partial, index=False)
     os.replace(partial, path)
     return path

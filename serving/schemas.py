@@ -10,13 +10,24 @@ open time in integer milliseconds UTC (as everywhere in Redline), rows in increa
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from market.series import normalize_symbol
 from market.timeframes import TIMEFRAMES, timeframe_ms
+from market.validation import CandleValidationError, Plausibility, validate_candle_array
 
 __all__ = [
     "MAX_AMOUNT",
@@ -100,37 +111,15 @@ class PredictRequest(_Strict):
 
     @field_validator("candles")
     @classmethod
-    def _candles(cls, rows: list[Candle] | None) -> list[Candle] | None:
+    def _candles(cls, rows: list[Candle] | None, info: ValidationInfo) -> list[Candle] | None:
         if rows is None:
             return None
         if not rows:
             raise ValueError("candles must hold at least one row; omit it to use the store's")
         checked = CandleRows(rows)
-        if _candles_ok(checked.array):  # the common case, checked in one vectorized pass
-            return checked
-        previous: int | None = None  # a bad row: find the first one and name its rule
-        for i, (ts, open_, high, low, close, volume) in enumerate(rows):
-            if not 0 <= ts < MAX_TIMESTAMP:
-                raise ValueError(
-                    f"candles[{i}]: timestamp must be >= 0 and < 2**53 (ms UTC); got {ts}"
-                )
-            if previous is not None and ts <= previous:
-                raise ValueError(f"candles[{i}]: timestamps must increase; {ts} follows {previous}")
-            previous = ts
-            if min(open_, high, low, close) <= 0:
-                raise ValueError(
-                    f"candles[{i}]: prices must be > 0; got open {open_}, high {high}, "
-                    f"low {low}, close {close}"
-                )
-            if high < low:
-                raise ValueError(f"candles[{i}]: high {high} is below low {low}")
-            if not low <= open_ <= high or not low <= close <= high:
-                raise ValueError(
-                    f"candles[{i}]: open {open_} and close {close} must lie within "
-                    f"[low {low}, high {high}]"
-                )
-            if volume < 0:
-                raise ValueError(f"candles[{i}]: volume must be >= 0; got {volume}")
+        timeframe = info.data.get("timeframe")  # validated before candles (declared first)
+        if timeframe is not None:  # else the timeframe's own error answers
+            _candles_ok(checked.array, timeframe)
         return checked
 
 
@@ -143,14 +132,35 @@ class CandleRows(list[Candle]):
         self.array = np.array(rows, dtype=np.float64).reshape(len(rows), 6)
 
 
-def _candles_ok(values: np.ndarray) -> bool:
-    """Whether every row keeps the rules ``PredictRequest._candles`` names (vectorized)."""
-    ts, o, h, lo, c, v = values.T
-    return bool(
-        ts[0] >= 0 and ts[-1] < MAX_TIMESTAMP and (np.diff(ts) > 0).all()
-        and (lo > 0).all() and (h >= lo).all() and (lo <= o).all() and (o <= h).all()
-        and (lo <= c).all() and (c <= h).all() and (v >= 0).all()
-    )  # fmt: skip
+_SHOWN_PROBLEMS = 3  # candle problems spelled out in a 422 message; the rest are counted
+
+
+def _candles_ok(values: np.ndarray, timeframe: str) -> None:
+    """Raise ValueError naming ``candles[i]``, the field and the value unless every row is a
+    valid candle of ``timeframe``: ``data import``'s rules (``market.validation``: signs, high and
+    low bounds, the timeframe's grid, increasing times, and the ``validation.*`` plausibility
+    limits of configs/defaults.yaml), in one vectorized pass when the rows are good."""
+    try:
+        validate_candle_array(values, timeframe, plausibility=_plausibility())
+    except CandleValidationError as error:
+        shown = [
+            _ROW.sub(r"candles[\1]", f"row {p.row}: {p.detail}")
+            for p in error.problems[:_SHOWN_PROBLEMS]
+        ]
+        more = len(error.problems) - len(shown)
+        tail = f" (and {more} more problems)" if more > 0 else ""
+        raise ValueError("; ".join(shown) + tail) from None
+
+
+_ROW = re.compile(r"\brow (\d+)")
+
+
+@functools.cache
+def _plausibility() -> Plausibility:
+    """The ``validation:`` limits of configs/defaults.yaml, the ones ``data import`` applies."""
+    from cluster.config import load_config  # the config tree, read once per process
+
+    return load_config().validation.to_plausibility()
 
 
 class RegimeOut(_Strict):

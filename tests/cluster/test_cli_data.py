@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -359,3 +360,148 @@ def test_import_on_postgres(postgres_url: str, shared_data: Path, tmp_path: Path
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
     admin.dispose()
+
+
+# -- plausibility and --replace ---------------------------------------------------------------
+
+
+def _q1_2024(shared_data: Path) -> pd.DataFrame:
+    frame = pd.read_csv(shared_data / "binance_BTC-USDT_1h.csv.gz")
+    return frame[frame.timestamp >= int(JAN_2024)].reset_index(drop=True)
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    with gzip.open(path, "wt") as handle:
+        frame.to_csv(handle, index=False)
+    return path
+
+
+def _main_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> str:
+    monkeypatch.setattr(sys, "argv", ["redline", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_price_of_1e308_is_refused_and_skip_invalid_rejects_it(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    frame = _q1_2024(shared_data)
+    frame.loc[17, "high"] = 1e308
+    path = _write(frame, tmp_path / "binance_BTC-USDT_1h.csv.gz")
+    err = _main_fails(monkeypatch, capsys, "data", "import", str(path))
+    assert (
+        "row 17: high 1e+308 is outside the plausible price range [1e-12, 1e+12] "
+        "(validation.min_price, validation.max_price)" in err
+    )
+    assert Store.open(home=redline_home).series_info(BTC) is None
+    run("data", "import", str(path), "--skip-invalid")
+    assert Store.open(home=redline_home).series_info(BTC).rows == len(frame) - 1
+    rejects = pd.read_csv(tmp_path / "binance_BTC-USDT_1h.rejects.csv")
+    assert rejects["row"].tolist() == [17]
+    assert rejects.loc[0, "reason"].startswith("high 1e+308 is outside the plausible price range")
+
+
+def test_the_limits_come_from_the_config(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _write(_q1_2024(shared_data), tmp_path / "binance_BTC-USDT_1h.csv.gz")
+    tight = tmp_path / "tight.yaml"
+    tight.write_text("validation:\n  max_bar_move: 1.02\n")  # BTC moved more than 2% in an hour
+    err = _main_fails(monkeypatch, capsys, "--config", str(tight), "data", "import", str(path))
+    assert "a move beyond validation.max_bar_move 1.02" in err
+    assert "37,216" not in err and Store.open(home=redline_home).series_info(BTC) is None
+
+
+def test_replace_corrects_stored_candles_and_keeps_the_old_rows(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """A wrong close stored first stays for good on a plain import; --replace corrects it."""
+    real = _q1_2024(shared_data)
+    wrong = real.copy()
+    wrong.loc[17, ["open", "high", "low", "close"]] *= 1.05  # plausible, but not what happened
+    run("data", "import", str(_write(wrong, tmp_path / "binance_BTC-USDT_1h.csv.gz")))
+    run("data", "import", str(shared_data / "binance_ETH-USDT_1h.csv.gz"))
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    day = real[(real.timestamp >= int(JAN_2024)) & (real.timestamp < int(JAN_2024) + 86_400_000)]
+    fixed = _write(day, fixed_dir / "binance_BTC-USDT_1h.csv.gz")
+    assert "│ 0 " in run("data", "import", str(fixed))  # first write wins: nothing changes
+    store = Store.open(home=redline_home)
+    assert store.load_candles(BTC)["close"].iloc[17] == wrong.loc[17, "close"]
+
+    out = run("data", "import", str(fixed), "--replace")
+    assert "replaced" in out and "│ 24 " in out
+    loaded = store.load_candles(BTC)
+    assert loaded["close"].tolist() == real["close"].tolist()  # corrected; the rest as it was
+    assert len(loaded) == len(real)
+    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+    (kept,) = fixed_dir.glob("binance_BTC-USDT_1h.replaced.*.csv")
+    assert re.fullmatch(r"binance_BTC-USDT_1h\.replaced\.\d{8}T\d{6}Z\.csv", kept.name)
+    old = pd.read_csv(kept)
+    assert list(old.columns) == ["ts", "open", "high", "low", "close", "volume"]
+    assert old["ts"].tolist() == day["timestamp"].tolist()
+    assert old["close"].tolist() == wrong["close"].iloc[:24].tolist()  # the wrong row included
+
+
+def test_replace_over_a_range_leaves_the_files_other_rows_out(
+    redline_home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    real = _q1_2024(shared_data)
+    path = _write(real, tmp_path / "binance_BTC-USDT_1h.csv.gz")
+    run("data", "import", str(path))
+    start, end = int(JAN_2024) + 5 * 3_600_000, int(JAN_2024) + 8 * 3_600_000
+    out = run("data", "import", str(path), "--replace", "--from", str(start), "--to", str(end),
+              "--rejects-dir", str(tmp_path / "kept"))  # fmt: skip
+    assert f"│ {len(real) - 3:,} " in out  # the rows outside 05:00..08:00, left out
+    (kept,) = (tmp_path / "kept").glob("*.replaced.*.csv")
+    assert pd.read_csv(kept)["ts"].tolist() == [start, start + 3_600_000, start + 7_200_000]
+    assert Store.open(home=redline_home).series_info(BTC).rows == len(real)
+
+
+def test_a_bad_replace_changes_nothing(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = _q1_2024(shared_data)
+    run("data", "import", str(_write(real, tmp_path / "binance_BTC-USDT_1h.csv.gz")))
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    bad = real.iloc[:48].copy()
+    bad.loc[30, "close"] = bad.loc[30, "close"] * 50
+    bad.loc[30, "high"] = bad.loc[30, "close"]
+    path = _write(bad, bad_dir / "binance_BTC-USDT_1h.csv.gz")
+    err = _main_fails(monkeypatch, capsys, "data", "import", str(path), "--replace")
+    assert "row 30: close " in err and "a move beyond validation.max_bar_move 10" in err
+    err = _main_fails(
+        monkeypatch, capsys, "data", "import", str(path), "--replace", "--skip-invalid"
+    )
+    assert (
+        "--replace takes the whole file or nothing; it cannot be combined with --skip-invalid"
+        in err
+    )
+    err = _main_fails(monkeypatch, capsys, "data", "import", str(path), "--from", "2024-01-01")
+    assert "--from/--to choose the range --replace replaces; pass --replace" in err
+    err = _main_fails(
+        monkeypatch, capsys, "data", "import", str(path), "--replace", "--from", "1704067200001"
+    )
+    assert (
+        "--from must be a candle open time on the 1h grid (a multiple of 3600000 ms); got " in err
+    )
+    assert list(bad_dir.glob("*.replaced.*")) == []
+    loaded = Store.open(home=redline_home).load_candles(BTC)
+    assert loaded["close"].tolist() == real["close"].tolist()
