@@ -116,6 +116,7 @@ def import_cmd(
     columns = ("replaced", "outside the range") if replace else ("rejected",)
     table = Table("file", "series", "read", "inserted", *columns, title="import")
     for result in results:
+        cells: tuple[str, ...]
         if replace:
             kept = f" -> {result.replaced_file}" if result.replaced_file else ""
             cells = (f"{result.rows_replaced:,}{kept}", f"{result.rows_outside:,}")
