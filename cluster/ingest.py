@@ -6,8 +6,8 @@ stored; with ``skip_invalid`` the good rows are stored and the rejects written b
 The ``validation.*`` plausibility limits apply to both.
 
 Stored candles are never overwritten by an import (first write wins), except by ``replace``: the
-file's candles in a range (``start_ms <= ts < end_ms``, by default the file's own span) replace the
-stored ones of that range, in one transaction; the rows removed are written first to
+file's candles in a range (``start_ms <= ts < end_ms``, by default the file's own span, never beyond
+it) replace the stored ones of that range, in one transaction; the rows removed are written first to
 ``<series>.replaced.<UTC time>.csv`` beside where rejects go. A replace takes the whole file or
 nothing (any bad row refuses it, so it cannot be combined with ``skip_invalid``); the file's rows
 outside the range are left out, and nothing stored outside the range changes.
@@ -132,10 +132,17 @@ def _replace(
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise ValueError(f"--to must be after --from; got --from {start_ms}, --to {end_ms}")
     clean = validate_candles(raw, key.timeframe, plausibility=plausibility)  # all or nothing
-    if clean.empty and (start_ms is None or end_ms is None):
-        raise ValueError("the file has no candles: pass --from and --to to empty a range")
-    start = start_ms if start_ms is not None else int(clean["ts"].iloc[0])
-    end = end_ms if end_ms is not None else int(clean["ts"].iloc[-1]) + key.timeframe_ms
+    if clean.empty:
+        raise ValueError("the file has no candles to replace stored ones with")
+    first, after = int(clean["ts"].iloc[0]), int(clean["ts"].iloc[-1]) + key.timeframe_ms
+    start = start_ms if start_ms is not None else first
+    end = end_ms if end_ms is not None else after
+    if start < first or end > after:
+        # Stored candles there would be deleted with nothing in their place: surely a typo.
+        raise ValueError(
+            f"--from/--to [{start}, {end}) reach beyond the file's candles [{first}, {after}); "
+            "a replace would delete stored candles the file has no replacement for"
+        )
     inside = clean[(clean["ts"] >= start) & (clean["ts"] < end)]
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     kept = (rejects_dir or path.parent) / f"{key.file_stem}.replaced.{stamp}.csv"

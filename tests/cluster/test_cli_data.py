@@ -502,6 +502,14 @@ def test_a_bad_replace_changes_nothing(
     assert (
         "--from must be a candle open time on the 1h grid (a multiple of 3600000 ms); got " in err
     )
+    good = _write(real.iloc[:48], bad_dir / "binance_BTC-USDT_1h.csv.gz")
+    err = _main_fails(
+        monkeypatch, capsys, "data", "import", str(good), "--replace", "--to", "2024-01-05"
+    )
+    assert (
+        f"--from/--to [{JAN_2024}, 1704412800000) reach beyond the file's candles [{JAN_2024}, "
+        "1704240000000); a replace would delete stored candles the file has no replacement for"
+    ) in err
     assert list(bad_dir.glob("*.replaced.*")) == []
     loaded = Store.open(home=redline_home).load_candles(BTC)
     assert loaded["close"].tolist() == real["close"].tolist()
