@@ -207,8 +207,8 @@ def validate_candle_array(
     ts = values[:, 0]
     if (np.isfinite(ts) & (np.floor(ts) == ts) & (np.abs(ts) < 2.0**53)).all():
         frame["ts"] = ts.astype(np.int64)  # messages show 1704067200001, not 1704067200001.0
+    # The full checks decide (the vectorized pass may refuse what they accept: a ts >= 2**53).
     validate_candles(frame, timeframe, plausibility=plausibility)
-    raise AssertionError(f"_all_good refused {timeframe} candles validate_candles accepts")
 
 
 def _all_good(values: np.ndarray, tf_ms: int, plausibility: Plausibility) -> bool:

@@ -778,7 +778,9 @@ def _candle_arrays(draw: st.DrawFn) -> np.ndarray:
         column = draw(st.integers(0, 5))
         how = draw(st.sampled_from(["scale", "shift", "set"]))
         if how == "scale":
-            values[row, column] *= draw(st.sampled_from([-1.0, 0.0, 0.05, 0.999, 1.001, 20.0]))
+            factor = draw(st.sampled_from([-1.0, 0.0, 0.05, 0.999, 1.001, 20.0]))
+            with np.errstate(invalid="ignore"):  # inf x 0 is NaN, one more bad cell
+                values[row, column] *= factor
         elif how == "shift":
             values[row, column] += draw(st.sampled_from([-HOUR, -1.0, 1.0, 0.5, HOUR]))
         else:
