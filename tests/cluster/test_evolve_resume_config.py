@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from cluster.cli import app
 from cluster.config import ConfigError, load_config
 from cluster.evolve import run_config
+from evolution.brain import latest_brain
 from store.db import Store
 from store.records import RunRecord
 from store.training import TrainingStore
@@ -159,3 +160,21 @@ def test_a_run_stored_before_its_settings_takes_them_from_the_given_config() -> 
     )
     assert run_config(run).champions.dsr_threshold == 0.95  # nothing stored: the defaults
     assert run_config(run, smoke) == smoke
+
+
+def test_mother_train_rebuilds_with_the_runs_own_regime_rules(
+    smoke_run: RunOnDisk, tmp_path: Path
+) -> None:
+    """``redline --config F mother train RUN`` with other regime rules in F: the brain is refit on
+    the run's own datasets (regimes labelled by the run's rules), so it scores as the run's did."""
+    home = tmp_path / "redline_data"
+    shutil.copytree(smoke_run.home, home)
+    before = latest_brain(home, smoke_run.run_id)
+    assert before is not None and "best_child" in before["scores"]
+    other = variant(tmp_path / "other.yaml", regimes={"window": "3d"})
+
+    run_cli("--config", str(other), "mother", "train", smoke_run.run_id, home=home)
+
+    after = latest_brain(home, smoke_run.run_id)
+    assert after is not None and after["version"] != before["version"]
+    assert (after["scores"], after["per_regime"]) == (before["scores"], before["per_regime"])
