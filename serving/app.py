@@ -68,6 +68,7 @@ from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve import metrics
 from ray.serve.deployment import Application
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market.series import SeriesKey
 from market.timeframes import timeframe_ms
@@ -241,12 +242,15 @@ api.add_middleware(GuardMiddleware)
 
 
 def _json_safe(value: Any) -> Any:
-    """``value`` with its non-finite floats as strings: JSON has no NaN or Infinity, and
-    Starlette refuses to write them (a 422 echoing ``NaN`` used to become a 500)."""
+    """``value`` writable as JSON: non-finite floats as strings (JSON has no NaN or Infinity,
+    and Starlette refuses to write them: a 422 echoing ``NaN`` used to become a 500), strings
+    that UTF-8 cannot encode with the offending characters escaped."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):  # a lone surrogate ("\\ud874" in the JSON) has no UTF-8
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {_json_safe(key): _json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(item) for item in value]
     return value
@@ -258,9 +262,17 @@ async def _refused(request: Request, exc: RequestValidationError) -> JSONRespons
     return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _failed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's answer to an HTTP error, writable as JSON (a detail may quote the input)."""
+    headers = getattr(exc, "headers", None)
+    return JSONResponse({"detail": _json_safe(exc.detail)}, exc.status_code, headers=headers)
+
+
 def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error ``statuses`` a route answers besides its 200."""
     said = {
+        400: "The body could not be read as text (not UTF-8): FastAPI's parse error.",
         401: "Missing or wrong bearer token (when the service has one).",
         404: "No prediction answered this request id.",
         409: "Another trade was already reported on this request id.",
@@ -493,7 +505,7 @@ class RedlineAPI:
 
     # -- rug pulls, feedback, listing ------------------------------------------------------------
 
-    @api.post("/v1/rugpull", response_model=RugpullResponse, responses=_answers(401, 413, 422))
+    @api.post("/v1/rugpull", response_model=RugpullResponse, responses=_answers(400, 401, 413, 422))
     async def rugpull(self, request: RugpullRequest) -> RugpullResponse:
         """The rug-pull champion's probability for a token, and the 5 features that drove it."""
         ensemble = self.ensemble
@@ -504,7 +516,9 @@ class RedlineAPI:
             raise HTTPException(failure.status, failure.detail) from None
 
     @api.post(
-        "/v1/feedback", response_model=FeedbackResponse, responses=_answers(401, 404, 409, 413, 422)
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        responses=_answers(400, 401, 404, 409, 413, 422),
     )
     async def feedback(self, request: FeedbackRequest) -> FeedbackResponse:
         """A trade's outcome on a prediction: stored and attributed to the members that voted."""

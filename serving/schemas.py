@@ -76,9 +76,10 @@ Direction = Literal[-1, 0, 1]
 #: Open time in integer milliseconds UTC.
 Timestamp = Annotated[int, Field(ge=0, lt=MAX_TIMESTAMP)]
 Candle = tuple[Timestamp, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
-Amount = Annotated[FiniteFloat, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
-#: A symbol field: the pattern in the schema, normalized to ``BTC/USDT`` by the model.
-_SYMBOL = {"min_length": 3, "max_length": 41, "pattern": SYMBOL_PATTERN, "examples": ["BTC/USDT"]}
+#: An amount's upper bound; its lower one is the field's (a Field(ge=...) here would replace it).
+Amount = Annotated[FiniteFloat, Field(le=MAX_AMOUNT)]
+#: Request ids and model versions as the service mints them (hex), with room for a bot's own.
+_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 
 class _Strict(BaseModel):
@@ -89,7 +90,9 @@ class PredictRequest(_Strict):
     """``POST /v1/predict``: the series to call, with its recent candles (else the store's)."""
 
     exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
-    symbol: str = Field(..., **_SYMBOL)  # type: ignore[arg-type]
+    symbol: str = Field(
+        ..., min_length=3, max_length=41, pattern=SYMBOL_PATTERN, examples=["BTC/USDT"]
+    )
     timeframe: str = Field("1h", examples=["1h"], json_schema_extra={"enum": list(TIMEFRAMES)})
     candles: list[Candle] | None = Field(
         None,
@@ -238,10 +241,12 @@ class RugpullResponse(_Strict):
 class FeedbackRequest(_Strict):
     """``POST /v1/feedback``: the outcome of a trade a bot made on a prediction."""
 
-    request_id: str = Field(..., min_length=1, max_length=64)
-    model_version: str = Field(..., min_length=1, max_length=64)
+    request_id: str = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
+    model_version: str = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
     exchange: str = Field("binance", pattern=r"^[a-z0-9]+$", max_length=32)
-    symbol: str = Field(..., **_SYMBOL)  # type: ignore[arg-type]
+    symbol: str = Field(
+        ..., min_length=3, max_length=41, pattern=SYMBOL_PATTERN, examples=["BTC/USDT"]
+    )
     side: Literal["long", "short"]
     entry_ts: Timestamp = Field(
         ..., description="ms UTC; not before the prediction's last candle (its as_of)."
@@ -249,7 +254,7 @@ class FeedbackRequest(_Strict):
     exit_ts: Timestamp = Field(..., description="ms UTC")
     entry_price: Amount = Field(..., gt=0)
     exit_price: Amount = Field(..., gt=0)
-    pnl: Amount = Field(..., description="In quote currency, before fees.")
+    pnl: Amount = Field(..., ge=-MAX_AMOUNT, description="In quote currency, before fees.")
     fees: Amount = Field(..., ge=0)
     qty: Amount | None = Field(None, gt=0)
 

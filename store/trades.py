@@ -125,8 +125,9 @@ class TradesStore:
     @staticmethod
     def _records(predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
         records = []
-        for request_id, version, members, regime, *series in predictions:
-            exchange, symbol, timeframe, as_of = series or (None, None, None, None)
+        for request_id, version, members, regime, *rest in predictions:
+            series: Any = rest or (None, None, None, None)
+            exchange, symbol, timeframe, as_of = series
             records.append(PredictionRecord(
                 request_id, version, regime or "unknown",
                 tuple(_member(member, regime) for member in members), exchange=exchange,

@@ -92,18 +92,37 @@ def test_non_finite_numbers_answer_422_naming_the_field(
     assert error["loc"] == ["body", "pnl"] and error["msg"] == "Input should be a finite number"
 
 
+def test_text_utf8_cannot_encode_answers_422_naming_the_field(
+    served: Served, champions: Champions
+) -> None:
+    """A lone surrogate escaped in the JSON (schemathesis found it in a request id) reached
+    SQLite, and echoed in a 422 it made Starlette fail to encode the answer: both were 500s."""
+    _, trade = predicted(served, champions)
+    text = json.dumps({**trade, "request_id": "@"}).replace('"@"', '"\\ud874x"')
+    error = refused(post_text(served, "/v1/feedback", text))
+    assert error["loc"] == ["body", "request_id"] and error["type"] == "string_unicode"
+    assert error["input"] == "\\ud874x"
+    error = refused(post_text(served, "/v1/rugpull", '{"features": {"\\ud874": 1.0}}'))
+    assert error["loc"][:2] == ["body", "features"] and error["loc"][3] == "[key]"
+    assert error["type"] == "string_unicode"
+
+
 def test_out_of_range_integers_answer_422_naming_the_field(
     served: Served, champions: Champions
 ) -> None:
+    """A feedback entry_ts of 2**63 used to reach SQLite (OverflowError: a 500)."""
     _, trade = predicted(served, champions)
-    for field, value in (("entry_ts", 2**63), ("exit_ts", 2**64), ("entry_ts", -1)):
-        error = refused(post_text(served, "/v1/feedback", json.dumps({**trade, field: value})))
-        assert error["loc"] == ["body", field]
-        assert error["msg"] == (
-            "Input should be greater than or equal to 0"
-            if value < 0
-            else "Input should be less than 9007199254740992"
-        )
+    for value in (2**63, 2**64, 2**53):
+        text = json.dumps({**trade, "entry_ts": value, "exit_ts": value})
+        answer = post_text(served, "/v1/feedback", text)
+        assert answer.status_code == 422, answer.text
+        assert [(e["loc"], e["msg"]) for e in answer.json()["detail"]] == [
+            (["body", field], "Input should be less than 9007199254740992")
+            for field in ("entry_ts", "exit_ts")
+        ]
+    error = refused(post_text(served, "/v1/feedback", json.dumps({**trade, "entry_ts": -1})))
+    assert error["loc"] == ["body", "entry_ts"]
+    assert error["msg"] == "Input should be greater than or equal to 0"
     body = predict_body(champions)
     body["candles"][-1][0] = 2**63
     error = refused(post_text(served, "/v1/predict", json.dumps(body)))
@@ -162,8 +181,8 @@ def test_the_openapi_document_names_every_status_and_the_symbol_rule(served: Ser
     }
     assert statuses == {
         ("POST", "/v1/predict"): ["200", "401", "413", "422"],
-        ("POST", "/v1/rugpull"): ["200", "401", "413", "422"],
-        ("POST", "/v1/feedback"): ["200", "401", "404", "409", "413", "422"],
+        ("POST", "/v1/rugpull"): ["200", "400", "401", "413", "422"],
+        ("POST", "/v1/feedback"): ["200", "400", "401", "404", "409", "413", "422"],
         ("GET", "/v1/models"): ["200", "401"],
         ("GET", "/healthz"): ["200", "503"],
     }
