@@ -116,7 +116,7 @@ def test_a_child_whose_actor_is_killed_twice_is_failed_and_the_run_finishes(
             timeout=STATE_API_TIMEOUT,
         )
         fresh = [t for t in tasks if t.task_id not in killed and t.worker_pid]
-        if not fresh:
+        if not fresh or fresh[0].worker_pid is None:
             return None
         os.kill(fresh[0].worker_pid, signal.SIGKILL)
         killed.append(fresh[0].task_id)

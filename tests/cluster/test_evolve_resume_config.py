@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -59,14 +60,14 @@ def killed_before_judging(smoke_run: RunOnDisk, home: Path) -> str:
     return smoke_run.run_id
 
 
-def variant(path: Path, **changes: dict[str, object]) -> Path:
+def variant(path: Path, **changes: Any) -> Path:
     """The smoke config with sections merged (``champions={...}``, ``evolve={"kill": {...}}``)."""
     raw = yaml.safe_load(SMOKE_CONFIG.read_text())
 
-    def merge(into: dict[str, object], top: dict[str, object]) -> None:
+    def merge(into: dict[str, Any], top: dict[str, Any]) -> None:
         for key, value in top.items():
             if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)  # type: ignore[arg-type]
+                merge(into[key], value)
             else:
                 into[key] = value
 
