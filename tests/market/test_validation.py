@@ -749,26 +749,6 @@ def test_the_array_path_accepts_real_candles_and_names_the_same_problems(
         validate_candle_array(values[:5, :5], "1h")
 
 
-def _per_call(call: Callable[[], object], repeat: int = 300) -> float:
-    for _ in range(20):
-        call()  # warm
-    started = time.perf_counter()
-    for _ in range(repeat):
-        call()
-    return (time.perf_counter() - started) / repeat
-
-
-def test_the_array_path_is_cheap_on_good_rows(btc_1h: pd.DataFrame) -> None:
-    """Serving checks every request (about 1.5 ms each): 500 good candles take the vectorized pass,
-    a fraction of what the DataFrame path costs (measured: ~30 us against ~700 us, idle machine).
-    """
-    candles = btc_1h[list(CANDLE_COLUMNS)].iloc[-500:].reset_index(drop=True)
-    values = candles.to_numpy(dtype=np.float64)
-    array = _per_call(lambda: validate_candle_array(values, "1h"))
-    frame = _per_call(lambda: validate_candles(candles, "1h"))
-    assert array < frame / 4, f"array {array * 1e6:.0f} us, frame {frame * 1e6:.0f} us"
-
-
 @st.composite
 def _candle_arrays(draw: st.DrawFn) -> np.ndarray:
     """Real candles with a few cells changed the ways a request goes wrong."""
