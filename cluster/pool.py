@@ -168,7 +168,9 @@ class RayPool:
             queue.append((job.task, job.attempt + 1))
             return
         attempts = job.attempt + 1
-        on_done(job.task, failed_outcome(job.task, f"{reason} (after {attempts} attempts)"))
+        reason = f"{reason} (after {attempts} attempts)"
+        # The last attempt's time: what the child cost before it was given up on.
+        on_done(job.task, failed_outcome(job.task, reason, self.clock() - job.started))
 
     def close(self) -> None:
         for actor in self.actors:

@@ -67,6 +67,7 @@ def test_children_that_time_out_twice_fail_and_so_does_the_stack_built_on_them(
         assert agent.status == "FAILED", agent
         assert agent.reason == "timed out after 0.5s (after 2 attempts)", agent.agent_id
         assert agent.checkpoint_path is None and agent.objectives == ()
+        assert agent.train_seconds is not None and agent.train_seconds >= 0.5  # its last attempt
     for agent in born[COORDINATOR]:
         assert agent.status == "FAILED", agent
         assert re.fullmatch(
