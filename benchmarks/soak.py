@@ -89,11 +89,14 @@ def shared_btc_1h() -> pd.DataFrame:
 
 
 def replica_pids(app: str, deployment: str = "RedlineAPI") -> list[int]:
-    """The process ids of the live replicas of ``app``'s ``deployment`` (Ray's state API)."""
+    """The process ids of the live replicas of ``app``'s ``deployment`` (Ray's state API, on
+    this process's Ray: other Ray instances may run on the machine)."""
+    import ray
     from ray.util.state import list_actors
 
     name = f"ServeReplica:{app}:{deployment}"
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000, timeout=30)
+    address = ray.get_runtime_context().gcs_address
+    actors = list_actors(address, filters=[("state", "=", "ALIVE")], limit=1000, timeout=30)
     return [int(a.pid) for a in actors if a.class_name == name and a.pid]
 
 
