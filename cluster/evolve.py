@@ -206,6 +206,24 @@ def run_config(
     return given
 
 
+def _warn_changed_datasets(run: RunRecord, datasets: Mapping[str, Dataset]) -> None:
+    """A resume rebuilds the datasets from the store: new candles (a config without ``end``) or
+    other regime rules (``--override-config``) give other data than the run began with."""
+    changed = [
+        f"{key} ({stored[:12]} -> {datasets[key].digest()[:12]})"
+        for key, stored in sorted(run.dataset_digests.items())
+        if key in datasets and datasets[key].digest() != stored
+    ]
+    if changed:
+        logger.warning(
+            "run %s: %d dataset(s) differ from the ones the run began with: %s; the children "
+            "still to train use the new data, so the run will not equal an uninterrupted one",
+            run.run_id,
+            len(changed),
+            ", ".join(changed),
+        )
+
+
 @dataclass(frozen=True)
 class EvolveResult:
     run_id: str
@@ -246,6 +264,7 @@ def start_or_resume(
     settings = settings_for(evolve, datasets)
     if resume:
         run_id = resume
+        _warn_changed_datasets(runs.require_run(run_id), datasets)
         runs.update_run(run_id, status="running")
     else:
         run_id = f"r{int(now())}-{digest[:6]}"

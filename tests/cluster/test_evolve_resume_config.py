@@ -9,6 +9,7 @@ with the stored bar, and a ``--config`` that differs is refused naming the keys,
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -85,7 +86,7 @@ def test_the_run_stores_its_whole_config(smoke_run: RunOnDisk) -> None:
 
 
 def test_a_resume_judges_champions_by_the_runs_own_bar(
-    smoke_run: RunOnDisk, tmp_path: Path
+    smoke_run: RunOnDisk, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Resumed without --config (the defaults say DSR 0.95), the run is judged with its stored 0.5:
     the same decisions as the uninterrupted run, none refused by the defaults' bar."""
@@ -94,10 +95,13 @@ def test_a_resume_judges_champions_by_the_runs_own_bar(
     home = tmp_path / "redline_data"
     run_id = killed_before_judging(smoke_run, home)
 
-    run_cli("evolve", "--resume", run_id, home=home)
+    with caplog.at_level(logging.WARNING, logger="cluster.evolve"):
+        run_cli("evolve", "--resume", run_id, home=home)
 
     assert decisions(home) == expected
     assert not any("< 0.95" in d[4] for d in decisions(home))
+    # Rebuilt with the run's regime rules, every dataset is the one the run began with.
+    assert [r.getMessage() for r in caplog.records if r.name == "cluster.evolve"] == []
 
 
 def test_a_resume_with_another_config_is_refused_naming_the_keys(
@@ -130,7 +134,9 @@ def test_override_config_uses_the_given_config_and_names_what_changed(
 ) -> None:
     home = tmp_path / "redline_data"
     run_id = killed_before_judging(smoke_run, home)
-    other = variant(tmp_path / "other.yaml", champions={"dsr_threshold": 0.99})
+    other = variant(
+        tmp_path / "other.yaml", champions={"dsr_threshold": 0.99}, regimes={"window": "3d"}
+    )
 
     with caplog.at_level(logging.WARNING, logger="cluster.evolve"):
         run_cli(
@@ -138,11 +144,19 @@ def test_override_config_uses_the_given_config_and_names_what_changed(
         )
 
     warnings = [r.getMessage() for r in caplog.records if r.name == "cluster.evolve"]
-    assert warnings == [
+    assert warnings[0] == (
         f"run {run_id}: --override-config: resuming with the given config instead of the stored "
         "one, for this invocation (the run keeps its stored config): "
-        "champions.dsr_threshold: 0.5 -> 0.99"
-    ]
+        'champions.dsr_threshold: 0.5 -> 0.99; regimes.window: "7d" -> "3d"'
+    )
+    # Other regime rules label other datasets: said too, naming them.
+    assert len(warnings) == 2 and re.fullmatch(
+        rf"run {run_id}: 2 dataset\(s\) differ from the ones the run began with: "
+        r"technical_analyst/binance_BTC-USDT_1h \(\w{12} -> \w{12}\), "
+        r"volume_hunter/binance_BTC-USDT_1h \(\w{12} -> \w{12}\); the children still to train "
+        r"use the new data, so the run will not equal an uninterrupted one",
+        warnings[1],
+    ), warnings
     judged = decisions(home)
     assert judged and all(d[3] == "REFUSED" and "< 0.99" in d[4] for d in judged), judged
     run = open_runs(home).require_run(run_id)
