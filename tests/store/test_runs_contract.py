@@ -49,6 +49,7 @@ CONFIG = {
     "population": {SPECIALTY: {"children": 4}},
     "evolution": {"selection": "nsga2", "mutation": {"eta": 20.0, "indpb": 0.2}},
 }
+SETTINGS = {"champions": {"dsr_threshold": 0.5}, "regimes": {"window": "7d", "rules": []}}
 CONFIG_HASH = "5f1c0f0b8e7d2a61c3b9e4d7a8f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c"
 OTHER_HASH = "0" * 64
 DATASET_DIGEST = "9b2e4f6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f"
@@ -68,6 +69,7 @@ def _run(run_id: str = "evo-20240401-a", config_hash: str = CONFIG_HASH) -> RunR
         root_seed=ROOT_SEED,
         generations_planned=3,
         dataset_digests={SPECIALTY: DATASET_DIGEST},
+        settings=SETTINGS,
     )
 
 
@@ -193,6 +195,7 @@ def test_run_round_trip_listing_and_updates(runs: RunStore, clock: Clock) -> Non
     assert record_content(created) == record_content(_run())
     assert created.created_at == created.updated_at == clock.now
     assert created.config == CONFIG and created.dataset_digests == {SPECIALTY: DATASET_DIGEST}
+    assert created.settings == SETTINGS  # the rest of the run's config (migration 0007)
     assert runs.get_run("evo-20240401-a") == created
     assert runs.get_run("nope") is None
 
