@@ -89,9 +89,10 @@ def test_a_child_whose_actor_is_killed_twice_is_failed_and_the_run_finishes(
     ray_session: str, tmp_path: Path
 ) -> None:
     """The process training a child is SIGKILLed, and so is the fresh actor's that retries it: the
-    child is FAILED naming the actor's death, and its siblings train on."""
+    child is FAILED naming the actor's death, and its sibling trains on."""
     home = tmp_path / "redline_data"
-    path = evolve_config(tmp_path / "killed.yaml", generations=1, population=MEMBERS)
+    population = {"technical_analyst": 2}  # the victim and its sibling
+    path = evolve_config(tmp_path / "killed.yaml", generations=1, population=population)
     config = load_config(path)
     store = Store.open(sqlite_url(home), home=home)
     runs = RunStore(store)
@@ -123,8 +124,8 @@ def test_a_child_whose_actor_is_killed_twice_is_failed_and_the_run_finishes(
         killed.append(fresh[0].task_id)
         return fresh[0].task_id
 
-    wait_for(f"{name}'s first attempt to train", kill_running, 180, every=0.1)
-    wait_for(f"{name}'s retry to train", kill_running, 180, every=0.1)
+    wait_for(f"{name}'s first attempt to train", kill_running, 180, every=0.2)
+    wait_for(f"{name}'s retry to train", kill_running, 180, every=0.2)
     driver.join(timeout=300)
     assert not driver.is_alive(), "the evolution did not finish after the kills"
     if errors:
@@ -137,7 +138,7 @@ def test_a_child_whose_actor_is_killed_twice_is_failed_and_the_run_finishes(
     assert victim.status == "FAILED", victim
     assert re.fullmatch(r"actor process died: .+ \(after 2 attempts\)", victim.reason), victim
     assert victim.checkpoint_path is None
-    assert sibling.status == "OK" and all(a.status == "OK" for a in born["volume_hunter"])
+    assert sibling.status == "OK"
     assert victim.agent_id in {k.agent_id for k in runs.kills(run_id) if k.reason == "FAILED"}
 
 
