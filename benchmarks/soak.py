@@ -264,11 +264,12 @@ def main() -> int:
     if not ray.is_initialized():
         ray.init(num_cpus=2, logging_level=logging.WARNING)
     port = bench._free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    quiet = {"log_level": "WARNING", "enable_access_log": False}  # minutes of access lines
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config=quiet)
     try:
         serve.run(build_app(f"sqlite:///{home / 'redline.db'}", home, token="",
                             deployment={"ray_actor_options": {"num_cpus": 0}}),
-                  name="soak", route_prefix="/soak")  # fmt: skip
+                  name="soak", route_prefix="/soak", logging_config=quiet)  # fmt: skip
         pids = replica_pids("soak")
 
         def show(result: SoakResult, elapsed: float) -> None:

@@ -337,7 +337,8 @@ def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> Heal
     try:
         stored = len(TrainingStore(store).champions())
     except Exception as exc:  # any failure to read is the answer: the store is not usable
-        reason = f"the store {where} cannot be read: {type(exc).__name__}: {exc}"
+        said = str(exc).strip().splitlines() or [""]  # SQLAlchemy's: the cause, then the SQL
+        reason = f"the store {where} cannot be read: {type(exc).__name__}: {said[0]}"
     else:
         if stored == 0:
             reason = (
@@ -351,7 +352,7 @@ def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> Heal
             )
     return HealthResponse(
         status="unhealthy" if reason else "ok", store=where, home=str(home), champions=loaded,
-        model_version=ensemble.version, swaps=swaps, reason=(reason or "")[:1000] or None,
+        model_version=ensemble.version, swaps=swaps, reason=reason,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from tests.serving.conftest import TOKEN, Served, candle_rows, run_redline
 from tests.serving.trained import (
     Champions,
     champions_fixture,  # noqa: F401  (the session fixture `champions`)
+    copy_home,
     sqlite_url,
     window_ending_in,
 )
@@ -209,6 +210,28 @@ def test_healthz_names_the_store_and_the_champions_loaded(
     }  # fmt: skip
 
 
+def test_health_of_a_store_that_cannot_be_read_names_the_cause(
+    champions: Champions, tmp_path: Path
+) -> None:
+    from serving.app import health
+    from serving.ensemble import Ensemble
+    from store.db import Store
+
+    home = copy_home(champions, tmp_path / "redline_data")
+    with Store.open(sqlite_url(home), home=home) as store:
+        ensemble = Ensemble.load(store, home)
+        healthy = health(store, home, ensemble)
+        assert (healthy.status, healthy.reason) == ("ok", None) and healthy.champions > 0
+        with sqlite3.connect(home / "redline.db") as db:  # e.g. another application's database
+            db.execute("DROP TABLE regime_best_models")
+        found = health(store, home, ensemble, swaps=2)
+    assert (found.status, found.champions, found.swaps) == ("unhealthy", healthy.champions, 2)
+    assert found.reason == (
+        f"the store {sqlite_url(home)} cannot be read: OperationalError: "
+        "(sqlite3.OperationalError) no such table: regime_best_models"
+    )
+
+
 def test_a_deployment_on_an_empty_store_fails_naming_the_store(
     serve_port: int, tmp_path: Path
 ) -> None:
@@ -244,13 +267,7 @@ def test_a_store_that_empties_answers_503_and_serve_sees_it(
 
     from serving.app import build_app
 
-    home = tmp_path / "redline_data"
-    (home / "checkpoints").mkdir(parents=True)
-    for checkpoint in (champions.home / "checkpoints").iterdir():
-        (home / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
-    with sqlite3.connect(champions.home / "redline.db") as source, \
-            sqlite3.connect(home / "redline.db") as copy:  # fmt: skip
-        source.backup(copy)
+    home = copy_home(champions, tmp_path / "redline_data")
     app = build_app(sqlite_url(home), home, token=TOKEN, reload_interval_s=0.2,
                     deployment={"ray_actor_options": {"num_cpus": 0},
                                 "health_check_period_s": 1, "health_check_timeout_s": 5})  # fmt: skip

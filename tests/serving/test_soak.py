@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tests.serving.conftest import TOKEN
 from tests.serving.trained import (
     Champions,
     champions_fixture,  # noqa: F401  (the session fixture `champions`)
+    copy_home,
     sqlite_url,
 )
 
@@ -37,17 +37,6 @@ def _soak_module() -> Any:
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-def copy_home(champions: Champions, home: Path) -> Path:
-    """The champions' data root copied (the soak's trades move the champions' stages)."""
-    (home / "checkpoints").mkdir(parents=True)
-    for checkpoint in (champions.home / "checkpoints").iterdir():
-        (home / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
-    with sqlite3.connect(champions.home / "redline.db") as source, \
-            sqlite3.connect(home / "redline.db") as copy:  # fmt: skip
-        source.backup(copy)
-    return home
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ carry a Tune-style path relative to the data root, the others absolute paths, so
 from __future__ import annotations
 
 import math
+import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -144,6 +145,18 @@ def champions_fixture(tmp_path_factory: pytest.TempPathFactory) -> Champions:
         promote(training, row_for(trained["rugpull_detector"], "calm_ranging", home, inference={}))
     assert any(crowned.values()), "no child had a positive Sharpe in any regime"
     return Champions(home, candles, trained, crowned)
+
+
+def copy_home(champions: Champions, home: Path) -> Path:
+    """The champions' data root copied into ``home``: for a test that changes it (trades move
+    the champions' stages; emptying the store), leaving the session's as it is."""
+    (home / "checkpoints").mkdir(parents=True)
+    for checkpoint in (champions.home / "checkpoints").iterdir():
+        (home / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    with sqlite3.connect(champions.home / "redline.db") as source, \
+            sqlite3.connect(home / "redline.db") as copy:  # fmt: skip
+        source.backup(copy)
+    return home
 
 
 def window_ending_in(champions: Champions, regimes: set[str], bars: int = 400) -> pd.DataFrame:
