@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FiniteFloat,
+    Strict,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -73,11 +74,14 @@ MAX_FEATURE = 1e12
 SYMBOL_PATTERN = r"^[A-Za-z0-9]{1,20}[-_/][A-Za-z0-9]{1,20}$"
 
 Direction = Literal[-1, 0, 1]
-#: Open time in integer milliseconds UTC.
-Timestamp = Annotated[int, Field(ge=0, lt=MAX_TIMESTAMP)]
-Candle = tuple[Timestamp, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat]
+#: Numbers are strict, as the schema says: ``true`` or ``"12"`` is not a number (pydantic's lax
+#: mode took them as 1.0 and 12.0); a JSON integer is a float's value.
+Number = Annotated[FiniteFloat, Strict()]
+#: Open time in integer milliseconds UTC (strict: not ``1.0``, ``true`` or ``"1"``).
+Timestamp = Annotated[int, Strict(), Field(ge=0, lt=MAX_TIMESTAMP)]
+Candle = tuple[Timestamp, Number, Number, Number, Number, Number]
 #: An amount's upper bound; its lower one is the field's (a Field(ge=...) here would replace it).
-Amount = Annotated[FiniteFloat, Field(le=MAX_AMOUNT)]
+Amount = Annotated[Number, Field(le=MAX_AMOUNT)]
 #: Request ids and model versions as the service mints them (hex), with room for a bot's own.
 _ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
@@ -215,7 +219,7 @@ class RugpullRequest(_Strict):
 
     features: dict[
         Annotated[str, Field(max_length=64)],
-        Annotated[FiniteFloat, Field(ge=-MAX_FEATURE, le=MAX_FEATURE)],
+        Annotated[Number, Field(ge=-MAX_FEATURE, le=MAX_FEATURE)],
     ] = Field(..., min_length=1, max_length=64)
 
 

@@ -108,6 +108,24 @@ def test_text_utf8_cannot_encode_answers_422_naming_the_field(
     assert error["type"] == "string_unicode"
 
 
+def test_booleans_and_strings_are_not_numbers(served: Served, champions: Champions) -> None:
+    """Schemathesis found ``false`` taken as 0.0 (pydantic's lax mode): the schema says number."""
+    _, trade = predicted(served, champions)
+    answer = httpx.post(f"{served.url}/v1/feedback", json={**trade, "pnl": False, "entry_ts":
+                        str(trade["entry_ts"])}, headers=AUTH, timeout=60)  # fmt: skip
+    assert answer.status_code == 422, answer.text
+    assert [(e["loc"], e["type"]) for e in answer.json()["detail"]] == [
+        (["body", "entry_ts"], "int_type"),
+        (["body", "pnl"], "float_type"),
+    ]
+    error = refused(post_text(served, "/v1/rugpull", '{"features": {"lp_avg": false}}'))
+    assert (error["loc"], error["type"]) == (["body", "features", "lp_avg"], "float_type")
+    body = predict_body(champions)
+    body["candles"][5][0] = float(body["candles"][5][0])
+    error = refused(post_text(served, "/v1/predict", json.dumps(body)))
+    assert (error["loc"], error["type"]) == (["body", "candles", 5, 0], "int_type")
+
+
 def test_out_of_range_integers_answer_422_naming_the_field(
     served: Served, champions: Champions
 ) -> None:
