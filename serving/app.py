@@ -100,7 +100,16 @@ from store.runs import NotFoundError
 from store.trades import FeedbackConflictError, TradesStore
 from store.training import TrainingStore
 
-__all__ = ["TOKEN_ENV", "RedlineAPI", "ServeOptions", "api", "app", "build_app", "health"]
+__all__ = [
+    "TOKEN_ENV",
+    "RedlineAPI",
+    "ServeOptions",
+    "api",
+    "app",
+    "build_app",
+    "health",
+    "no_champions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +336,14 @@ _PREDICT_BODY = {
 }
 
 
+def no_champions(where: str, home: Path) -> str:
+    """What an empty store means to someone serving it (``/healthz``, ``redline serve``)."""
+    return (
+        f"the store {where} has no champions: is REDLINE_HOME ({home}) or "
+        "REDLINE_DATABASE_URL the right one? (`redline evolve` crowns champions)"
+    )
+
+
 def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> HealthResponse:
     """The replica's health (module docstring, "Health"): unhealthy, with the reason, when the
     store cannot be read or ``ensemble`` holds no champion."""
@@ -341,10 +358,7 @@ def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> Heal
         reason = f"the store {where} cannot be read: {type(exc).__name__}: {said[0]}"
     else:
         if stored == 0:
-            reason = (
-                f"the store {where} has no champions: is REDLINE_HOME ({home}) or "
-                "REDLINE_DATABASE_URL the right one? (`redline evolve` crowns champions)"
-            )
+            reason = no_champions(where, home)
         elif loaded == 0:
             reason = (
                 f"none of the {stored} champions of the store {where} is loaded yet, or any "
