@@ -36,6 +36,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("predictions") as batch:
-        for name, _ in reversed(_COLUMNS):
-            batch.drop_column(name)
+    # In place, not a batch copy (which on SQLite drops and recreates the table, and with foreign
+    # keys on would take whatever references it along): SQLite drops a column in place since 3.35.
+    for name, _ in reversed(_COLUMNS):
+        op.drop_column("predictions", name)

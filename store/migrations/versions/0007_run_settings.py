@@ -27,5 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("settings_json")
+    # In place, not a batch copy: on SQLite a batch copy drops and recreates ``runs``, and with
+    # foreign keys on that DROP cascades to every run's agents, generations, kills and champions.
+    # SQLite drops a column in place since 3.35 (PostgreSQL always has).
+    op.drop_column("runs", "settings_json")
