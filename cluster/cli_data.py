@@ -185,6 +185,7 @@ def fetch_cmd(
             settings,
             refetch_gaps=refetch_gaps,
             progress=lambda bars: progress.advance(task, bars),
+            plausibility=state.config.validation.to_plausibility(),
         )
     console.print(
         f"{key}: {result.requested_bars:,} bars requested, {result.already_stored:,} already stored, "

@@ -20,6 +20,7 @@ import ccxt
 from market.exchange import fetch_candles, make_exchange
 from market.gaps import Gap, missing_ranges
 from market.series import SeriesKey
+from market.validation import DEFAULT_PLAUSIBILITY, Plausibility
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,10 @@ def fetch_series(
     exchange: ccxt.Exchange | None = None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    plausibility: Plausibility = DEFAULT_PLAUSIBILITY,
 ) -> FetchResult:
-    """Make the store hold every candle of ``[since, until)`` the exchange has; see the module doc."""
+    """Make the store hold every candle of ``[since, until)`` the exchange has; see the module doc.
+    ``plausibility``: the config's ``validation`` limits every page is written under."""
     if until_ms <= since_ms:
         raise ValueError(f"--since must be before --until; got since={since_ms} until={until_ms}")
     step = key.timeframe_ms
@@ -132,7 +135,7 @@ def fetch_series(
             ):
                 if page.empty:
                     continue
-                inserted += store.write_candles(key, page)
+                inserted += store.write_candles(key, page, plausibility=plausibility)
                 fetched += len(page)
                 last = int(page["ts"].iloc[-1])
                 store.set_cursor(key, max(last, store.get_cursor(key) or last))

@@ -513,3 +513,20 @@ def test_a_bad_replace_changes_nothing(
     assert list(bad_dir.glob("*.replaced.*")) == []
     loaded = Store.open(home=redline_home).load_candles(BTC)
     assert loaded["close"].tolist() == real["close"].tolist()
+
+
+def test_fetch_writes_under_the_configs_limits(
+    redline_home: Path,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tight = tmp_path / "tight.yaml"
+    tight.write_text("validation:\n  max_bar_move: 1.02\n")  # BTC moved more than 2% in an hour
+    with FakeBinance(shared_data) as server:
+        monkeypatch.setenv("REDLINE_EXCHANGE_API_BASE", server.url)
+        err = _main_fails(monkeypatch, capsys, "--config", str(tight), "data", "fetch",
+                          "--symbol", "BTC/USDT", "--since", JAN_2024, "--until", MAR_2024)  # fmt: skip
+    assert "a move beyond validation.max_bar_move 1.02" in err
+    assert Store.open(home=redline_home).series_info(BTC) is None  # the refused page: nothing
