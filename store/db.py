@@ -203,10 +203,8 @@ class Store:
         with write_transaction(self._engine) as connection:
             if method == "insert":
                 inserted = self._insert_rows(connection, key, clean)
-            elif self.dialect == "postgresql":
-                inserted = self._copy_postgres(connection, key, clean)
             else:
-                inserted = self._executemany_sqlite(connection, key, clean)
+                inserted = self._bulk_write(connection, key, clean)
         logger.debug("%s: %d of %d candles new (%s)", key, inserted, len(clean), method)
         return inserted
 
@@ -252,16 +250,17 @@ class Store:
             if keep_old is not None and len(old):
                 keep_old(old)
             connection.execute(delete(_candles).where(*in_range))
-            written = 0
-            if len(clean):
-                if self.dialect == "postgresql":
-                    written = self._copy_postgres(connection, key, clean)
-                else:
-                    written = self._executemany_sqlite(connection, key, clean)
+            written = self._bulk_write(connection, key, clean) if len(clean) else 0
         logger.info(
             "%s: replaced %d candles in [%d, %d) by %d", key, len(old), start_ms, end_ms, written
         )
         return Replaced(old=old, written=written)
+
+    def _bulk_write(self, connection: Connection, key: SeriesKey, clean: pd.DataFrame) -> int:
+        """Validated candles, new ones only, by the backend's bulk path; how many were new."""
+        if self.dialect == "postgresql":
+            return self._copy_postgres(connection, key, clean)
+        return self._executemany_sqlite(connection, key, clean)
 
     def _insert_sql(self) -> str:
         mark = "?" if self.dialect == "sqlite" else "%s"
