@@ -16,8 +16,10 @@ $(STAMP): constraints.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/redline demo
 
-# A real PostgreSQL is started for the run (tools/with-postgres.sh) and stopped afterwards.
+# The import layers first (pyproject's [tool.importlinter]), then the suite: a real PostgreSQL is
+# started for the run (tools/with-postgres.sh) and stopped afterwards.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	tools/with-postgres.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -101,7 +101,7 @@ class DataSources:
     """Where a run's inputs come from.
 
     Candles: ``store`` holds them for ``exchange``/``timeframe``/``symbols``, optionally cut to
-    ``start_ms <= ts < end_ms`` (the shipped sample, imported with ``cluster.ingest.ensure_sample``,
+    ``start_ms <= ts < end_ms`` (the shipped sample, imported with ``store.ingest.ensure_sample``,
     holds binance BTC/ETH/SOL 1h). ``sentiment_symbol`` is the series the sentiment scout reads
     (BTC: the social streams are about bitcoin). Files: ``fear_greed`` (default: the shipped sample's),
     ``social_sentiment`` (optional), ``trades`` (one whale_watcher dataset each, bucketed into

@@ -1,6 +1,6 @@
 """Inference grids: one trained model's out-of-sample scores traded many ways, in one 2-D backtest.
 
-An inference config is ``{"threshold": t, "horizon": h, "size": s}`` (``cluster.grids.
+An inference config is ``{"threshold": t, "horizon": h, "size": s}`` (``tuning.grids.
 inference_configs``). Its positions over the scored rows (:func:`inference_positions`):
 
 - a **signal** fires at row ``i`` when ``|score_i| > t``, in the direction ``sign(score_i)``;

@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from cluster.fetch import FetchSettings, fetch_series  # noqa: E402
 from market.features import build_features, momentum_rank  # noqa: E402
 from market.files import read_candle_file  # noqa: E402
 from market.series import SeriesKey, parse_series_file_name  # noqa: E402
 from store.db import Store  # noqa: E402
+from store.fetch import FetchSettings, fetch_series  # noqa: E402
 from tests.support.fake_binance import FakeBinance  # noqa: E402
 
 DATA = Path(os.environ.get("REDLINE_SHARED_DATA", REPO.parent / "shared" / "data"))

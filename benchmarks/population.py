@@ -4,7 +4,7 @@ Run from the repo root with the venv's python:  .venv/bin/python benchmarks/popu
 
 The population: 8 technical_analyst children, genomes from ``evolution.seeds.initial_population``
 (root seed 7) and seeds from ``child_seed``, on the real BTC/USDT 1h candles of the shipped sample
-(``market/sample``, imported into a temporary SQLite store with ``cluster.ingest.ensure_sample``;
+(``market/sample``, imported into a temporary SQLite store with ``store.ingest.ensure_sample``;
 the dataset is built once with ``agents.datasets.build_datasets``). The genes that set a child's
 cost are pinned to the same values for every child (``COST_GENES``: lookback, feature_set,
 hidden, depth, epochs, batch_size), so every child does the same training work; the others (lr,
@@ -14,7 +14,7 @@ Modes, each one generation of the same 8 (genome, seed) pairs, timed with a wall
 fastest of 3 runs each, with 8 epochs per child; ``--quick``: one run each, 3 epochs):
 - sequential: ``agents.training.train_child`` for each genome in a for loop in this process, as a
   user would write it without Ray (its defaults: one torch thread).
-- redline: ``cluster.pool.RayPool`` on ``ray.init(num_cpus=2)`` (a pool of 2 ``ChildAgent``
+- redline: ``agents.actor.RayPool`` on ``ray.init(num_cpus=2)`` (a pool of 2 ``ChildAgent``
   actors; the dataset is put in the object store once). A run makes its pool once, before
   generation 0, and reuses it for every generation (cluster/evolve.py), so ``t_redline`` is the
   generation on a pool whose actors are up: ``pool.run`` of the 8 tasks, results back in the
@@ -89,16 +89,16 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import ray  # noqa: E402
 
+from agents.actor import RayPool  # noqa: E402
 from agents.child import TrainOutcome, TrainTask  # noqa: E402
 from agents.dataset import Dataset  # noqa: E402
 from agents.datasets import DataSources, build_datasets  # noqa: E402
 from agents.genome import Genome  # noqa: E402
 from agents.specialties import get_specialty  # noqa: E402
 from agents.training import ChildReport, train_child  # noqa: E402
-from cluster.ingest import ensure_sample  # noqa: E402
-from cluster.pool import RayPool  # noqa: E402
 from evolution.seeds import child_seed, initial_population  # noqa: E402
 from store.db import Store  # noqa: E402
+from store.ingest import ensure_sample  # noqa: E402
 
 SPECIALTY = "technical_analyst"
 SYMBOL = "BTC/USDT"

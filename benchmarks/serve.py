@@ -55,11 +55,11 @@ sys.path.insert(0, str(REPO))
 
 from cluster.config import CONFIG_DIR, load_config  # noqa: E402
 from cluster.evolve import start_or_resume  # noqa: E402
-from cluster.ingest import ensure_sample  # noqa: E402
 from market.series import SeriesKey  # noqa: E402
 from serving.ensemble import Ensemble, candle_columns  # noqa: E402
 from serving.schemas import PredictRequest  # noqa: E402
 from store.db import Store  # noqa: E402
+from store.ingest import ensure_sample  # noqa: E402
 from store.training import TrainingStore  # noqa: E402
 
 APPS = ("noop", "batched", "unbatched")

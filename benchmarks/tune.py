@@ -7,7 +7,7 @@ feature_set fast/all; depth 2, batch 256, ``--epochs`` epochs: 2 with ``--quick`
 backtested over an inference grid of 10 (5 thresholds x 2 holding horizons), on the real BTC/USDT
 1h candles of the shipped sample from 2023-01-01, as ``configs/grids/smoke.yaml`` has them.
 
-- queue: ``cluster.queue.add_grid`` then ``cluster.queue.start`` on ``ray.init(num_cpus=2)``
+- queue: ``tuning.queue.add_grid`` then ``tuning.queue.start`` on ``ray.init(num_cpus=2)``
   (started before the clock; a fresh data root and SQLite store with the sample already imported):
   what ``redline queue add`` and ``redline queue start`` run. Each trial, in a Tune worker (one
   CPU, actors reused), marks its queue row, trains with ``train_child``, saves its checkpoint,
@@ -62,19 +62,19 @@ import yaml  # noqa: E402
 from agents.inference import evaluate_inference_grid  # noqa: E402
 from agents.specialties import get_specialty  # noqa: E402
 from agents.training import train_child  # noqa: E402
-from cluster.grids import (  # noqa: E402
+from evolution.champions import ChampionPolicy  # noqa: E402
+from store.db import Store  # noqa: E402
+from store.ingest import ensure_sample  # noqa: E402
+from store.training import TrainingStore  # noqa: E402
+from tuning.grids import (  # noqa: E402
     GridSpec,
     compute_config_hash,
     expand,
     inference_configs,
     parse_grid,
 )
-from cluster.ingest import ensure_sample  # noqa: E402
-from cluster.queue import add_grid, start  # noqa: E402
-from cluster.tune_runner import TrialOutcome, inference_hash  # noqa: E402
-from evolution.champions import ChampionPolicy  # noqa: E402
-from store.db import Store  # noqa: E402
-from store.training import TrainingStore  # noqa: E402
+from tuning.queue import add_grid, start  # noqa: E402
+from tuning.runner import TrialOutcome, inference_hash  # noqa: E402
 
 NUM_CPUS = 2
 TUNE_OVERHEAD_S = (715.27 - 625.0) * 16 / 10_000  # Ray Tune's scalability benchmark, 16 CPUs
@@ -148,7 +148,7 @@ def run_loop(
     spec: GridSpec, home: Path
 ) -> tuple[float, list[float], list[float], dict[tuple[str, str], float | None]]:
     """The plain loop: (wall s, train s per config, backtest s per config, sharpes)."""
-    from cluster.tune_runner import _datasets  # the queue's dataset builder, to build the same
+    from tuning.runner import _datasets  # the queue's dataset builder, to build the same
 
     store = Store.open(f"sqlite:///{home / 'redline.db'}", home=home)
     ensure_sample(store)

@@ -20,14 +20,14 @@ import ray
 
 from agents.dataset import Dataset
 from agents.datasets import DataSources, build_datasets, write_dataset
-from cluster.champions import consider_evolution_run
 from cluster.config import ConfigError, EvolveConfig, RedlineConfig, load_config
-from cluster.ingest import ensure_sample
 from cluster.session import ensure_ray
+from evolution.crowning import consider_evolution_run
 from evolution.mother import COORDINATOR, EvolutionSettings, Progress
 from evolution.selection import KillRule
 from market.series import SeriesKey
 from store.db import Store
+from store.ingest import ensure_sample
 from store.records import PromotionRecord, RunRecord
 from store.runs import RunStore
 from store.training import TrainingStore
@@ -44,7 +44,7 @@ def config_hash(evolve: EvolveConfig) -> str:
 def _ms(text: str | None) -> int | None:
     if text is None:
         return None
-    from cluster.cli_data import parse_when
+    from market.when import parse_when
 
     return parse_when(text, "evolve.data.start/end")
 
@@ -283,6 +283,7 @@ def start_or_resume(
         )
     ensure_ray(evolve.cluster.address, evolve.cluster.num_cpus)
     refs = {key: ray.put(ds) for key, ds in datasets.items()}  # once per run
+    from cluster.metrics import EvolutionMetrics
     from evolution.mother_actor import MotherActor
 
     pool_options: dict[str, Any] = {
@@ -291,7 +292,7 @@ def start_or_resume(
         "retries": evolve.training.retries,
     }
     mother = MotherActor.options(name=f"mother:{run_id}").remote(  # type: ignore[attr-defined]
-        run_id, store.url, str(home), settings, refs, pool_options, digest
+        run_id, store.url, str(home), settings, refs, pool_options, digest, EvolutionMetrics
     )
     try:
         done_ref = mother.run.remote()
@@ -321,7 +322,7 @@ def judge_champions(
     config: RedlineConfig, evolve: EvolveConfig, store: Store, run_id: str
 ) -> list[PromotionRecord]:
     """A finished run's best child per (specialty, regime) against the champions, under the
-    config's ``champions`` policy (``cluster.champions``). Outside the run's own try block: the run
+    config's ``champions`` policy (``evolution.crowning``). Outside the run's own try block: the run
     is finished whatever the judging does, and judging it again (a resume) logs nothing twice."""
     runs = RunStore(store)
     if runs.require_run(run_id).status != "finished":

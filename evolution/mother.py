@@ -104,7 +104,7 @@ class Mother:
         self,
         run_id: str,
         runs: RunStore,
-        pool: Any,  # cluster.pool.TrainerPool
+        pool: Any,  # agents.pool.TrainerPool
         datasets: Mapping[str, Dataset],  # "specialty/name" -> dataset
         settings: EvolutionSettings,
         home: Path,

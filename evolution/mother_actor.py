@@ -2,19 +2,35 @@
 
 It only moves data: it opens the run store, builds the pool of child actors, and calls the plain
 ``evolution.mother.Mother``. ``progress()`` answers while ``run()`` works (two concurrent calls) and
-the dashboard gets Redline's metrics (generation, best and median fitness, children alive/killed).
+the dashboard gets the metrics the driver injects (``metrics=``: generation, best and median
+fitness, children alive/killed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 
 from evolution.mother import EvolutionSettings, Mother, Progress
+
+
+class MotherMetrics(Protocol):
+    """What the Mother's shell reports to after each finished child (the driver supplies it)."""
+
+    def update(self, progress: Progress, mother: Mother) -> None: ...
+
+
+def no_metrics(run_id: str) -> MotherMetrics:
+    return _NoMetrics()
+
+
+class _NoMetrics:
+    def update(self, progress: Progress, mother: Mother) -> None:
+        return None
 
 
 @ray.remote(num_cpus=0, max_concurrency=2)  # type: ignore[call-overload]
@@ -28,15 +44,17 @@ class MotherActor:
         dataset_refs: Mapping[str, Any],
         pool_options: Mapping[str, Any],
         config_hash: str,
+        metrics: Callable[[str], MotherMetrics] = no_metrics,
     ) -> None:
-        from cluster.metrics import EvolutionMetrics
-        from cluster.pool import RayPool
+        from agents.actor import RayPool
         from store.db import Store
         from store.runs import RunStore
 
         datasets = {name: ray.get(ref) for name, ref in dataset_refs.items()}  # zero-copy
         self.pool = RayPool(Path(home), datasets, run_id=run_id, refs=dataset_refs, **pool_options)
-        self.metrics = EvolutionMetrics(run_id)
+        # Made here, in the actor's process, where Ray's metric agent collects them; the factory is
+        # the driver's (``cluster.metrics.EvolutionMetrics``), so this shell never imports it.
+        self.metrics = metrics(run_id)
         self.latest = Progress()
         self.mother = Mother(
             run_id,

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.smoke import SMOKE_CONFIG, RunOnDisk, only_run, run_cli
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -66,3 +68,11 @@ def redline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("REDLINE_HOME", str(home))
     monkeypatch.delenv("REDLINE_DATABASE_URL", raising=False)
     yield home
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> RunOnDisk:
+    """``redline evolve --config configs/evolve-smoke.yaml``, run once per session, uninterrupted."""
+    home = tmp_path_factory.mktemp("smoke") / "redline_data"
+    run_cli("evolve", "--config", str(SMOKE_CONFIG), home=home)
+    return RunOnDisk(home, only_run(home))

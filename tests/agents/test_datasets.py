@@ -36,11 +36,11 @@ from agents.flow import FlowSpec, read_trades, trades_to_candles, whale_flow
 from agents.genome import Genome
 from agents.specialties import FEATURE_SETS
 from agents.training import window_inputs
-from cluster.ingest import ensure_sample, import_file
 from market.files import write_parquet
 from market.regimes import classify_regimes
 from market.sentiment import DAY_MS, read_sentiment
 from store.db import Store
+from store.ingest import ensure_sample, import_file
 
 KRAKEN = "kraken_BTC-USDT_trades.csv.gz"
 XRP_ETH = "binance_XRP-ETH_trades.csv.gz"

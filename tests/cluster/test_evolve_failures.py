@@ -27,7 +27,7 @@ from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord, RunRecord
 from store.runs import RunStore
-from tests.cluster.conftest import evolve_config, only_run, open_runs, run_cli, sqlite_url
+from tests.support.smoke import evolve_config, only_run, open_runs, run_cli, sqlite_url
 from tests.support.waiting import wait_for
 
 STATE_API_TIMEOUT = 10

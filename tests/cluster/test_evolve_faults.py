@@ -3,7 +3,7 @@
 1. A child actor's process killed while it trains (three children per member specialty, one
    generation): the generation completes, the child is trained again on a fresh actor (or recorded
    FAILED naming the actor's death), and no row is doubled.
-2. The driver (``python -m cluster evolve``, its own process joined to this session's Ray) killed
+2. The driver (``python -m cli evolve``, its own process joined to this session's Ray) killed
    with SIGKILL at a seeded random point (``REDLINE_FAULT_SEED``): its actors die with it,
    ``redline evolve --resume`` finishes without training a finished child again, and ends with
    exactly the genomes and scores of the uninterrupted smoke run of the same seed.
@@ -36,7 +36,7 @@ from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord
 from store.runs import RunStore
-from tests.cluster.conftest import (
+from tests.support.smoke import (
     REPO,
     SMOKE_CONFIG,
     RunOnDisk,
@@ -211,7 +211,7 @@ def test_a_driver_killed_at_random_resumes_to_the_uninterrupted_result(
     # Join this session's Ray: one Ray on the machine; the driver's actors die with its job.
     env |= {"REDLINE_HOME": str(home), "RAY_ADDRESS": ray_session, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "driver.log").open("w")
-    command = [sys.executable, "-m", "cluster", "evolve", "--config", str(SMOKE_CONFIG)]
+    command = [sys.executable, "-m", "cli", "evolve", "--config", str(SMOKE_CONFIG)]
     driver = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         db = home / "redline.db"

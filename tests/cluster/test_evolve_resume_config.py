@@ -20,14 +20,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from cli.main import app
 from cluster.config import ConfigError, load_config
 from cluster.evolve import run_config
 from evolution.brain import latest_brain
 from store.db import Store
 from store.records import RunRecord
 from store.training import TrainingStore
-from tests.cluster.conftest import (
+from tests.support.smoke import (
     SMOKE_CONFIG,
     RunOnDisk,
     cli_env,

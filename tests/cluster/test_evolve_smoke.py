@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from store.paths import DataRoot
-from tests.cluster.conftest import (
+from tests.support.smoke import (
     RunOnDisk,
     evolve_config,
     kill_rows,

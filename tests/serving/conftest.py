@@ -25,7 +25,7 @@ from market.series import SeriesKey
 from store.db import Store
 from store.records import RegimeBestRecord
 from store.training import TrainingStore
-from tests.cluster.conftest import SMOKE_CONFIG, run_cli, sqlite_url
+from tests.support.smoke import SMOKE_CONFIG, run_cli, sqlite_url
 
 BTC_1H = SeriesKey("binance", "BTC/USDT", "1h")
 TOKEN = "serving-tests-token"

@@ -20,13 +20,13 @@ import torch
 from agents.banks import SAMPLE_DIR, panel_dataset, sentiment_dataset
 from agents.models import load_model
 from agents.training import window_inputs
-from cluster.ingest import ensure_sample
 from market.regimes import REGIMES, classify_regimes
 from market.sentiment import read_sentiment
 from market.series import SeriesKey
 from serving.app import ServeOptions
 from serving.ensemble import Ensemble
 from store.db import Store
+from store.ingest import ensure_sample
 from store.records import PromotionRecord, RegimeBestRecord, RunRecord
 from store.runs import RunStore
 from store.training import TrainingStore

@@ -26,10 +26,10 @@ from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import save_checkpoint
 from agents.training import ChildReport, checkpoint_meta, train_child
-from cluster.ingest import ensure_sample
 from market.regimes import REGIMES, classify_regimes
 from market.series import SeriesKey
 from store.db import Store
+from store.ingest import ensure_sample
 from store.records import PromotionRecord, RegimeBestRecord
 from store.training import TrainingStore
 

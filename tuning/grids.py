@@ -286,7 +286,7 @@ def _data(raw: Any) -> dict[str, Any]:
             continue
         if hasattr(value, "isoformat"):  # YAML reads 2023-01-01 as a date
             value = value.isoformat()
-        from cluster.cli_data import parse_when
+        from market.when import parse_when
 
         try:
             parse_when(str(value), f"grid.data.{name}")

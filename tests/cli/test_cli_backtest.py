@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app, main
+from cli.main import app, main
 from market.backtest import backtest
 from market.regimes import REGIMES, RegimeRules, classify_regimes
 from market.series import SeriesKey

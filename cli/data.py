@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.cli_state import CliState, make_console, open_store
-from cluster.fetch import FetchSettings, fetch_series
-from cluster.ingest import import_files
+from cli.state import CliState, make_console, open_store
 from market.files import write_parquet
 from market.gaps import find_gaps
 from market.regimes import REGIMES, classify_regimes, regime_periods, regime_shares
 from market.series import SeriesKey
+from market.when import fmt_ts, parse_when
 from store.db import Store
+from store.fetch import FetchSettings, fetch_series
+from store.ingest import import_files
 from store.paths import DataRoot
 
 data_app = typer.Typer(help="Candle series: import, fetch (database first), gaps, export, regimes.")
 console = make_console()
-
-
-def parse_when(text: str, flag: str) -> int:
-    """``2024-01-01``, ``2024-01-01T12:00``, or integer milliseconds, as ms since the epoch (UTC)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = pd.Timestamp(text)
-    except ValueError:
-        raise ValueError(
-            f"{flag} must be a date like 2024-01-01 or ms since the epoch; got {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.tz_localize("UTC")
-    return int(moment.timestamp() * 1000)
-
-
-def fmt_ts(ts: int | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _selected(

@@ -1,6 +1,6 @@
 """Trial configs run through Ray Tune: train, checkpoint, backtest the inference grid, store.
 
-:func:`run_trials` runs fixed configs (a grid or random search expanded by ``cluster.grids``) as
+:func:`run_trials` runs fixed configs (a grid or random search expanded by ``tuning.grids``) as
 one ``tune.grid_search`` over their config hashes, or a Bayesian search with Tune's
 ``OptunaSearch`` whose history (``points_to_evaluate`` / ``evaluated_rewards``) is rebuilt from
 the database (:func:`optuna_history`), never from Tune's own searcher state (Tune restore has lost
@@ -50,7 +50,10 @@ from agents.inference import evaluate_inference_grid
 from agents.models import save_checkpoint
 from agents.specialties import get_specialty
 from agents.training import ChildReport, checkpoint_meta, train_child
-from cluster.grids import (
+from store.db import Store
+from store.records import InferenceBacktestRecord, TrainingRunRecord
+from store.training import TrainingStore
+from tuning.grids import (
     GridSpec,
     compute_config_hash,
     config_from_params,
@@ -58,9 +61,6 @@ from cluster.grids import (
     optuna_space,
     params_of,
 )
-from store.db import Store
-from store.records import InferenceBacktestRecord, TrainingRunRecord
-from store.training import TrainingStore
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _metrics(
 
 
 def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
-    from cluster.cli_data import parse_when
+    from market.when import parse_when
 
     def ms(value: str | None, name: str) -> int | None:
         return None if value is None else parse_when(str(value), f"data.{name}")
@@ -285,8 +285,8 @@ def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
 def _datasets(store: Store, home: Path, configs: Sequence[Mapping[str, Any]]) -> dict[str, Dataset]:
     """Every dataset the configs name, built once per (specialty, data), keyed
     ``"<specialty>/<dataset>"``; the shipped sample is imported for a missing series."""
-    from cluster.ingest import ensure_sample
     from market.series import SeriesKey
+    from store.ingest import ensure_sample
 
     out: dict[str, Dataset] = {}
     done: set[str] = set()

@@ -40,7 +40,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from cluster.cli_state import CliState, make_console, num, open_store
+from cli.state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
 from store.records import LIFECYCLE_STAGES, AgentRecord, RegimeBestRecord
@@ -411,7 +411,7 @@ def prune_cmd(
 
     Also reports the files under checkpoints/ that no row names, and the rows whose file is gone.
     """
-    from cluster.queue import queue_running
+    from tuning.queue import queue_running
 
     state: CliState = ctx.obj
     store = open_store(state)

@@ -26,9 +26,8 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from cluster.cli_data import parse_when
-from cluster.cli_state import CliState, make_console, open_store
-from cluster.ingest import ensure_sample, sample_files, series_for_file
+from cli.data import parse_when
+from cli.state import CliState, make_console, open_store
 from market.backtest import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS, BacktestResult, backtest
 from market.baselines import BASELINES, buy_and_hold, sma_cross
 from market.metrics import METRICS
@@ -36,6 +35,7 @@ from market.regimes import NO_REGIME, REGIMES, RegimeRules, classify_regimes
 from market.series import SeriesKey
 from market.timeframes import TIMEFRAMES, bars_per_year
 from store.db import Store
+from store.ingest import ensure_sample, sample_files, series_for_file
 
 log = logging.getLogger(__name__)
 console = make_console()

@@ -14,17 +14,17 @@ import pytest
 import torch
 
 from agents.models import load_model
-from cluster.grids import compute_config_hash, expand, grid_hash, inference_configs, parse_grid
-from cluster.tune_runner import (
+from store.db import Store
+from store.records import QueueItemRecord
+from store.training import TrainingStore
+from tuning.grids import compute_config_hash, expand, grid_hash, inference_configs, parse_grid
+from tuning.runner import (
     TrialOutcome,
     checkpoint_relpath,
     inference_hash,
     optuna_history,
     run_trials,
 )
-from store.db import Store
-from store.records import QueueItemRecord
-from store.training import TrainingStore
 
 pytestmark = pytest.mark.timeout(900)
 

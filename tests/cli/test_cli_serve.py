@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cluster.conftest import REPO
+from tests.support.smoke import REPO
 
 
 def test_serving_an_empty_store_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -15,7 +15,7 @@ def test_serving_an_empty_store_is_refused_with_the_reason(tmp_path: Path) -> No
     env = {**os.environ, "REDLINE_HOME": str(home), "COLUMNS": "400"}
     env.pop("REDLINE_DATABASE_URL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "cluster", "serve", "--port", "8123"],
+        [sys.executable, "-m", "cli", "serve", "--port", "8123"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr

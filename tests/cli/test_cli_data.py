@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cluster.cli import app, main
+from cli.main import app, main
 from market.series import SeriesKey
 from store import migrate
 from store.db import Store
@@ -282,7 +282,7 @@ def test_fetch_killed_halfway_resumes_without_duplicates_or_holes(
             "REDLINE_HOME": str(redline_home),
             "REDLINE_EXCHANGE_API_BASE": server.url,
         }
-        command = [sys.executable, "-m", "cluster", "--config", str(config), "data", "fetch",
+        command = [sys.executable, "-m", "cli", "--config", str(config), "data", "fetch",
                    "--symbol", "BTC/USDT", "--since", since, "--until", until]  # fmt: skip
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

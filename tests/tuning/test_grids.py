@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from agents.specialties import get_specialty
-from cluster.grids import (
+from tuning.grids import (
     GridError,
     compute_config_hash,
     config_from_params,

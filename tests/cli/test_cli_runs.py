@@ -23,13 +23,13 @@ from typer.testing import CliRunner
 
 from agents.child import oos_path
 from agents.datasets import dataset_path, read_dataset, write_dataset
-from cluster.cli import app
+from cli.main import app
 from cluster.config import load_config
 from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord
 from store.runs import RunStore
-from tests.cluster.conftest import RunOnDisk
+from tests.support.smoke import RunOnDisk
 from tests.support.waiting import table_rows
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""Fixtures of the evolution tests: one smoke run to compare with (Ray: ``ray_session`` of
-tests/conftest.py, one per session).
+"""Helpers of the evolution tests: one smoke run to compare with (the ``smoke_run`` fixture of
+tests/conftest.py, one per session, on its ``ray_session``).
 
 The smoke run (``redline evolve --config configs/evolve-smoke.yaml``, in-process) is the reference
 the fault tests measure against: the same seed must give the same genomes and scores whether a run
@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster.cli import app
+from cli.main import app
 from store.db import Store
 from store.records import AgentRecord
 from store.runs import RunStore
@@ -112,11 +111,3 @@ def trained_signature(agents: list[AgentRecord]) -> dict[str, tuple[object, ...]
 def kill_rows(runs: RunStore, run_id: str) -> list[tuple[object, ...]]:
     """A run's kills free of run ids and clocks: generation, agent, reason and its detail."""
     return [(k.generation, short_id(k.agent_id), k.reason, k.detail) for k in runs.kills(run_id)]
-
-
-@pytest.fixture(scope="session")
-def smoke_run(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> RunOnDisk:
-    """``redline evolve --config configs/evolve-smoke.yaml``, run once per session, uninterrupted."""
-    home = tmp_path_factory.mktemp("smoke") / "redline_data"
-    run_cli("evolve", "--config", str(SMOKE_CONFIG), home=home)
-    return RunOnDisk(home, only_run(home))

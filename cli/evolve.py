@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cluster.cli_state import CliState, make_console, open_store, status_progress
+from cli.state import CliState, make_console, open_store, status_progress
 from cluster.config import load_config
 from evolution.brain import latest_brain
 from evolution.mother import Progress as MotherProgress

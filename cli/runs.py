@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from cluster.cli_state import CliState, make_console, num, open_store
+from cli.state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord, GenerationRecord, RunRecord

@@ -14,11 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli_data import fmt_ts
-from cluster.cli_state import CliState, open_store
-from cluster.ingest import ensure_sample
+from cli.data import fmt_ts
+from cli.state import CliState, open_store
 from market.gaps import find_gaps
 from market.regimes import REGIMES, classify_regimes, regime_shares
+from store.ingest import ensure_sample
 
 
 def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
@@ -52,7 +52,7 @@ def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
     console.print(table)
     if not evolve:
         return
-    from cluster.cli_evolve import brain_table
+    from cli.evolve import brain_table
     from cluster.config import CONFIG_DIR, load_config
     from cluster.evolve import start_or_resume
     from evolution.brain import latest_brain

@@ -2,7 +2,7 @@
 
 Every queue test trains a 4-config variant of ``configs/grids/smoke.yaml`` (lookback 2/4/8/12,
 tiny networks, 2 epochs) and drives ``redline queue ...`` as a user would: ``queue start`` is a
-subprocess (``python -m cluster``) joined to this session's Ray, paused, cancelled or SIGKILLed
+subprocess (``python -m cli``) joined to this session's Ray, paused, cancelled or SIGKILLed
 from here while it trains; ``queue resume`` then runs in-process (Typer's runner).
 
 - pause, then resume: the configs trained before the pause are not trained again;
@@ -31,8 +31,6 @@ import pytest
 import ray
 import yaml
 
-from cluster.grids import GridError, compute_config_hash, expand, load_grid
-from cluster.queue import experiment_id, queue_running, tune_checkpoint
 from store.db import Store
 from store.records import (
     AgentRecord,
@@ -43,8 +41,10 @@ from store.records import (
 )
 from store.runs import RunStore
 from store.training import TrainingStore
-from tests.cluster.conftest import REPO, run_cli, sqlite_url
+from tests.support.smoke import REPO, run_cli, sqlite_url
 from tests.support.waiting import table_rows, wait_for
+from tuning.grids import GridError, compute_config_hash, expand, load_grid
+from tuning.queue import experiment_id, queue_running, tune_checkpoint
 
 SMOKE_GRID = REPO / "configs" / "grids" / "smoke.yaml"
 CONFIGS = 4
@@ -97,7 +97,7 @@ class Queue:
         env = {k: v for k, v in os.environ.items() if k != "REDLINE_DATABASE_URL"}
         env |= {"REDLINE_HOME": str(self.home), "RAY_ADDRESS": self.ray_address,
                 "PYTHONUNBUFFERED": "1", "REDLINE_LOG_LEVEL": "WARNING"}  # fmt: skip
-        command = [sys.executable, "-m", "cluster", "queue", "start", *args]
+        command = [sys.executable, "-m", "cli", "queue", "start", *args]
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT

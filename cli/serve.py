@@ -16,7 +16,7 @@ from typing import Any
 import typer
 import yaml
 
-from cluster.cli_state import CliState, make_console, open_store
+from cli.state import CliState, make_console, open_store
 from cluster.config import CONFIG_DIR
 
 console = make_console()

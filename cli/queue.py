@@ -2,7 +2,7 @@
 
 ``start`` (and ``resume``) run in the foreground until the queue is empty; ``pause`` and ``cancel``
 are meant for another terminal: the running ``start`` reads the database every second, stops its
-Tune trials and exits. See ``cluster/queue.py`` for what survives a kill.
+Tune trials and exits. See ``tuning/queue.py`` for what survives a kill.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from cluster.cli_state import CliState, make_console, num, open_store, status_progress
+from cli.state import CliState, make_console, num, open_store, status_progress
 from store.records import QUEUE_STATUSES
 
 if TYPE_CHECKING:
@@ -37,9 +37,9 @@ def add_cmd(
     grids: list[Path] = typer.Argument(..., help="Grid files, e.g. configs/grids/smoke.yaml."),
 ) -> None:
     """Queue every config of each grid (a config already queued or trained is skipped)."""
-    from cluster.grids import grid_hash, load_grid
-    from cluster.queue import add_grid, experiment_id
     from store.training import TrainingStore
+    from tuning.grids import grid_hash, load_grid
+    from tuning.queue import add_grid, experiment_id
 
     specs = [load_grid(path) for path in grids]  # every file validated before any is queued
     tstore = TrainingStore(open_store(ctx.obj))
@@ -54,9 +54,9 @@ def add_cmd(
 
 
 def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> None:
-    from cluster.queue import QueueProgress, queue_lock, start
     from cluster.session import ensure_ray
     from store.training import TrainingStore
+    from tuning.queue import QueueProgress, queue_lock, start
 
     state: CliState = ctx.obj
     store = open_store(state)
@@ -141,7 +141,7 @@ def champions_table(store: Store, promotions: int) -> Table:
 
 def champion_policy(state: CliState) -> ChampionPolicy:
     """The config's champion policy (``champions:`` of configs/defaults.yaml and --config); each
-    grid's own ``champions:`` overrides go on top of it (cluster.queue)."""
+    grid's own ``champions:`` overrides go on top of it (tuning.queue)."""
     return state.config.champions.to_policy()
 
 
@@ -174,8 +174,8 @@ def resume_cmd(
 @queue_app.command("pause")
 def pause_cmd(ctx: typer.Context) -> None:
     """Pause the queue: a running `queue start` stops its trials and exits; nothing is lost."""
-    from cluster.queue import queue_running
     from store.training import TrainingStore
+    from tuning.queue import queue_running
 
     state: CliState = ctx.obj
     paused = TrainingStore(open_store(state)).pause_queue()
@@ -187,8 +187,8 @@ def pause_cmd(ctx: typer.Context) -> None:
 @queue_app.command("cancel")
 def cancel_cmd(ctx: typer.Context) -> None:
     """Cancel every config not trained yet: rows CANCELLED, their unfinished files and rows gone."""
-    from cluster.queue import clean_cancelled, queue_running
     from store.training import TrainingStore
+    from tuning.queue import clean_cancelled, queue_running
 
     state: CliState = ctx.obj
     tstore = TrainingStore(open_store(state))
@@ -205,9 +205,9 @@ def status_cmd(ctx: typer.Context) -> None:
 
     The Sharpe is a trained model's best inference config's; the models: `redline runs search`.
     """
-    from cluster.cli_models import best_inference_sharpes
-    from cluster.queue import experiment_id, queue_running
+    from cli.models import best_inference_sharpes
     from store.training import TrainingStore
+    from tuning.queue import experiment_id, queue_running
 
     state: CliState = ctx.obj
     store = open_store(state)

@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from cluster.champions import consider_evolution_run, consider_tune_run
 from cluster.config import load_config
 from evolution.champions import ChampionPolicy
+from evolution.crowning import consider_evolution_run, consider_tune_run
 from market.backtest import backtest_many
 from market.regimes import REGIMES, classify_regimes
 from store.db import Store
@@ -40,7 +40,7 @@ from store.records import (
     TrainingRunRecord,
 )
 from store.training import TrainingStore
-from tests.cluster.conftest import SMOKE_CONFIG, RunOnDisk, sqlite_url
+from tests.support.smoke import SMOKE_CONFIG, RunOnDisk, sqlite_url
 
 REPO = Path(__file__).resolve().parents[2]
 SPECIALTY = "technical_analyst"

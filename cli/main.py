@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from cluster.cli_backtest import backtest_cmd
-from cluster.cli_data import data_app
-from cluster.cli_evolve import evolve_cmd, mother_train_cmd, prepare_cmd
-from cluster.cli_models import models_app, search_cmd
-from cluster.cli_queue import queue_app
-from cluster.cli_runs import (
+from cli.backtest import backtest_cmd
+from cli.data import data_app
+from cli.evolve import evolve_cmd, mother_train_cmd, prepare_cmd
+from cli.models import models_app, search_cmd
+from cli.queue import queue_app
+from cli.runs import (
     children_cmd,
     generations_cmd,
     kills_cmd,
@@ -24,8 +24,8 @@ from cluster.cli_runs import (
     restore_cmd,
     runs_app,
 )
-from cluster.cli_serve import serve_cmd
-from cluster.cli_state import CliState, make_console, open_store
+from cli.serve import serve_cmd
+from cli.state import CliState, make_console, open_store
 
 app = typer.Typer(
     name="redline",
@@ -42,7 +42,7 @@ mother_app = typer.Typer(help="The mother brain: per-regime champion coordinator
 mother_app.command("train")(mother_train_cmd)
 app.add_typer(mother_app, name="mother")
 data_app.command("prepare")(prepare_cmd)
-# Reading what runs left behind (cluster/cli_runs.py).
+# Reading what runs left behind (cli/runs.py).
 app.add_typer(runs_app, name="runs")
 runs_app.command("search")(search_cmd)
 app.command("children")(children_cmd)
@@ -50,13 +50,13 @@ app.command("generations")(generations_cmd)
 app.command("lineage")(lineage_cmd)
 app.command("kills")(kills_cmd)
 app.command("restore")(restore_cmd)
-# Tune grids through the training queue, and the models they leave (cluster/cli_queue.py,
-# cluster/cli_models.py).
+# Tune grids through the training queue, and the models they leave (cli/queue.py,
+# cli/models.py).
 app.add_typer(queue_app, name="queue")
 app.add_typer(models_app, name="models")
-# Backtests of a strategy beside the baselines (cluster/cli_backtest.py).
+# Backtests of a strategy beside the baselines (cli/backtest.py).
 app.command("backtest")(backtest_cmd)
-app.command("serve")(serve_cmd)  # cluster/cli_serve.py
+app.command("serve")(serve_cmd)  # cli/serve.py
 
 console = make_console()
 
@@ -94,7 +94,7 @@ def demo(
 ) -> None:
     """The shipped real sample: load and summarize it, evolve the seven specialties on it, and
     serve one prediction from the champions."""
-    from cluster.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(ctx.obj, console, evolve=evolve)
 

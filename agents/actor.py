@@ -1,11 +1,9 @@
-"""Where children train: in this process, or on a fixed pool of Ray actors.
+"""The child actor shell: a fixed pool of ``ChildAgent`` Ray actors (``agents.pool`` contract).
 
-Both pools take the same ``TrainTask`` list and call ``on_done(task, outcome)`` as each child
-finishes, so the Mother records every result the moment it exists (a run killed later does not
-train that child again). The Ray pool is sized to the cluster's CPUs once and reused across
-generations; every dataset is put in the object store once and handed to actors by reference
-(numpy arrays are read zero-copy). A child that raises, times out, or whose actor process dies is
-retried on a fresh actor up to ``retries`` times, then recorded FAILED with the reason.
+The Ray pool is sized to the cluster's CPUs once and reused across generations; every dataset is
+put in the object store once and handed to actors by reference (numpy arrays are read zero-copy).
+A child that raises, times out, or whose actor process dies is retried on a fresh actor up to
+``retries`` times, then recorded FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -15,54 +13,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ray
 
-from agents.child import ChildWorker, TrainOutcome, TrainTask
+from agents.child import ChildWorker, TrainTask
 from agents.dataset import Dataset
+from agents.pool import OnDone, dataset_key, failed_outcome
 
 logger = logging.getLogger(__name__)
-
-OnDone = Callable[[TrainTask, TrainOutcome], None]
-
-
-class TrainerPool(Protocol):
-    def run(self, tasks: Sequence[TrainTask], on_done: OnDone) -> None: ...
-
-    def add_datasets(self, datasets: Mapping[str, Dataset]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def failed_outcome(task: TrainTask, reason: str, seconds: float = 0.0) -> TrainOutcome:
-    return TrainOutcome.failed(task, reason, seconds)
-
-
-class LocalPool:
-    """Trains children one after another in this process (tests, the sequential baseline)."""
-
-    def __init__(self, home: Path, datasets: Mapping[str, Dataset]) -> None:
-        self.worker = ChildWorker(home)
-        self.datasets = dict(datasets)
-
-    def add_datasets(self, datasets: Mapping[str, Dataset]) -> None:
-        self.datasets.update(datasets)
-
-    def run(self, tasks: Sequence[TrainTask], on_done: OnDone) -> None:
-        for task in tasks:
-            try:
-                outcome = self.worker.train(task, self.datasets[_key(task)])
-            except Exception as exc:  # a broken child is a result
-                outcome = failed_outcome(task, f"{type(exc).__name__}: {exc}")
-            on_done(task, outcome)
-
-    def close(self) -> None:
-        return None
-
-
-def _key(task: TrainTask) -> str:
-    return f"{task.specialty}/{task.dataset_name}"
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
@@ -137,7 +96,9 @@ class RayPool:
                 slot = free.pop(0)
                 actor = self.actors[slot]
                 # The task carries the child's name (dashboard, `ray list tasks`, fault tests).
-                ref = actor.train.options(name=task.actor_label).remote(task, self.refs[_key(task)])
+                ref = actor.train.options(name=task.actor_label).remote(
+                    task, self.refs[dataset_key(task)]
+                )
                 running[ref] = _Running(task, actor, slot, self.clock(), attempt)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             now = self.clock()

@@ -4,7 +4,7 @@
 config already queued or already trained is skipped). ``start`` runs the QUEUED rows in the
 foreground, one Tune experiment per grid (``tune-<grid_hash[:12]>``, a ``runs`` row), until the
 queue is empty or another terminal pauses or cancels it; after every trial the trained model is
-considered for champion of each regime (``cluster.champions.consider_tune_run``, with the grid's
+considered for champion of each regime (``evolution.crowning.consider_tune_run``, with the grid's
 ``champions:`` overrides on top of the config's policy), on one thread beside Tune's event loop,
 in the order the trials finished.
 
@@ -21,7 +21,7 @@ one from the results so far. Their queue holds ``num_samples`` *slots*, rows key
 ``{"grid_hash": ..., "slot": i}`` whose config is the grid itself (``{"optuna_slot": i, "spec":
 <the grid>}``); each finished trial closes the lowest open slot (DONE or FAILED, the reason naming
 the config it trained, whose ``training_runs`` row holds the result). Before a run the searcher is
-rebuilt from the database (``cluster.tune_runner.optuna_history``: every trained config in the
+rebuilt from the database (``tuning.runner.optuna_history``: every trained config in the
 grid's search space, with its best Sharpe, as evaluated points), and slots are reconciled with the experiment's ``training_runs`` rows, so a kill between
 a trial's transaction and its slot's update neither loses nor repeats a trial.
 
@@ -46,11 +46,11 @@ from pathlib import Path
 from queue import Queue
 from typing import TYPE_CHECKING, Any
 
-from cluster.grids import GridSpec, compute_config_hash, expand, grid_hash
 from store.db import Store
 from store.records import QueueItemRecord, TrainingRunRecord
 from store.runs import RunStore
 from store.training import TrainingStore
+from tuning.grids import GridSpec, compute_config_hash, expand, grid_hash
 
 if TYPE_CHECKING:  # the champion rules import scipy: loaded when a model is judged
     from evolution.champions import ChampionPolicy
@@ -88,7 +88,7 @@ def experiment_id(grid_hash_: str) -> str:
 
 
 def tune_checkpoint(home: Path, config_hash: str) -> Path:
-    """Where a trial saves its model: ``checkpoints/tune/<config_hash>.pt`` (cluster.tune_runner)."""
+    """Where a trial saves its model: ``checkpoints/tune/<config_hash>.pt`` (tuning.runner)."""
     return home / "checkpoints" / "tune" / f"{config_hash}.pt"
 
 
@@ -302,7 +302,7 @@ def start(
     """Train the QUEUED configs (``resume``: first PAUSED and RUNNING back to QUEUED) until the
     queue is empty or is paused or cancelled from elsewhere. Ray must be up
     (``cluster.session.ensure_ray``). Raises QueueBusyError when another start holds the queue.
-    ``on_trial`` sees every ``cluster.tune_runner.TrialOutcome`` (after the queue handled it).
+    ``on_trial`` sees every ``tuning.runner.TrialOutcome`` (after the queue handled it).
     """
     tstore = TrainingStore(store)
     runs = RunStore(store)
@@ -352,7 +352,7 @@ def _consider(
     tstore: TrainingStore, runs: RunStore, config_hash: str, policy: ChampionPolicy, out: QueueRun
 ) -> None:
     """Consider one trained model for champion in every regime it was scored in."""
-    from cluster.champions import consider_tune_run
+    from evolution.crowning import consider_tune_run
 
     record = tstore.training_run(config_hash)
     if record is None or record.status != "DONE":
@@ -504,7 +504,7 @@ def _run_grid(
     result: QueueRun,
 ) -> None:
     """One grid's QUEUED rows through ``run_trials`` (one Tune experiment)."""
-    from cluster.tune_runner import TrialOutcome
+    from tuning.runner import TrialOutcome
 
     first = batch[0]
     experiment = experiment_id(first.grid_hash)
@@ -594,7 +594,7 @@ def _trials(
     poll_s: float,
 ) -> list[Any]:
     """``run_trials`` of a grid's configs, or of an Optuna grid's open slots."""
-    from cluster.tune_runner import optuna_history, run_trials
+    from tuning.runner import optuna_history, run_trials
 
     if slots:
         spec = _spec_from(slots[0].config["spec"])

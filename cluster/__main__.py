@@ -1,5 +1,0 @@
-"""``python -m cluster`` is the ``redline`` command."""
-
-from cluster.cli import main
-
-main()
