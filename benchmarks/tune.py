@@ -122,7 +122,7 @@ def run_queue(
     store = Store.open(f"sqlite:///{home / 'redline.db'}", home=home)
     ensure_sample(store)  # the import is not timed (a data root has its candles already)
     tstore = TrainingStore(store)
-    added, _ = add_grid(tstore, spec)
+    added, _ = add_grid(tstore, spec, store.regime_rules())
     assert added == 32, added
     outcomes: list[TrialOutcome] = []
     began = time.perf_counter()
@@ -158,7 +158,7 @@ def run_loop(
     backtest_s: list[float] = []
     sharpes: dict[tuple[str, str], float | None] = {}
     began = time.perf_counter()
-    datasets = _datasets(store, home, configs[:1])
+    datasets = _datasets(store, home, configs[:1], store.regime_rules())
     for config in configs:
         dataset = datasets[f"{config['specialty']}/{config['dataset']}"]
         config_hash = compute_config_hash(config)

@@ -490,7 +490,7 @@ def backtest_cmd(
         )
     run = run_backtest(
         history, key, spec, since_ms=since_ms, until_ms=until_ms, fee_bps=fee_bps,
-        slippage_bps=slippage_bps, rules=state.config.regimes.to_rules(),
+        slippage_bps=slippage_bps, rules=state.config.regimes,
     )  # fmt: skip
     console.print(metrics_table(run))
     console.print(regime_table(run))

@@ -254,7 +254,7 @@ def regimes_cmd(
     candles = store.load_candles(key)
     if candles.empty:
         raise ValueError(f"no candles stored for {key}: run `redline data import` or `fetch` first")
-    rules = state.config.regimes.to_rules()
+    rules = state.config.regimes
     store.sync_regime_definitions(rules)
     labels = classify_regimes(candles, key.timeframe, rules)
     console.print(regime_share_table(key, labels))

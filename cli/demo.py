@@ -30,7 +30,7 @@ def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
         console.print(
             f"imported {result.path.name}: {result.rows_inserted:,} new rows of {result.key}"
         )
-    rules = state.config.regimes.to_rules()
+    rules = state.config.regimes
     store.sync_regime_definitions(rules)
     short = [name.replace("_trending", "").replace("_ranging", "") for name in REGIMES]
     table = Table(

@@ -44,7 +44,7 @@ def add_cmd(
     specs = [load_grid(path) for path in grids]  # every file validated before any is queued
     tstore = TrainingStore(open_store(ctx.obj))
     for spec in specs:
-        added, skipped = add_grid(tstore, spec)
+        added, skipped = add_grid(tstore, spec, ctx.obj.config.regimes)
         what = "Optuna slots" if spec.search == "optuna" else "configs"
         console.print(
             f"grid [bold]{spec.name}[/] ({spec.search}, {spec.specialty}): {added} {what} added, "
@@ -68,7 +68,7 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
         console.print(f"nothing queued: `redline queue add GRID.yaml`{paused}")
         return
     # Trials label regimes with the store's definitions: make them this invocation's config's.
-    store.sync_regime_definitions(state.config.regimes.to_rules())
+    store.sync_regime_definitions(state.config.regimes)
     ensure_ray()
     # Tune's newer console output prints its own tables even at verbose=0; the bars below say it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

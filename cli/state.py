@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cluster.config import RedlineConfig, data_home, load_config
+from market.regimes import RegimeRules
 from store.db import Store
 
 
@@ -36,7 +37,18 @@ def open_store(state: CliState) -> Store:
     if state._store is None:
         state.home.mkdir(parents=True, exist_ok=True)
         state._store = Store.open(home=state.home)  # REDLINE_DATABASE_URL wins when set
+        # The table follows the config this invocation loaded (the rules' one home); a run keeps
+        # the rules it was judged under in its own row whatever the table says later.
+        if _table_rules(state._store) != state.config.regimes:
+            state._store.sync_regime_definitions(state.config.regimes)
     return state._store
+
+
+def _table_rules(store: Store) -> RegimeRules | None:
+    try:
+        return store.regime_rules()
+    except ValueError:  # a table edited into an invalid state: the sync repairs it
+        return None
 
 
 def make_console(stderr: bool = False) -> Console:

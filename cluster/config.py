@@ -22,8 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from market.regimes import REGIMES, RegimeRule, RegimeRules
-from market.timeframes import bars_in
+from market.regimes import RegimeRules, RuleError
 from market.validation import DEFAULT_PLAUSIBILITY, Plausibility
 from store.paths import absolute_home
 
@@ -55,39 +54,6 @@ class FetchConfig(_Frozen):
     backoff_max_s: float = Field(30.0, ge=0)
     timeout_ms: int = Field(10_000, ge=100)
     enable_rate_limit: bool = True
-
-
-class RegimeRuleConfig(_Frozen):
-    name: str
-    trend_min: float | None = None
-    trend_max: float | None = None
-    vol_min: float | None = None
-    vol_max: float | None = None
-    description: str = ""
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in REGIMES:
-            raise ValueError(f"must be one of {', '.join(REGIMES)}; got {value!r}")
-        return value
-
-
-class RegimesConfig(_Frozen):
-    window: str = "7d"
-    rules: tuple[RegimeRuleConfig, ...]
-
-    @field_validator("window")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        bars_in(value, "1m")  # raises with the accepted form
-        return value
-
-    def to_rules(self) -> RegimeRules:
-        return RegimeRules(
-            window=self.window,
-            rules=tuple(RegimeRule(**rule.model_dump()) for rule in self.rules),
-        )
 
 
 class EvolveDataConfig(_Frozen):
@@ -223,7 +189,9 @@ class RedlineConfig(_Frozen):
     data: DataConfig = DataConfig()
     fetch: FetchConfig = FetchConfig()
     validation: ValidationConfig = ValidationConfig()
-    regimes: RegimesConfig
+    # The one home of the regime rules: a run stores them (``RunRecord.settings``), the
+    # regime_definitions table is synced from them, Serve labels a champion's bars with its run's.
+    regimes: RegimeRules = RegimeRules()
     champions: ChampionsConfig = ChampionsConfig()
     evolve: EvolveConfig | None = None
 
@@ -274,10 +242,16 @@ def _problems(prefix: str, exc: ValidationError) -> str:
     """Every error of ``exc`` as ``dotted.key: message (got value)``, joined by ``; ``."""
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        loc, message = tuple(error["loc"]), error["msg"]
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleError):  # a plain dataclass's check names its own field
+            loc, message = (*loc, cause.field), cause.detail
+            if cause.field in (error.get("input") or {}):
+                error = {**error, "input": error["input"][cause.field]}
+        key = ".".join(str(part) for part in (prefix, *loc) if part != "")
         value = error.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        problems.append(f"{key}: {error['msg']}{shown}")
+        problems.append(f"{key}: {message}{shown}")
     return "; ".join(problems)
 
 

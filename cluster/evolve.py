@@ -25,6 +25,7 @@ from cluster.session import ensure_ray
 from evolution.crowning import consider_evolution_run
 from evolution.mother import COORDINATOR, EvolutionSettings, Progress
 from evolution.selection import KillRule
+from market.regimes import RegimeRules
 from market.series import SeriesKey
 from store.db import Store
 from store.ingest import ensure_sample
@@ -35,9 +36,11 @@ from store.training import TrainingStore
 logger = logging.getLogger(__name__)
 
 
-def config_hash(evolve: EvolveConfig) -> str:
-    """SHA-256 of the canonical JSON of the evolve section: the run's identity with its seed."""
-    canonical = json.dumps(evolve.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def config_hash(evolve: EvolveConfig, rules: RegimeRules) -> str:
+    """SHA-256 of the canonical JSON of the evolve section and the regime rules its children are
+    judged under: the run's identity with its seed (new rules, a new run)."""
+    payload = {"evolve": evolve.model_dump(mode="json"), "regimes": rules.to_dict()}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -63,7 +66,7 @@ def data_sources(evolve: EvolveConfig, store: Store, config: RedlineConfig) -> D
         social_sentiment=data.social_sentiment,
         trades=data.trades,
         rugpull_tokens=data.rugpull_tokens,
-        regime_rules=config.regimes.to_rules(),
+        regime_rules=config.regimes,
     )
 
 
@@ -259,7 +262,9 @@ def start_or_resume(
     elif config is None or evolve is None:
         raise ValueError("a new run needs an evolve config (see configs/evolve-smoke.yaml)")
     else:
-        digest = config_hash(evolve)
+        digest = config_hash(evolve, config.regimes)
+    # The table follows the rules this run is judged under (Tune and `data regimes` read it).
+    store.sync_regime_definitions(config.regimes)
     datasets = prepare_datasets(evolve, store, config, home)
     settings = settings_for(evolve, datasets)
     if resume:

@@ -15,8 +15,10 @@ of history have no regime (``""``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,16 @@ from market.timeframes import bars_in, bars_per_year
 
 REGIMES: tuple[str, ...] = ("bull_trending", "bear_trending", "volatile_ranging", "calm_ranging")
 NO_REGIME = ""
+
+
+class RuleError(ValueError):
+    """A bad regime rule, naming the field (``name``, ``window``, ``rules``) it is about, so a
+    config loader can report the dotted key (``regimes.rules.0.name``)."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class RegimeRule:
 
     def __post_init__(self) -> None:
         if self.name not in REGIMES:
-            raise ValueError(f"regime name must be one of {', '.join(REGIMES)}; got {self.name!r}")
+            raise RuleError("name", f"must be one of {', '.join(REGIMES)}; got {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,46 @@ class RegimeRules:
     )
 
     def __post_init__(self) -> None:
+        try:
+            bars_in(self.window, "1m")
+        except ValueError as exc:
+            raise RuleError("window", str(exc)) from None
         names = [rule.name for rule in self.rules]
         if sorted(names) != sorted(REGIMES):
-            raise ValueError(
-                f"regimes.rules must name each of {', '.join(REGIMES)} exactly once; got {names}"
+            raise RuleError(
+                "rules", f"must name each of {', '.join(REGIMES)} exactly once; got {names}"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, as a run stores them (``RunRecord.settings["regimes"]``)."""
+        return {"window": self.window, "rules": [asdict(rule) for rule in self.rules]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, where: str = "regimes") -> RegimeRules:
+        """The rules of :meth:`to_dict` (or a config's ``regimes`` section); ValueError naming
+        ``where`` and the bad key or value."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where} must be a mapping with window and rules; got {raw!r}")
+        unknown = sorted(set(raw) - {"window", "rules"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: window, rules)")
+        rules = []
+        for i, rule in enumerate(raw.get("rules") or ()):
+            try:
+                rules.append(RegimeRule(**rule))
+            except RuleError as exc:
+                raise ValueError(f"{where}.rules.{i}.{exc.field}: {exc.detail}") from None
+            except TypeError as exc:
+                raise ValueError(f"{where}.rules.{i}: {exc}") from None
+        try:
+            return cls(window=str(raw.get("window", "7d")), rules=tuple(rules))
+        except RuleError as exc:
+            raise ValueError(f"{where}.{exc.field}: {exc.detail}") from None
+
+    def digest(self) -> str:
+        """Short hash of the rules: equal rules, equal digest (whatever produced them)."""
+        payload = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 # --- computation -------------------------------------------------------------------------------

@@ -196,17 +196,36 @@ def _row_key(row: RegimeBestRecord) -> list[Any]:
             row.stage, sorted(row.inference.items()), row.sharpe]  # fmt: skip
 
 
-def _version(rows: Sequence[RegimeBestRecord], brain: str | None, rules: RegimeRules) -> str:
-    payload = json.dumps([[_row_key(r) for r in rows], brain, asdict(rules)], sort_keys=True,
-                         default=str)  # fmt: skip
+def _version(
+    rows: Sequence[RegimeBestRecord], brain: str | None, rules: Mapping[str, RegimeRules],
+    table: RegimeRules,
+) -> str:  # fmt: skip
+    judged = {run_id: found.digest() for run_id, found in sorted(rules.items())}
+    payload = json.dumps([[_row_key(r) for r in rows], brain, judged, asdict(table)],
+                         sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def _judged_under(
+    store: Store, rows: Sequence[RegimeBestRecord], table: RegimeRules
+) -> dict[str, RegimeRules]:
+    """The regime rules each champion's run was judged under, by run id: the run's stored rules
+    (``RunRecord.regime_rules``), or the table's for a run from before runs stored them."""
+    runs = RunStore(store)
+    out: dict[str, RegimeRules] = {}
+    for run_id in sorted({row.run_id for row in rows}):
+        run = runs.get_run(run_id)
+        out[run_id] = (run.regime_rules if run is not None else None) or table
+    return out
+
+
 def ensemble_version(store: Store, home: str | Path) -> str:
-    """Short hash of the champion rows, the newest brain and the regime rules: what a replica
-    polls to hot swap (a rule change alone renames the live regime of some candles)."""
-    return _version(TrainingStore(store).champions(), brain_version(Path(home)),
-                    _regime_rules(store))  # fmt: skip
+    """Short hash of the champion rows, the rules their runs were judged under, the newest brain
+    and the table's regime rules: what a replica polls to hot swap (a run under new rules is new
+    rows; a table change alone renames the live regime of an older run's candles)."""
+    rows = TrainingStore(store).champions()
+    table = _regime_rules(store)
+    return _version(rows, brain_version(Path(home)), _judged_under(store, rows, table), table)
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,6 +291,9 @@ class Member:
     threshold: float
     size: float
     source: Source | None = None
+    # The regime rules its run was judged under: it votes when they put the last candle in its
+    # regime (``row.regime``), and its features are built with them.
+    rules: RegimeRules = field(default_factory=RegimeRules)
     net: FrozenNet = field(init=False, repr=False)  # the model's scores, in numpy
 
     def __post_init__(self) -> None:
@@ -385,6 +407,15 @@ def _rugpull_columns(genome: Genome) -> list[tuple[str, str]]:
     keys = list(RUGPULL_FEATURES) if chosen == "all" else [chosen]
     return [(raw, f"{raw}_log1p" if raw in RUGPULL_HEAVY_TAILED else raw)
             for key in keys for raw in RUGPULL_FEATURES[key]]  # fmt: skip
+
+
+def _live_rules(voting: Sequence[Member], table: RegimeRules) -> RegimeRules:
+    """The rules that name the live regime of a request: those of the newest voting champion's
+    run (a run under new rules takes over when it crowns), else the table's."""
+    if not voting:
+        return table
+    newest = max(voting, key=lambda m: (str(m.row.updated_at), m.row.run_id))
+    return newest.rules
 
 
 def _regime_rules(store: Store) -> RegimeRules:
@@ -584,7 +615,7 @@ class _CandleCache:
         rules: RegimeRules,
         history: History | None,
     ) -> _CandleWork:
-        key = _candles_key(candles, series)
+        key = _candles_key(candles, series) + rules.digest().encode()
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -629,6 +660,8 @@ class Ensemble:
         sentiment: dict[str, SentimentSource] = {}
         rows = TrainingStore(store).champions()
         brain = brain_version(home)
+        table = _regime_rules(store)
+        judged = _judged_under(store, rows, table)
         members: dict[str, list[Member]] = {regime: [] for regime in REGIMES}
         unavailable: list[ModelEntry] = []
         rugpull: list[Member] = []
@@ -641,7 +674,7 @@ class Ensemble:
                 continue
             try:
                 source = _source(row, store, sentiment, max_input_age_days)
-                member = replace(_load_member(row, home), source=source)
+                member = replace(_load_member(row, home), source=source, rules=judged[row.run_id])
             except (CheckpointRefused, ValueError, KeyError, OSError) as exc:
                 logger.error("champion %s (%s/%s) refused: %s", row.model, row.specialty,
                              row.regime, exc)  # fmt: skip
@@ -656,15 +689,15 @@ class Ensemble:
             key=lambda m: (m.row.metrics.get("auc", -math.inf), str(m.row.updated_at)),
             default=None,
         )
-        rules = _regime_rules(store)
+        voting = [m for found in members.values() for m in found]
         return cls(
-            version=_version(rows, brain, rules),
+            version=_version(rows, brain, judged, table),
             brain_version=brain,
             members={regime: tuple(found) for regime, found in members.items()},
             unavailable=tuple(unavailable),
             rugpull_member=best_rugpull,
             coordinators=_load_brain(home, brain),
-            rules=rules,
+            rules=_live_rules(voting, table),
             history=store.load_candles,
         )
 
@@ -701,12 +734,14 @@ class Ensemble:
             window = self.rules.window
             return flat(f"no regime: the candles do not cover the {window} regime window yet "
                         f"({len(columns['ts'])} candles); send more history")  # fmt: skip
-        champions = self.members.get(name, ())
+        champions = self._voting(name, work, columns, series)
         if not champions:
             return flat(f"no validated champion for the live regime {name}")
-        coordinator = self.coordinators.get(name)
+        # The brain was fit on one run's members, judged under that run's rules (the live ones).
+        same_rules = all(member.rules == self.rules for member, _ in champions)
+        coordinator = self.coordinators.get(name) if same_rules else None
         depth = coordinator.lookback if coordinator else 1
-        scored, notes = self._score(champions, work, depth)
+        scored, notes = self._score(champions, depth)
         if not scored:
             return flat(f"no champion of {name} could score these candles: {'; '.join(notes)}")
         total = sum(m.weight for m, _ in scored)
@@ -721,7 +756,8 @@ class Ensemble:
             votes.append(vote)
             outs.append(MemberOut(
                 agent_id=member.row.agent_id, run_id=member.row.run_id,
-                specialty=member.row.specialty, regime=name, generation=member.generation,
+                specialty=member.row.specialty, regime=member.row.regime,
+                generation=member.generation,
                 vote=vote, score=score, weight=weight,
             ))  # fmt: skip
         size = sum(w * m.size for (m, _), w in zip(scored, weights, strict=True))
@@ -743,14 +779,30 @@ class Ensemble:
         return PredictResponse(**base, signal=signal, position_size=position, members=outs,
                                combiner=combiner)  # fmt: skip
 
+    def _voting(
+        self, name: str, work: _CandleWork, columns: Mapping[str, np.ndarray], series: SeriesKey
+    ) -> list[tuple[Member, _CandleWork]]:
+        """The champions that vote on these candles, each with the candle work of its own rules:
+        those of the live regime ``name`` judged under the live rules, then any judged under other
+        rules whose own rules put the last candle in their regime."""
+        out = [(m, work) for m in self.members.get(name, ()) if m.rules == self.rules]
+        for found in self.members.values():
+            for member in found:
+                if member.rules == self.rules:
+                    continue
+                own = self._cache.work(columns, series, member.rules, self.history)
+                if own.regime == member.row.regime:
+                    out.append((member, own))
+        return out
+
     @staticmethod
     def _score(
-        champions: Sequence[Member], work: _CandleWork, depth: int
+        champions: Sequence[tuple[Member, _CandleWork]], depth: int
     ) -> tuple[list[tuple[Member, np.ndarray]], list[str]]:
         """Each champion's scores of the last ``depth`` candles (fewer when it lacks history)."""
         scored: list[tuple[Member, np.ndarray]] = []
         notes: list[str] = []
-        for member in champions:
+        for member, work in champions:
             found = work.scores(member, depth)
             if isinstance(found, str):
                 notes.append(f"{member.row.agent_id}: {found}")

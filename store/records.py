@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from market.regimes import RegimeRules
+
 __all__ = [
     "AGENT_STATUSES",
     "FINISHED_AGENT_STATUSES",
@@ -252,6 +254,16 @@ class RunRecord:
         if not isinstance(self.settings, Mapping):
             raise ValueError(f"RunRecord.settings must be a mapping; got {self.settings!r}")
         _set(self, "settings", dict(self.settings))
+
+    @property
+    def regime_rules(self) -> RegimeRules | None:
+        """The regime rules the run was judged under (``settings["regimes"]``: an evolution run's
+        config, a Tune experiment's from ``queue add``); None for a run from before they were
+        stored."""
+        raw = self.settings.get("regimes")
+        if raw is None:
+            return None
+        return RegimeRules.from_dict(raw, where=f"run {self.run_id} settings.regimes")
         _stamp(self, "created_at")
         _stamp(self, "updated_at")
 

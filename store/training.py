@@ -131,15 +131,24 @@ class TrainingStore:
 
     # -- experiments and training runs ---------------------------------------------------------
 
-    def ensure_experiment(self, run_id: str, config: Mapping[str, Any], root_seed: int) -> None:
+    def ensure_experiment(
+        self,
+        run_id: str,
+        config: Mapping[str, Any],
+        root_seed: int,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         """Create the ``runs`` row of a Tune experiment (no generations); a no-op when it exists
-        with the same config. Raises ValueError when ``run_id`` exists with another config."""
+        with the same config. Raises ValueError when ``run_id`` exists with another config.
+        ``settings``: what the experiment is judged under (``{"regimes": ...}``), stored with it."""
         record = RunRecord(
             run_id=run_id,
             config=dict(config),
             config_hash=hashlib.sha256(_dumps(dict(config)).encode()).hexdigest(),
             root_seed=root_seed,
             generations_planned=0,
+            settings=dict(settings or {}),
         )
         self._runs.create_run(record)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from queue import Queue
 from typing import TYPE_CHECKING, Any
 
+from market.regimes import RegimeRules
 from store.db import Store
 from store.records import QueueItemRecord, TrainingRunRecord
 from store.runs import RunStore
@@ -105,16 +106,26 @@ def spec_config(spec: GridSpec) -> dict[str, Any]:
     return json.loads(json.dumps(spec.canonical()))
 
 
-def add_grid(tstore: TrainingStore, spec: GridSpec) -> tuple[int, int]:
+def add_grid(tstore: TrainingStore, spec: GridSpec, rules: RegimeRules) -> tuple[int, int]:
     """Queue every config of ``spec``; returns (added, skipped: already queued or trained).
 
     Also creates the grid's experiment row (``runs``: ``tune-<grid_hash[:12]>``, its config the
-    grid, so the grid's champion overrides are found again by ``start``). A config listed twice by
-    the grid is queued once (the second counts as skipped).
+    grid, so the grid's champion overrides are found again by ``start``, its settings the regime
+    ``rules`` its trials are labelled and judged under). A config listed twice by the grid is
+    queued once (the second counts as skipped). Raises ValueError when the experiment exists
+    under other rules: its models were judged under those.
     """
     digest = grid_hash(spec)
     grid = spec_config(spec)
-    tstore.ensure_experiment(experiment_id(digest), grid, spec.seed)
+    experiment = experiment_id(digest)
+    tstore.ensure_experiment(experiment, grid, spec.seed, settings={"regimes": rules.to_dict()})
+    stored = tstore.runs.require_run(experiment).regime_rules
+    if stored is not None and stored != rules:
+        raise ValueError(
+            f"regimes: experiment {experiment} was added under regime rules {stored.digest()}; "
+            f"this config's are {rules.digest()}. Its models were judged under the first: rename "
+            "the grid (its `name:`) to run it under the new rules"
+        )
     items: dict[str, QueueItemRecord] = {}
     repeated = 0
     if spec.search == "optuna":

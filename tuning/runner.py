@@ -50,6 +50,7 @@ from agents.inference import evaluate_inference_grid
 from agents.models import save_checkpoint
 from agents.specialties import get_specialty
 from agents.training import ChildReport, checkpoint_meta, train_child
+from market.regimes import RegimeRules
 from store.db import Store
 from store.records import InferenceBacktestRecord, TrainingRunRecord
 from store.training import TrainingStore
@@ -264,7 +265,7 @@ def _metrics(
 # --- the driver --------------------------------------------------------------------------------
 
 
-def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
+def _sources(store: Store, specialty_data: Mapping[str, Any], rules: RegimeRules) -> DataSources:
     from market.when import parse_when
 
     def ms(value: str | None, name: str) -> int | None:
@@ -278,13 +279,16 @@ def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
         start_ms=ms(specialty_data.get("start"), "start"),
         end_ms=ms(specialty_data.get("end"), "end"),
         sentiment_symbol=specialty_data["symbols"][0],
-        regime_rules=store.regime_rules(),  # `queue start` syncs them from its config
+        regime_rules=rules,
     )
 
 
-def _datasets(store: Store, home: Path, configs: Sequence[Mapping[str, Any]]) -> dict[str, Dataset]:
+def _datasets(
+    store: Store, home: Path, configs: Sequence[Mapping[str, Any]], rules: RegimeRules
+) -> dict[str, Dataset]:
     """Every dataset the configs name, built once per (specialty, data), keyed
-    ``"<specialty>/<dataset>"``; the shipped sample is imported for a missing series."""
+    ``"<specialty>/<dataset>"`` and labelled with the regime ``rules``; the shipped sample is
+    imported for a missing series."""
     from market.series import SeriesKey
     from store.ingest import ensure_sample
 
@@ -302,7 +306,7 @@ def _datasets(store: Store, home: Path, configs: Sequence[Mapping[str, Any]]) ->
         keys = [SeriesKey(data["exchange"], s, data["timeframe"]) for s in data["symbols"]]
         if any(store.series_info(k) is None for k in keys):
             ensure_sample(store)
-        for dataset in build_datasets(str(config["specialty"]), _sources(store, data)):
+        for dataset in build_datasets(str(config["specialty"]), _sources(store, data, rules)):
             out[f"{config['specialty']}/{dataset.name}"] = dataset
             write_dataset(dataset, home)
         if key not in out:
@@ -468,7 +472,12 @@ def run_trials(
     try:
         tstore = TrainingStore(store)
         if tstore.runs.get_run(experiment) is None:
-            tstore.ensure_experiment(experiment, {"tune_experiment": experiment}, 0)
+            tstore.ensure_experiment(
+                experiment,
+                {"tune_experiment": experiment},
+                0,
+                settings={"regimes": store.regime_rules().to_dict()},
+            )
         outcomes = _Outcomes(on_trial)
         skipped: list[TrialOutcome] = []
         pending: dict[str, dict[str, Any]] = {}
@@ -499,7 +508,10 @@ def run_trials(
             if not pending:
                 return skipped
             wanted = list(pending.values())
-        datasets = _datasets(store, home, wanted)
+        # Trials are labelled with the rules their experiment was added under (`queue add`
+        # stores them); an experiment from before that: the table's, as it always was.
+        rules = tstore.runs.require_run(experiment).regime_rules or store.regime_rules()
+        datasets = _datasets(store, home, wanted, rules)
         trainable = tune.with_resources(
             tune.with_parameters(
                 _tune_trial, configs=pending or None, spec=spec, datasets=datasets,

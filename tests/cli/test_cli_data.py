@@ -530,3 +530,27 @@ def test_fetch_writes_under_the_configs_limits(
                           "--symbol", "BTC/USDT", "--since", JAN_2024, "--until", MAR_2024)  # fmt: skip
     assert "a move beyond validation.max_bar_move 1.02" in err
     assert Store.open(home=redline_home).series_info(BTC) is None  # the refused page: nothing
+
+
+def test_a_configs_regime_rules_sync_the_table(redline_home: Path, tmp_path: Path) -> None:
+    """The loaded config is the rules' one home: any command that opens the store makes the
+    regime_definitions table hold that config's rules (and the built-ins without one)."""
+    from market.regimes import RegimeRules
+
+    config = tmp_path / "strict.yaml"
+    config.write_text(
+        "regimes:\n  window: 3d\n  rules:\n"
+        "    - {name: volatile_ranging, vol_min: 0.9}\n"
+        "    - {name: bull_trending, trend_min: 0.2}\n"
+        "    - {name: bear_trending, trend_max: -0.2}\n"
+        "    - {name: calm_ranging}\n"
+    )
+    run("--config", str(config), "data", "list")
+    rules = Store.open(home=redline_home).regime_rules()
+    assert rules.window == "3d"
+    assert [(r.name, r.trend_min, r.vol_min) for r in rules.rules] == [
+        ("volatile_ranging", None, 0.9), ("bull_trending", 0.2, None),
+        ("bear_trending", None, None), ("calm_ranging", None, None),
+    ]  # fmt: skip
+    run("data", "list")
+    assert Store.open(home=redline_home).regime_rules() == RegimeRules()

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_defaults_load_into_the_typed_tree() -> None:
     config = load_config()
     assert config.fetch.page_limit == 1000
-    rules = config.regimes.to_rules()
+    rules = config.regimes
     assert [rule.name for rule in rules.rules] == list(REGIMES)
     assert rules.rules[0].trend_min == 0.05
     assert rules == RegimeRules()  # the YAML and the code's defaults say the same thing

@@ -6,8 +6,6 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
@@ -41,17 +39,12 @@ TABLES = {
 }
 
 
-def _yaml_rules(path: Path) -> RegimeRules:
-    section = yaml.safe_load(path.read_text())["regimes"]
-    return RegimeRules(section["window"], tuple(RegimeRule(**rule) for rule in section["rules"]))
-
-
-def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(store: Store) -> None:
-    expected = _yaml_rules(REPO / "configs" / "defaults.yaml")
-    assert store.regime_rules() == expected
+def test_first_open_creates_the_schema_and_seeds_the_built_in_regimes(store: Store) -> None:
+    assert store.regime_rules() == RegimeRules()
     assert count_rows(store, RegimeDefinition) == 4
-    # The YAML's wording, not the built-in defaults': the seed really read the file.
-    assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
+    assert store.regime_rules().rules[2].description == (
+        "no trend, annualized volatility of 60% or more"
+    )
     assert migrate.current_revision(store.engine) == migrate.head_revision() == "0007"
 
 
@@ -89,7 +82,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     with Store.open(fresh_url) as store:
         assert store.list_series() == []
         assert count_rows(store, RegimeDefinition) == 4
-        assert store.regime_rules() == _yaml_rules(REPO / "configs" / "defaults.yaml")
+        assert store.regime_rules() == RegimeRules()
 
 
 def test_models_match_the_migrations(store: Store) -> None:
@@ -98,23 +91,12 @@ def test_models_match_the_migrations(store: Store) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_regimes_seed_from_redline_config_dir_or_fall_back_to_builtins(
-    fresh_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    custom = tmp_path / "configs"
-    custom.mkdir()
-    text_yaml = (REPO / "configs" / "defaults.yaml").read_text()
-    (custom / "defaults.yaml").write_text(text_yaml.replace("vol_min: 0.6", "vol_min: 0.8"))
-    monkeypatch.setenv("REDLINE_CONFIG_DIR", str(custom))
+def test_regimes_seed_the_built_in_rules(fresh_url: str) -> None:
+    """Migration 0002 seeds ``RegimeRules()`` (their one home) and reads no config file: the
+    table follows the loaded config from then on (``cli.state.open_store`` syncs it)."""
     with Store.open(fresh_url) as store:
-        rules = store.regime_rules()
-        assert rules.rules[2] == RegimeRule(
-            "volatile_ranging",
-            vol_min=0.8,
-            description="no trend, annualized volatility of 60% or more",
-        )
+        assert store.regime_rules() == RegimeRules()
     migrate.downgrade(fresh_url, revision="0001")
-    monkeypatch.setenv("REDLINE_CONFIG_DIR", str(tmp_path / "nowhere"))
     with Store.open(fresh_url) as store:
         assert store.regime_rules() == RegimeRules()
 

@@ -1,8 +1,8 @@
 """Seed regime_definitions with the four default regimes.
 
-The thresholds come from the ``regimes`` section of ``configs/defaults.yaml`` (in
-``$REDLINE_CONFIG_DIR`` when set, else ``<repo root>/configs``); an installed package without the
-configs folder falls back to ``market.regimes.RegimeRules()``, the same defaults.
+The thresholds are ``market.regimes.RegimeRules()``, the built-in rules (their one home). The
+table is then synced from the loaded config by every command that opens the store
+(``cli.state.open_store``), so a config's own ``regimes:`` replace these.
 
 Revision ID: 0002
 Revises: 0001
@@ -12,17 +12,13 @@ Create Date: 2025-11-22
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-import yaml
 from alembic import op
 
-from market.regimes import RegimeRule, RegimeRules
+from market.regimes import RegimeRules
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -45,36 +41,8 @@ _regimes = sa.table(
 )
 
 
-def defaults_file() -> Path:
-    env = os.environ.get("REDLINE_CONFIG_DIR")
-    config_dir = Path(env) if env else Path(__file__).resolve().parents[3] / "configs"
-    return config_dir / "defaults.yaml"
-
-
-def default_rules() -> RegimeRules:
-    path = defaults_file()
-    if not path.is_file():
-        logger.info("no %s; seeding the built-in regime rules", path)
-        return RegimeRules()
-    raw: Any = yaml.safe_load(path.read_text()) or {}
-    section = raw.get("regimes") if isinstance(raw, dict) else None
-    if not isinstance(section, dict):
-        raise ValueError(
-            f"{path}: regimes must be a mapping with window and rules; got {section!r}"
-        )
-    try:
-        return RegimeRules(
-            window=str(section.get("window", "7d")),
-            rules=tuple(RegimeRule(**rule) for rule in section.get("rules") or ()),
-        )
-    except TypeError as exc:
-        raise ValueError(f"{path}: regimes.rules has an unknown key: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
 def upgrade() -> None:
-    rules = default_rules()
+    rules = RegimeRules()
     now = datetime.now(UTC)
     op.bulk_insert(
         _regimes,
