@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import REGIMES, RegimeRule, RegimeRules
 from market.timeframes import bars_in
 from market.validation import DEFAULT_PLAUSIBILITY, Plausibility
@@ -123,7 +124,7 @@ class MutationConfig(_Frozen):
 
 
 class TrainingConfig(_Frozen):
-    fee_bps: float = Field(10.0, ge=0)
+    fee_bps: float = Field(DEFAULT_FEE_BPS, ge=0)
     torch_threads: int = Field(1, ge=1)
     child_timeout_s: float = Field(600.0, gt=0)
     retries: int = Field(1, ge=0)

@@ -33,6 +33,7 @@ from agents.dataset import Dataset
 from agents.datasets import stacked_dataset
 from agents.genome import Genome
 from agents.specialties import get_specialty
+from evolution.brain import COORDINATOR, fit_mother_brain
 from evolution.lineage import new_agent_id
 from evolution.seeds import child_seed, generation_rng, initial_population
 from evolution.selection import (
@@ -44,14 +45,13 @@ from evolution.selection import (
     decide_kills,
     select_parents,
 )
+from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import REGIMES
 from store.paths import DataRoot
 from store.records import AgentRecord, GenerationRecord, KillRecord, RegimeBestRecord
 from store.runs import RunStore
 
 logger = logging.getLogger(__name__)
-
-COORDINATOR = "report_coordinator"
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class EvolutionSettings:
     mut_indpb: float = 0.2
     hall_of_fame: int = 5
     coordinator_members: int = 2  # best children per member specialty stacked for the coordinator
-    fee_bps: float = 10.0
+    fee_bps: float = DEFAULT_FEE_BPS
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -140,8 +140,6 @@ class Mother:
         for generation in range(self.next_generation(), self.settings.generations):
             self.run_generation(generation)
         if COORDINATOR in self.settings.population:
-            from evolution.brain import fit_mother_brain
-
             base = self.datasets[self._dataset_key(self.settings.datasets[COORDINATOR])]
             try:
                 brain = fit_mother_brain(
