@@ -11,7 +11,8 @@ A generation ``g`` of a specialty, as data:
 Everything is in the database, so a run killed at any point resumes where it stopped: trained
 children are not trained again, and since every seed is derived from the root seed by position
 (``evolution.seeds``), a resumed run ends with the same genomes and scores as one never stopped.
-This class is plain Python; ``evolution.mother_actor`` is its Ray shell.
+This class is plain Python: on ``agents.pool.LocalPool`` it runs without Ray
+(``tests/evolution/test_mother.py``); ``evolution.mother_actor`` is its Ray shell.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from agents.child import TrainOutcome, TrainTask, read_oos
 from agents.dataset import Dataset
 from agents.datasets import stacked_dataset
 from agents.genome import Genome
+from agents.pool import TrainerPool
 from agents.specialties import get_specialty
 from evolution.brain import COORDINATOR, fit_mother_brain
 from evolution.lineage import new_agent_id
@@ -104,7 +105,7 @@ class Mother:
         self,
         run_id: str,
         runs: RunStore,
-        pool: Any,  # agents.pool.TrainerPool
+        pool: TrainerPool,  # agents.pool.LocalPool in-process, agents.actor.RayPool on Ray
         datasets: Mapping[str, Dataset],  # "specialty/name" -> dataset
         settings: EvolutionSettings,
         home: Path,
