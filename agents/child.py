@@ -30,6 +30,7 @@ from agents.training import (
     train_child,
     update_performance,
 )
+from market.backtest import DEFAULT_FEE_BPS
 from store.paths import DataRoot
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class TrainTask:
     genome: Genome
     seed: int
     dataset_name: str
-    fee_bps: float = 10.0
+    fee_bps: float = DEFAULT_FEE_BPS
     torch_threads: int = 1
 
     @property

@@ -38,7 +38,7 @@ from scipy import stats
 
 from agents.dataset import Dataset
 from agents.training import ChildReport, infer_task
-from market.backtest import backtest_many, bar_returns, cost_rate
+from market.backtest import DEFAULT_FEE_BPS, backtest_many, bar_returns, cost_rate
 
 __all__ = ["InferenceResult", "evaluate_inference_grid", "inference_positions", "oos_breaks"]
 
@@ -121,7 +121,7 @@ def evaluate_inference_grid(
     dataset: Dataset,
     configs: Sequence[Mapping[str, Any]],
     *,
-    fee_bps: float = 10.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
 ) -> list[InferenceResult]:
     """Every inference config of ``configs`` backtested over the report's out-of-sample rows.
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.backtest import backtest, bar_returns
+from market.backtest import DEFAULT_FEE_BPS, backtest, bar_returns
 from market.metrics import TradeOutcomes, compute_metrics, metrics_by_regime
 from market.timeframes import bars_per_year
 
@@ -93,7 +93,7 @@ def score_series(
     labels: np.ndarray | None = None,
     regimes: np.ndarray | None = None,
     timeframe: str | None = None,
-    fee_bps: float = 10.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
 ) -> OosScore:
     """One series' scored rows (time order) backtested; ``labels`` (the horizon forward return)
     add ``horizon_hit_rate``, ``regimes`` the per-regime metrics."""
@@ -125,7 +125,7 @@ def score_panel(
     breaks: np.ndarray | None = None,
     regimes: np.ndarray | None = None,
     timeframe: str,
-    fee_bps: float = 10.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
 ) -> OosScore:
     """A panel's scored rows (time order within each symbol) as one equal-weight portfolio."""
     position = rank_positions(scores, ts, threshold)

@@ -62,6 +62,7 @@ from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import MODEL_TASKS, ChildNet, build_model
 from agents.scoring import classify_metrics, score_panel, score_series
+from market.backtest import DEFAULT_FEE_BPS
 from market.labels import forward_returns
 from market.splits import Fold, WalkForward, check_labels_safe
 
@@ -497,7 +498,7 @@ def train_child(
     generation: int,
     split: WalkForward | None = None,
     torch_threads: int = 1,
-    fee_bps: float = 10.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
     task: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[ChildReport, dict[str, torch.Tensor] | None]:

@@ -142,8 +142,7 @@ def mother_train_cmd(
 ) -> None:
     """Refit the mother brain on RUN_ID's current champions (a new version under ai_models/)."""
     from cluster.evolve import prepare_datasets, run_config, settings_for
-    from evolution.brain import fit_mother_brain
-    from evolution.mother import COORDINATOR
+    from evolution.brain import COORDINATOR, fit_mother_brain
     from store.runs import RunStore
 
     state: CliState = ctx.obj

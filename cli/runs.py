@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from cli.state import CliState, make_console, num, open_store
+from evolution.brain import COORDINATOR
 from store.db import Store
 from store.paths import DataRoot
 from store.records import AgentRecord, GenerationRecord, RunRecord
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 console = make_console()
 
-COORDINATOR = "report_coordinator"  # the same name as evolution.mother.COORDINATOR
 #: ``--sort`` keys of ``redline children``: (what the key reads, best first when True).
 SORT_KEYS: dict[str, tuple[Callable[[AgentRecord], float | None], bool]] = {
     "sharpe": (lambda a: a.sharpe, True),

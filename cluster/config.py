@@ -22,9 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import RegimeRules, RuleError
 from market.validation import DEFAULT_PLAUSIBILITY, Plausibility
-from store.paths import absolute_home
+from store.paths import absolute_home, local_home
 
 if TYPE_CHECKING:
     from evolution.champions import ChampionPolicy
@@ -45,6 +46,14 @@ class _Frozen(BaseModel):
 class DataConfig(_Frozen):
     home: Path = Path("./redline_data")
     default_exchange: str = "binance"
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _local(cls, value: object) -> object:
+        # Before pydantic makes it a Path: Path("s3://b/x") is the folder "s3:/b/x".
+        if isinstance(value, str | os.PathLike):
+            local_home(value, "data.home")
+        return value
 
 
 class FetchConfig(_Frozen):
@@ -89,7 +98,7 @@ class MutationConfig(_Frozen):
 
 
 class TrainingConfig(_Frozen):
-    fee_bps: float = Field(10.0, ge=0)
+    fee_bps: float = Field(DEFAULT_FEE_BPS, ge=0)
     torch_threads: int = Field(1, ge=1)
     child_timeout_s: float = Field(600.0, gt=0)
     retries: int = Field(1, ge=0)
@@ -259,4 +268,6 @@ def data_home(config: RedlineConfig | None = None) -> Path:
     """``REDLINE_HOME`` when set, else the config's ``data.home``; made absolute (against the
     working directory), since paths under it are stored in the database."""
     env = os.environ.get("REDLINE_HOME")
-    return absolute_home(env if env else (config or load_config()).data.home)
+    if env:
+        return absolute_home(env, "REDLINE_HOME")
+    return absolute_home((config or load_config()).data.home, "data.home")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from agents.child import oos_path
 from agents.dataset import Dataset
-from market.backtest import backtest
+from market.backtest import DEFAULT_FEE_BPS, backtest
 from market.regimes import REGIMES
 from store.paths import DataRoot
 from store.records import AgentRecord
@@ -75,7 +75,7 @@ def fit_mother_brain(
     home: Path,
     base: Dataset,
     *,
-    fee_bps: float = 10.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BrainResult:
     root = DataRoot(home)

@@ -11,7 +11,8 @@ A generation ``g`` of a specialty, as data:
 Everything is in the database, so a run killed at any point resumes where it stopped: trained
 children are not trained again, and since every seed is derived from the root seed by position
 (``evolution.seeds``), a resumed run ends with the same genomes and scores as one never stopped.
-This class is plain Python; ``evolution.mother_actor`` is its Ray shell.
+This class is plain Python: on ``agents.pool.LocalPool`` it runs without Ray
+(``tests/evolution/test_mother.py``); ``evolution.mother_actor`` is its Ray shell.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from agents.child import TrainOutcome, TrainTask, read_oos
 from agents.dataset import Dataset
 from agents.datasets import stacked_dataset
 from agents.genome import Genome
+from agents.pool import TrainerPool
 from agents.specialties import get_specialty
+from evolution.brain import COORDINATOR, fit_mother_brain
 from evolution.lineage import new_agent_id
 from evolution.seeds import child_seed, generation_rng, initial_population
 from evolution.selection import (
@@ -44,14 +46,13 @@ from evolution.selection import (
     decide_kills,
     select_parents,
 )
+from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import REGIMES
 from store.paths import DataRoot
 from store.records import AgentRecord, GenerationRecord, KillRecord, RegimeBestRecord
 from store.runs import RunStore
 
 logger = logging.getLogger(__name__)
-
-COORDINATOR = "report_coordinator"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class EvolutionSettings:
     mut_indpb: float = 0.2
     hall_of_fame: int = 5
     coordinator_members: int = 2  # best children per member specialty stacked for the coordinator
-    fee_bps: float = 10.0
+    fee_bps: float = DEFAULT_FEE_BPS
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ class Mother:
         self,
         run_id: str,
         runs: RunStore,
-        pool: Any,  # agents.pool.TrainerPool
+        pool: TrainerPool,  # agents.pool.LocalPool in-process, agents.actor.RayPool on Ray
         datasets: Mapping[str, Dataset],  # "specialty/name" -> dataset
         settings: EvolutionSettings,
         home: Path,
@@ -140,8 +141,6 @@ class Mother:
         for generation in range(self.next_generation(), self.settings.generations):
             self.run_generation(generation)
         if COORDINATOR in self.settings.population:
-            from evolution.brain import fit_mother_brain
-
             base = self.datasets[self._dataset_key(self.settings.datasets[COORDINATOR])]
             try:
                 brain = fit_mother_brain(

@@ -94,7 +94,7 @@ from serving.schemas import (
 )
 from serving.writer import PredictionLog
 from store.db import Store
-from store.paths import home_from_env
+from store.paths import home_from_env, local_home
 from store.records import TradeRecord
 from store.runs import NotFoundError
 from store.trades import FeedbackConflictError, TradesStore
@@ -612,7 +612,7 @@ def build_app(
     ...). ``options``: :class:`ServeOptions` (unknown keys raise naming them).
     """
     settings = ServeOptions.from_mapping(options)
-    root = str(Path(home if home is not None else home_from_env()).expanduser().resolve())
+    root = str((local_home(home, "args.home") if home is not None else home_from_env()).resolve())
     secret = token if token is not None else os.environ.get(TOKEN_ENV)
     deployment_options = {**DEPLOYMENT_DEFAULTS, **(deployment or {})}
     if "autoscaling_config" in deployment_options:

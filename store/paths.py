@@ -10,7 +10,9 @@ raw_data/<exchange>/<symbol>/ candles as Parquet, when exported
 redline.db                    the SQLite default
 ```
 
-Only paths are computed here; nothing touches the disk except :meth:`DataRoot.ensure`.
+Only paths are computed here; nothing touches the disk except :meth:`DataRoot.ensure`. The data
+root is a local path (on a cluster, a shared mount such as NFS): a URL such as ``s3://bucket/x`` is
+refused with :class:`DataRootError`, since object-store data roots come with the multi-node issue.
 """
 
 from __future__ import annotations
@@ -25,17 +27,40 @@ from market.series import normalize_symbol
 DEFAULT_HOME = Path("./redline_data")
 DB_FILE_NAME = "redline.db"
 
-REMOTE_SCHEMES = ("s3:", "gs:", "gcs:", "hdfs:")
+REMOTE_SCHEMES = ("s3:", "gs:", "gcs:", "hdfs:")  # store.urls: SQLite cannot live there
+
+# ``s3://bucket/x``, and what ``Path`` makes of it (``s3:/bucket/x``): a URL, not a folder. Two
+# letters at least: ``C:/`` is a Windows drive.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
-def absolute_home(home: str | os.PathLike[str]) -> Path:
-    """A local data root made absolute against the working directory (a remote one as it is).
+class DataRootError(ValueError):
+    """A data root Redline cannot use; the message names the setting, the value and what works."""
+
+
+def local_home(home: str | os.PathLike[str], setting: str = "the data root") -> Path:
+    """``home`` as a local path; a URL (``s3://``, ``gs://``, ``hdfs://``, ``file://``...) is
+    refused naming ``setting`` (``REDLINE_HOME``, ``data.home``), never turned into a folder
+    called ``s3:``. On a cluster the data root is a shared mount (NFS) every node sees at the
+    same path; object-store data roots come with the multi-node issue."""
+    text = os.fspath(home)
+    if _URL.match(text):
+        raise DataRootError(
+            f"{setting} must be a local path (a folder, or on a cluster a shared mount such as "
+            f"NFS at the same path on every node); got {text!r}. Remote data roots (s3://, "
+            "gs://, hdfs://, ...) are not supported yet: they come with the multi-node issue"
+        )
+    return Path(text).expanduser()
+
+
+def absolute_home(home: str | os.PathLike[str], setting: str = "the data root") -> Path:
+    """A local data root made absolute against the working directory (a URL is refused, see
+    :func:`local_home`).
 
     Paths under the data root are written into the database (checkpoints), so they must mean
     the same file to every process that reads them, whatever its working directory.
     """
-    path = Path(home).expanduser()
-    return path if str(path).startswith(REMOTE_SCHEMES) else path.absolute()
+    return local_home(home, setting).absolute()
 
 
 # One path component made of safe characters: agent ids and specialties become folder names.
@@ -52,9 +77,9 @@ def _component(kind: str, value: str) -> str:
 
 
 def home_from_env() -> Path:
-    """``REDLINE_HOME`` when set, else ``./redline_data``."""
+    """``REDLINE_HOME`` when set, else ``./redline_data`` (a URL is refused naming REDLINE_HOME)."""
     env = os.environ.get("REDLINE_HOME")
-    return absolute_home(env if env else DEFAULT_HOME)
+    return absolute_home(env, "REDLINE_HOME") if env else absolute_home(DEFAULT_HOME)
 
 
 @dataclass(frozen=True)

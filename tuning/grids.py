@@ -58,6 +58,7 @@ import yaml
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GeneValue, GenomeSpace, IntGene
 from agents.specialties import SPECIALTIES, get_specialty
+from market.backtest import DEFAULT_FEE_BPS
 from market.series import SeriesKey, normalize_symbol
 from market.timeframes import timeframe_ms
 
@@ -390,7 +391,7 @@ def parse_grid(raw: Any, *, name: str = "grid", path: Path | None = None) -> Gri
     seed = grid.get("seed", 0)
     if not _is_int(seed) or seed < 0:
         raise GridError(f"grid.seed: {seed!r} must be an integer >= 0")
-    fee_bps = grid.get("fee_bps", 10.0)
+    fee_bps = grid.get("fee_bps", DEFAULT_FEE_BPS)
     if not _is_number(fee_bps) or not math.isfinite(float(fee_bps)) or fee_bps < 0:
         raise GridError(f"grid.fee_bps: {fee_bps!r} must be a finite number >= 0")
     space = get_specialty(specialty).space

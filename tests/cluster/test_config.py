@@ -77,6 +77,28 @@ def test_environment_picks_home_and_database(
     assert default_url(home) == "postgresql+psycopg://u@h/db"
 
 
+def test_a_remote_home_in_the_config_or_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Object-store data roots come with the multi-node issue; until then a URL is refused
+    naming where it was set, never turned into a local folder called "s3:"."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDLINE_HOME", raising=False)
+    path = tmp_path / "remote.yaml"
+    path.write_text("data:\n  home: s3://bucket/redline\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"remote\.yaml: data\.home: Value error, data\.home must be a local path .*; got "
+        r"'s3://bucket/redline'\. Remote data roots \(s3://, gs://, hdfs://, \.\.\.\) are not "
+        r"supported yet: they come with the multi-node issue",
+    ):
+        load_config(path)
+    monkeypatch.setenv("REDLINE_HOME", "gs://bucket/redline")
+    with pytest.raises(ValueError, match=r"^REDLINE_HOME must be a local path .*; got 'gs://"):
+        data_home(load_config())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote.yaml"]
+
+
 def test_ray_cluster_yaml_passes_rays_own_schema() -> None:
     config = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
     validate_config(prepare_config(config))

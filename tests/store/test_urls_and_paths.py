@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from store.db import Store, StoreConnectionError
-from store.paths import DataRoot, absolute_home, home_from_env
+from store.paths import DataRoot, DataRootError, absolute_home, home_from_env
 from store.urls import default_url, mask_url, normalize_url
 from tests.store.conftest import BTC_1H, JAN_2020, real_candles
 
@@ -58,11 +58,27 @@ def test_environment_url_wins_over_home(
     assert not (redline_home / "redline.db").exists()
 
 
-def test_remote_home_needs_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+REMOTE_REFUSED = (
+    r"must be a local path \(a folder, or on a cluster a shared mount such as NFS at the same "
+    r"path on every node\); got 's3://bucket/redline'\. Remote data roots \(s3://, gs://, "
+    r"hdfs://, \.\.\.\) are not supported yet: they come with the multi-node issue$"
+)
+
+
+def test_a_remote_home_is_refused_before_any_database_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDLINE_HOME=s3://... used to become a local folder "s3:"; it is refused, naming the
+    variable and the value, with SQLite as with a database URL set."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REDLINE_DATABASE_URL", raising=False)
     monkeypatch.setenv("REDLINE_HOME", "s3://bucket/redline")
-    with pytest.raises(ValueError, match="SQLite needs a local file: set REDLINE_DATABASE_URL"):
+    with pytest.raises(DataRootError, match="^REDLINE_HOME " + REMOTE_REFUSED):
         Store.open()
+    monkeypatch.setenv("REDLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with pytest.raises(DataRootError, match="^REDLINE_HOME " + REMOTE_REFUSED):
+        DataRoot.from_env()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.postgres
@@ -125,7 +141,23 @@ def test_a_relative_home_is_made_absolute_and_a_remote_one_kept(
     assert DataRoot(Path("redline_data")).checkpoints == tmp_path / "redline_data" / "checkpoints"
     monkeypatch.setenv("REDLINE_HOME", "data")
     assert home_from_env() == tmp_path / "data"
-    assert str(absolute_home("s3://bucket/redline")) == "s3:/bucket/redline"
+    with pytest.raises(DataRootError, match="^the data root " + REMOTE_REFUSED):
+        absolute_home("s3://bucket/redline")
+
+
+def test_a_remote_data_root_is_refused_never_made_a_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DataRoot("s3://bucket/x").ensure()`` used to create ``./s3:/bucket/x``."""
+    monkeypatch.chdir(tmp_path)
+    for home in ("s3://bucket/redline", Path("s3://bucket/redline")):  # Path: "s3:/bucket/..."
+        with pytest.raises(DataRootError, match=r"^the data root must be a local path"):
+            DataRoot(home).ensure()  # type: ignore[arg-type]
+    for url in ("gs://bucket/x", "hdfs://namenode/x", "file:///srv/redline"):
+        with pytest.raises(DataRootError, match=f"got '{url}'"):
+            DataRoot(url)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    assert DataRoot(Path("nfs/redline")).home == tmp_path / "nfs" / "redline"  # a path still is
 
 
 def test_a_stored_file_resolves_under_the_root_or_after_a_move(tmp_path: Path) -> None:
