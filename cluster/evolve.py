@@ -28,9 +28,8 @@ from evolution.selection import KillRule
 from market.series import SeriesKey
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records import PromotionRecord, RunRecord
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.champions import PromotionRecord
+from store.records.population import RunRecord, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def prepare_datasets(
         wanted = {
             SeriesKey(evolve.data.exchange, s, evolve.data.timeframe) for s in evolve.data.symbols
         }
-        if any(store.series_info(key) is None for key in wanted):
+        if any(store.candles.series_info(key) is None for key in wanted):
             ensure_sample(store)
     sources = data_sources(evolve, store, config)
     out: dict[str, Dataset] = {}
@@ -248,7 +247,7 @@ def start_or_resume(
     equal it unless ``override_config``; ``evolve`` is then ignored.
     """
     started = time.perf_counter()
-    runs = RunStore(store)
+    runs = store.runs
     if resume:
         run = runs.get_run(resume)
         if run is None:
@@ -265,13 +264,13 @@ def start_or_resume(
     if resume:
         run_id = resume
         _warn_changed_datasets(runs.require_run(run_id), datasets)
-        runs.update_run(run_id, status="running")
+        runs.update_run(run_id, status=RunStatus.RUNNING)
     else:
         run_id = f"r{int(now())}-{digest[:6]}"
         runs.create_run(
             RunRecord(
                 run_id=run_id,
-                status="running",
+                status=RunStatus.RUNNING,
                 config=evolve.model_dump(mode="json"),
                 config_hash=digest,
                 root_seed=evolve.seed,
@@ -306,7 +305,7 @@ def start_or_resume(
         if on_progress:
             on_progress(ray.get(mother.progress.remote(), timeout=30))
     except BaseException:
-        runs.update_run(run_id, status="failed")
+        runs.update_run(run_id, status=RunStatus.FAILED)
         raise
     finally:
         try:
@@ -324,9 +323,8 @@ def judge_champions(
     """A finished run's best child per (specialty, regime) against the champions, under the
     config's ``champions`` policy (``evolution.crowning``). Outside the run's own try block: the run
     is finished whatever the judging does, and judging it again (a resume) logs nothing twice."""
-    runs = RunStore(store)
-    if runs.require_run(run_id).status != "finished":
+    if store.runs.require_run(run_id).status != RunStatus.FINISHED:
         return []
     return consider_evolution_run(
-        TrainingStore(store), runs, run_id, config.champions.to_policy(), evolve.data.timeframe
+        store, run_id, config.champions.to_policy(), evolve.data.timeframe
     )

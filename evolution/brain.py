@@ -31,7 +31,7 @@ from agents.dataset import Dataset
 from market.backtest import backtest
 from market.regimes import REGIMES
 from store.paths import DataRoot
-from store.records import AgentRecord
+from store.records.population import AgentRecord
 from store.runs import RunStore
 
 COORDINATOR = "report_coordinator"

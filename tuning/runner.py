@@ -51,7 +51,7 @@ from agents.models import save_checkpoint
 from agents.specialties import get_specialty
 from agents.training import ChildReport, checkpoint_meta, train_child
 from store.db import Store
-from store.records import InferenceBacktestRecord, TrainingRunRecord
+from store.records.training import InferenceBacktestRecord, TrainingRunRecord, TrainingStatus
 from store.training import TrainingStore
 from tuning.grids import (
     GridSpec,
@@ -117,7 +117,7 @@ def trial_score(backtests: Sequence[InferenceBacktestRecord]) -> float | None:
 @lru_cache(maxsize=4)
 def _training_store(store_url: str, home: str) -> TrainingStore:
     """One store per worker process: reused actors do not reopen (and re-migrate) per trial."""
-    return TrainingStore(Store.open(store_url, home=Path(home)))
+    return Store.open(store_url, home=Path(home)).training
 
 
 def _record(
@@ -131,7 +131,7 @@ def _record(
         dataset=str(config["dataset"]),
         config=json.loads(json.dumps(config)),
         seed=int(config["seed"]),
-        status="FAILED",
+        status=TrainingStatus.FAILED,
         dataset_digest=report.dataset_digest if report else "",
         train_seconds=report.train_seconds if report else None,
     )
@@ -180,7 +180,7 @@ def _train_and_store(
             save_checkpoint(target, state, meta)
             metrics = report.metrics
             record = replace(
-                record, status="DONE", metrics=metrics, per_regime=report.per_regime,
+                record, status=TrainingStatus.DONE, metrics=metrics, per_regime=report.per_regime,
                 sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
                 hit_rate=metrics.get("direction_hit_rate"), model_path=checkpoint_relpath(config_hash),
                 model_sha256=file_sha256(target),
@@ -278,7 +278,7 @@ def _sources(store: Store, specialty_data: Mapping[str, Any]) -> DataSources:
         start_ms=ms(specialty_data.get("start"), "start"),
         end_ms=ms(specialty_data.get("end"), "end"),
         sentiment_symbol=specialty_data["symbols"][0],
-        regime_rules=store.regime_rules(),  # `queue start` syncs them from its config
+        regime_rules=store.regimes.regime_rules(),  # `queue start` syncs them from its config
     )
 
 
@@ -300,7 +300,7 @@ def _datasets(store: Store, home: Path, configs: Sequence[Mapping[str, Any]]) ->
         done.add(group)
         data = config["data"]
         keys = [SeriesKey(data["exchange"], s, data["timeframe"]) for s in data["symbols"]]
-        if any(store.series_info(k) is None for k in keys):
+        if any(store.candles.series_info(k) is None for k in keys):
             ensure_sample(store)
         for dataset in build_datasets(str(config["specialty"]), _sources(store, data)):
             out[f"{config['specialty']}/{dataset.name}"] = dataset
@@ -466,7 +466,7 @@ def run_trials(
     home = Path(home).resolve()
     store = Store.open(store_url, home=home)
     try:
-        tstore = TrainingStore(store)
+        tstore = store.training
         if tstore.runs.get_run(experiment) is None:
             tstore.ensure_experiment(experiment, {"tune_experiment": experiment}, 0)
         outcomes = _Outcomes(on_trial)

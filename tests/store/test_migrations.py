@@ -48,30 +48,30 @@ def _yaml_rules(path: Path) -> RegimeRules:
 
 def test_first_open_creates_the_schema_and_seeds_regimes_from_defaults_yaml(store: Store) -> None:
     expected = _yaml_rules(REPO / "configs" / "defaults.yaml")
-    assert store.regime_rules() == expected
+    assert store.regimes.regime_rules() == expected
     assert count_rows(store, RegimeDefinition) == 4
     # The YAML's wording, not the built-in defaults': the seed really read the file.
     assert expected.rules[2].description == "no trend, annualized volatility of 60% or more"
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0007"
+    assert migrate.current_revision(store.database.engine) == migrate.head_revision() == "0007"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
-    store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.upgrade() == "0007"
-    assert store.upgrade() == "0007"
+    store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+    assert store.database.upgrade() == "0007"
+    assert store.database.upgrade() == "0007"
     assert migrate.upgrade(fresh_url) == "0007"
     with Store.open(fresh_url) as again:
-        assert again.upgrade() == "0007"
+        assert again.database.upgrade() == "0007"
     assert count_rows(store, RegimeDefinition) == 4
     assert count_rows(store, MarketData) == 744
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     assert versions == [("0007",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     with Store.open(fresh_url) as store:
-        store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+        store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
     assert migrate.downgrade(fresh_url, revision="0001") == "0001"
     engine = create_store_engine(fresh_url)
     try:
@@ -87,13 +87,13 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     assert migrate.upgrade(fresh_url) == "0007"
     assert table_names(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
-        assert store.list_series() == []
+        assert store.candles.list_series() == []
         assert count_rows(store, RegimeDefinition) == 4
-        assert store.regime_rules() == _yaml_rules(REPO / "configs" / "defaults.yaml")
+        assert store.regimes.regime_rules() == _yaml_rules(REPO / "configs" / "defaults.yaml")
 
 
 def test_models_match_the_migrations(store: Store) -> None:
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 
@@ -107,7 +107,7 @@ def test_regimes_seed_from_redline_config_dir_or_fall_back_to_builtins(
     (custom / "defaults.yaml").write_text(text_yaml.replace("vol_min: 0.6", "vol_min: 0.8"))
     monkeypatch.setenv("REDLINE_CONFIG_DIR", str(custom))
     with Store.open(fresh_url) as store:
-        rules = store.regime_rules()
+        rules = store.regimes.regime_rules()
         assert rules.rules[2] == RegimeRule(
             "volatile_ranging",
             vol_min=0.8,
@@ -116,7 +116,7 @@ def test_regimes_seed_from_redline_config_dir_or_fall_back_to_builtins(
     migrate.downgrade(fresh_url, revision="0001")
     monkeypatch.setenv("REDLINE_CONFIG_DIR", str(tmp_path / "nowhere"))
     with Store.open(fresh_url) as store:
-        assert store.regime_rules() == RegimeRules()
+        assert store.regimes.regime_rules() == RegimeRules()
 
 
 def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
@@ -129,11 +129,11 @@ def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
             RegimeRule("calm_ranging", description="the rest"),
         ),
     )
-    store.sync_regime_definitions(rules)
-    assert store.regime_rules() == rules
+    store.regimes.sync_regime_definitions(rules)
+    assert store.regimes.regime_rules() == rules
     assert count_rows(store, RegimeDefinition) == 4
-    store.sync_regime_definitions(RegimeRules())
-    assert store.regime_rules() == RegimeRules()
+    store.regimes.sync_regime_definitions(RegimeRules())
+    assert store.regimes.regime_rules() == RegimeRules()
 
 
 def _open_and_write(url: str, barrier: Any, results: Any) -> None:
@@ -142,7 +142,7 @@ def _open_and_write(url: str, barrier: Any, results: Any) -> None:
     barrier.wait(timeout=120)
     try:
         with Store.open(url) as store:
-            results.put(store.write_candles(BTC_1H, jan))
+            results.put(store.candles.write_candles(BTC_1H, jan))
     except Exception as exc:  # reported to the test, which fails with it
         results.put(repr(exc))
 
@@ -165,10 +165,13 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert count_rows(store, MarketData) == 744
         assert count_rows(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.engine) == "0007"
+        assert migrate.current_revision(store.database.engine) == "0007"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    with Store.open(f"sqlite:///{tmp_path / 'wal.db'}") as store, store.engine.connect() as conn:
+    with (
+        Store.open(f"sqlite:///{tmp_path / 'wal.db'}") as store,
+        store.database.engine.connect() as conn,
+    ):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 30_000
