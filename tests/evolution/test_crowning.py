@@ -165,7 +165,7 @@ def _finish(
 ) -> list[PromotionRecord]:
     record, backtests = _trained(index, **kw)
     tstore.finish_training_run(record, backtests)
-    return consider_tune_run(tstore, record, backtests, policy, "1h")
+    return consider_tune_run(Store(tstore.database), record, backtests, policy, "1h")
 
 
 def _regime_sharpe(index: int, regime: str) -> float:
@@ -386,13 +386,13 @@ def test_judging_again_logs_nothing_new(tstore: TrainingStore) -> None:
         before = ChampionStore(tstore.database).promotions()
         record, backtests = _trained(index)
         # A trial reported twice (a resumed queue): the same decisions, logged once.
-        assert consider_tune_run(tstore, record, backtests, LENIENT, "1h") == []
+        assert consider_tune_run(Store(tstore.database), record, backtests, LENIENT, "1h") == []
         assert ChampionStore(tstore.database).promotions() == before and logged
     # Judged again after later trials, an old trial meets more trials and a new champion: new
     # refusals are logged, but no champion changes.
     champions = ChampionStore(tstore.database).champions()
     record, backtests = _trained(0)
-    for promotion in consider_tune_run(tstore, record, backtests, LENIENT, "1h"):
+    for promotion in consider_tune_run(Store(tstore.database), record, backtests, LENIENT, "1h"):
         assert promotion.decision == "REFUSED"
     assert ChampionStore(tstore.database).champions() == champions
 
@@ -401,7 +401,7 @@ def test_a_trial_that_is_not_done_is_no_challenger(tstore: TrainingStore) -> Non
     record, backtests = _trained(0)
     failed = replace(record, status="FAILED", reason="trainer raised")
     tstore.finish_training_run(failed, [])
-    assert consider_tune_run(tstore, failed, backtests, LENIENT, "1h") == []
+    assert consider_tune_run(Store(tstore.database), failed, backtests, LENIENT, "1h") == []
     assert (
         ChampionStore(tstore.database).promotions() == []
         and ChampionStore(tstore.database).regime_best(EXPERIMENT) == []
@@ -495,7 +495,7 @@ def _evolution_run(tstore: TrainingStore, indices: tuple[int, ...]) -> list[Agen
 
 def test_evolution_champions_enter_by_the_same_rules(tstore: TrainingStore, store: Store) -> None:
     agents = {a.agent_id: a for a in _evolution_run(tstore, (0, 1, 2))}
-    logged = consider_evolution_run(tstore, tstore.runs, EVOLUTION, LENIENT, "1h")
+    logged = consider_evolution_run(Store(tstore.database), EVOLUTION, LENIENT, "1h")
     best = {r.regime: r.sharpe for r in ChampionStore(tstore.database).regime_best(EVOLUTION)}
     assert [p.decision for p in logged] == [
         "PROMOTED" if (best[p.regime] or 0.0) > 0 else "REFUSED" for p in logged
@@ -515,7 +515,7 @@ def test_evolution_champions_enter_by_the_same_rules(tstore: TrainingStore, stor
         # every OK child of the run counts as a trial
         assert champion.n_trials == len(tstore.regime_trial_sharpes(SPECIALTY, champion.regime))
     # Judging the finished run again changes nothing.
-    assert consider_evolution_run(tstore, tstore.runs, EVOLUTION, LENIENT, "1h") == []
+    assert consider_evolution_run(Store(tstore.database), EVOLUTION, LENIENT, "1h") == []
     assert len(ChampionStore(tstore.database).promotions()) == len(logged)
 
     # Tune challengers meet the evolution champions under the same rules.

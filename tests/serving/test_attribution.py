@@ -107,7 +107,7 @@ def test_feedback_updates_playgrounds_and_moves_the_champion(
         request = f"req-{step}"
         trades.record_prediction(request, VERSION, [LONG, SHORT, FLAT], regime=REGIME)
         trade = _trade(request, "long", _winning_start("long", step))
-        outcome = apply_feedback(trades, trade, home=tmp_path, policy=policy)
+        outcome = apply_feedback(Store(trades.database), trade, home=tmp_path, policy=policy)
         assert not outcome.duplicate and len(outcome.attributions) == 3
         stage = ChampionStore(trades.database).champion(LONG.specialty, REGIME).stage  # type: ignore[union-attr]
         assert stage == ("PAPER" if step == 0 else "MATURE")  # 2 live trades, all correct
@@ -127,11 +127,11 @@ def test_feedback_updates_playgrounds_and_moves_the_champion(
                                      run_id=RUN, agent_id=SHORT.agent_id)))}  # fmt: skip
 
     # A replayed report changes nothing, not even the stage or the playground.
-    again = apply_feedback(trades, _trade("req-1", "long", _winning_start("long", 1)),
+    again = apply_feedback(Store(trades.database), _trade("req-1", "long", _winning_start("long", 1)),
                            home=tmp_path, policy=policy)  # fmt: skip
     assert again.duplicate
     assert json.loads((root.playground(LONG.agent_id) / "performance.json").read_text()) == (
         performance
     )
     with pytest.raises(NotFoundError, match=r"request_id 'req-9' is not a prediction"):
-        apply_feedback(trades, _trade("req-9", "long", 0), home=tmp_path)
+        apply_feedback(Store(trades.database), _trade("req-9", "long", 0), home=tmp_path)
