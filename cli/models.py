@@ -45,6 +45,7 @@ from store.db import Store
 from store.paths import DataRoot
 from store.records.champions import RegimeBestRecord, Stage
 from store.records.population import AgentRecord, AgentStatus, RunStatus
+from store.records.training import TrainingStatus
 
 if TYPE_CHECKING:
     from store.training import TrainingStore
@@ -153,7 +154,7 @@ def catalog(store: Store, home: Path) -> Catalog:
         path = _resolve(home, run.model_path)
         if path is not None:
             named.add(path)
-        if run.status != "DONE":
+        if run.status != TrainingStatus.DONE:
             continue
         models.append(
             Model(

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from cli.state import CliState, make_console, num, open_store, status_progress
-from store.records.training import QueueStatus
+from store.records.training import QueueStatus, TrainingStatus
 
 if TYPE_CHECKING:
     from evolution.champions import ChampionPolicy
@@ -61,8 +61,12 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
     with queue_lock(state.home):  # another start running: say so before starting Ray
         pass
     counts = store.training.queue_counts()
-    if not counts["QUEUED"] + counts["RUNNING"] + (counts["PAUSED"] if resume else 0):
-        paused = f"; {counts['PAUSED']} paused: `redline queue resume`" if counts["PAUSED"] else ""
+    queued, paused_n = (
+        counts[QueueStatus.QUEUED] + counts[QueueStatus.RUNNING],
+        counts[QueueStatus.PAUSED],
+    )
+    if not queued + (paused_n if resume else 0):
+        paused = f"; {paused_n} paused: `redline queue resume`" if paused_n else ""
         console.print(f"nothing queued: `redline queue add GRID.yaml`{paused}")
         return
     # Trials label regimes with the store's definitions: make them this invocation's config's.
@@ -109,7 +113,7 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
         "See `redline queue status`, `redline runs search`, `redline models list`."
     )
     left = result.left
-    if result.stopped == "paused" or left.get("PAUSED"):
+    if result.stopped == "paused" or left.get(QueueStatus.PAUSED):
         console.print(f"paused: {left.get('PAUSED', 0)} configs wait for `redline queue resume`")
     elif result.stopped == "cancelled":
         console.print("cancelled: the configs not trained were removed from the queue")
@@ -221,7 +225,7 @@ def status_cmd(ctx: typer.Context) -> None:
     totals = dict.fromkeys(QueueStatus, 0)
     for digest, row in grids.items():
         experiment = experiment_id(digest)
-        trained = tstore.training_runs(experiment=experiment, status="DONE")
+        trained = tstore.training_runs(experiment=experiment, status=TrainingStatus.DONE)
         best = max(
             (s for r in trained if (s := traded.get(r.config_hash)) is not None), default=None
         )

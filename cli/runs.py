@@ -24,7 +24,7 @@ from rich.tree import Tree
 from cli.state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
-from store.records.population import AgentRecord, GenerationRecord, RunRecord
+from store.records.population import AgentRecord, AgentStatus, GenerationRecord, RunRecord
 from store.runs import RunStore
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ def restore(runs: RunStore, home: Path, agent: AgentRecord, generation: int) -> 
 
     root = DataRoot(home)
     name = agent.agent_id
-    if agent.status != "OK":
+    if agent.status != AgentStatus.OK:
         raise ValueError(
             f"agent {name!r} is {agent.status}{': ' + agent.reason if agent.reason else ''}; "
             "only a trained (OK) child has a checkpoint"
@@ -526,7 +526,7 @@ def _stacked(
     evolve = EvolveConfig.model_validate(run.config)
     alive = [
         a for a in runs.agents(run.run_id)
-        if a.specialty != COORDINATOR and a.generation <= generation and a.status == "OK"
+        if a.specialty != COORDINATOR and a.generation <= generation and a.status == AgentStatus.OK
         and a.objectives and (a.killed_generation is None or a.killed_generation >= generation)
     ]  # fmt: skip
     by_digest = {digest: key for key, digest in run.dataset_digests.items()}
