@@ -9,6 +9,8 @@ Enum members are written as their value strings.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from enum import Enum
@@ -16,7 +18,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
 
-__all__ = ["JSON_COLUMNS", "STAMPED", "dumps", "from_row", "to_row"]
+from store.database import STAMPS
+
+__all__ = ["JSON_COLUMNS", "dumps", "from_row", "regime_sharpes", "to_row"]
 
 #: Record fields kept as JSON text, and their columns.
 JSON_COLUMNS = {
@@ -33,8 +37,6 @@ JSON_COLUMNS = {
     "before": "before_json",
     "after": "after_json",
 }
-#: Record fields the store stamps: left out of a row unless given to :func:`to_row`.
-STAMPED = frozenset({"created_at", "updated_at", "killed_at", "finished_at"})
 
 _R = TypeVar("_R")
 
@@ -52,7 +54,7 @@ def to_row(record: Any, **stamps: datetime | None) -> dict[str, Any]:
         value = getattr(record, item.name)
         if item.name in JSON_COLUMNS:
             values[JSON_COLUMNS[item.name]] = dumps(value)
-        elif item.name not in STAMPED:
+        elif item.name not in STAMPS:  # the store stamps them
             values[item.name] = value.value if isinstance(value, Enum) else value
     return values | stamps
 
@@ -66,3 +68,13 @@ def from_row(cls: type[_R], row: RowMapping) -> _R:
         for item in fields(cls)  # type: ignore[arg-type]
     }
     return cls(**values)
+
+
+def regime_sharpes(per_regime_texts: Iterable[str], regime: str) -> list[float]:
+    """``per_regime[regime]["sharpe"]`` of each ``per_regime_json`` text, finite values only."""
+    sharpes: list[float] = []
+    for raw in per_regime_texts:
+        value = (json.loads(raw).get(regime) or {}).get("sharpe")
+        if isinstance(value, int | float) and math.isfinite(value):
+            sharpes.append(float(value))
+    return sharpes

@@ -35,7 +35,8 @@ __all__ = ["STAMPS", "Clock", "Database", "utcnow"]
 
 logger = logging.getLogger(__name__)
 
-#: Columns that record when a row last changed: never a reason to update it.
+#: Columns (and record fields) the store stamps with its clock: never a reason to update a row, and
+#: left out of a record's row unless given (``store.codec.to_row``).
 STAMPS = frozenset({"created_at", "updated_at", "killed_at", "finished_at", "detected_at"})
 
 Clock = Callable[[], datetime]

@@ -25,9 +25,7 @@ SQLite and on PostgreSQL:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, or_, select, text, update
 
 from store.champions import ChampionStore
-from store.codec import from_row, to_row
+from store.codec import from_row, regime_sharpes, to_row
 from store.database import Database
 from store.errors import NotFoundError
 from store.models import Agent, Generation, Kill, Run
@@ -423,13 +421,8 @@ class RunStore(Repository):
             .where(_agents.c.specialty == specialty, _agents.c.status == AgentStatus.OK.value)
             .order_by(_agents.c.run_id, _agents.c.agent_id)
         )
-        sharpes: list[float] = []
         with self._db.reading() as connection:
-            for raw in connection.execute(query).scalars():
-                value = (json.loads(raw).get(regime) or {}).get("sharpe")
-                if isinstance(value, int | float) and math.isfinite(value):
-                    sharpes.append(float(value))
-        return sharpes
+            return regime_sharpes(connection.execute(query).scalars(), regime)
 
 
 # -- rows to records and back ----------------------------------------------------------------------

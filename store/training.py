@@ -25,7 +25,6 @@ model's ``agent_id`` is ``tr-<config_hash[:12]>`` (``TrainingRunRecord.agent_id`
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +35,7 @@ from typing import Any
 from sqlalchemy import Table, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from store.codec import dumps, from_row, to_row
+from store.codec import dumps, from_row, regime_sharpes, to_row
 from store.database import Database
 from store.errors import NotFoundError
 from store.models import InferenceBacktest, TrainingQueueItem, TrainingRun
@@ -362,12 +361,8 @@ class TrainingStore(Repository):
             .where(_training.c.specialty == specialty)
             .order_by(_backtests.c.config_hash, _backtests.c.inference_hash)
         )
-        sharpes: list[float] = []
         with self._db.reading() as connection:
-            for raw in connection.execute(tune).scalars():
-                value = (json.loads(raw).get(regime) or {}).get("sharpe")
-                if isinstance(value, int | float) and math.isfinite(value):
-                    sharpes.append(float(value))
+            sharpes = regime_sharpes(connection.execute(tune).scalars(), regime)
         return sharpes + self._runs.regime_sharpes(specialty, regime)
 
     # -- the queue -------------------------------------------------------------------------------
