@@ -143,7 +143,7 @@ class DataSources:
 
 def _candles(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
     key = sources.key(symbol)
-    frame = sources.store.load_candles(key, sources.start_ms, sources.end_ms)
+    frame = sources.store.candles.load_candles(key, sources.start_ms, sources.end_ms)
     if frame.empty:
         raise ValueError(
             f"{specialty}: the store ({sources.store.url_for_display}) has no candles for {key}"

@@ -68,7 +68,7 @@ def time_ingest(url: str, panel: dict[SeriesKey, pd.DataFrame], method: str) -> 
     rows = 0
     start = time.perf_counter()
     for key, frame in panel.items():
-        rows += store.write_candles(key, frame, method=method)
+        rows += store.candles.write_candles(key, frame, method=method)
     elapsed = time.perf_counter() - start
     store.close()
     return elapsed, rows
@@ -96,7 +96,7 @@ def bench_db_vs_ccxt(tmp: Path, repeats: int) -> float:
         for _ in range(repeats):
             start = time.perf_counter()
             again = fetch_series(store, key, *YEAR, settings)  # database first: nothing to fetch
-            candles = store.load_candles(key, *YEAR)
+            candles = store.candles.load_candles(key, *YEAR)
             load_s = min(load_s, time.perf_counter() - start)
         assert again.fetched == 0 and len(candles) == first.fetched, (again, len(candles))
         requests = len(server.requests)

@@ -60,7 +60,6 @@ from serving.ensemble import Ensemble, candle_columns  # noqa: E402
 from serving.schemas import PredictRequest  # noqa: E402
 from store.db import Store  # noqa: E402
 from store.ingest import ensure_sample  # noqa: E402
-from store.training import TrainingStore  # noqa: E402
 
 APPS = ("noop", "batched", "unbatched")
 HISTORY = 500
@@ -87,7 +86,7 @@ def _prepare(home: Path | None, quick: bool) -> Path:
 
 def _bodies(store: Store, n: int) -> list[dict[str, Any]]:
     """``n`` request bodies: the last HISTORY candles, then windows ending 1, 2, ... bars earlier."""
-    candles = store.load_candles(SeriesKey("binance", "BTC/USDT", "1h"))
+    candles = store.candles.load_candles(SeriesKey("binance", "BTC/USDT", "1h"))
     table = candles[["ts", "open", "high", "low", "close", "volume"]].tail(HISTORY + n)
     rows = [[int(r[0]), *map(float, r[1:])] for r in table.itertuples(index=False)]
     end = len(rows)
@@ -171,7 +170,7 @@ def main() -> None:
     home = _prepare(args.home, args.quick)
     url = f"sqlite:///{home / 'redline.db'}"
     with Store.open(url, home=home) as store:
-        champions = TrainingStore(store).champions()
+        champions = store.champions.champions()
         rounds = 4 if args.quick else 8
         per_round = 25 if args.quick else 50
         n = 100 if args.quick else 200

@@ -65,7 +65,6 @@ from agents.training import train_child  # noqa: E402
 from evolution.champions import ChampionPolicy  # noqa: E402
 from store.db import Store  # noqa: E402
 from store.ingest import ensure_sample  # noqa: E402
-from store.training import TrainingStore  # noqa: E402
 from tuning.grids import (  # noqa: E402
     GridSpec,
     compute_config_hash,
@@ -121,8 +120,8 @@ def run_queue(
     spent judging champions)."""
     store = Store.open(f"sqlite:///{home / 'redline.db'}", home=home)
     ensure_sample(store)  # the import is not timed (a data root has its candles already)
-    tstore = TrainingStore(store)
-    added, _ = add_grid(tstore, spec, store.regime_rules())
+    tstore = store.training
+    added, _ = add_grid(tstore, spec, store.regimes.regime_rules())
     assert added == 32, added
     outcomes: list[TrialOutcome] = []
     began = time.perf_counter()

@@ -122,7 +122,7 @@ def sample_keys() -> set[SeriesKey]:
 def load_history(store: Store, key: SeriesKey, until_ms: int | None) -> tuple[pd.DataFrame, bool]:
     """Every stored candle of ``key`` before ``until_ms``, and whether the sample was imported."""
     imported = False
-    info = store.series_info(key)
+    info = store.candles.series_info(key)
     if info is None or info.rows == 0:
         if key not in sample_keys():
             raise ValueError(
@@ -133,7 +133,7 @@ def load_history(store: Store, key: SeriesKey, until_ms: int | None) -> tuple[pd
         log.info("%s is not stored: importing the shipped sample", key)
         ensure_sample(store)
         imported = True
-    return store.load_candles(key, None, until_ms), imported
+    return store.candles.load_candles(key, None, until_ms), imported
 
 
 def utc(ts_ms: int | None) -> str | None:

@@ -28,7 +28,7 @@ console = make_console()
 def _selected(
     store: Store, exchange: str | None, symbol: str | None, timeframe: str | None
 ) -> list:
-    infos = store.list_series()
+    infos = store.candles.list_series()
     if symbol:
         wanted = SeriesKey(exchange or "binance", symbol, timeframe or "1h").symbol
         infos = [info for info in infos if info.key.symbol == wanted]
@@ -179,8 +179,10 @@ def list_cmd(ctx: typer.Context) -> None:
     table = Table(
         "exchange", "symbol", "timeframe", "rows", "first", "last", "gaps", "missing bars"
     )
-    for info in store.list_series():
-        gaps = find_gaps(store.existing_timestamps(info.key, None, None), info.key.timeframe_ms)
+    for info in store.candles.list_series():
+        gaps = find_gaps(
+            store.candles.existing_timestamps(info.key, None, None), info.key.timeframe_ms
+        )
         table.add_row(
             info.key.exchange,
             info.key.symbol,
@@ -206,9 +208,9 @@ def gaps_cmd(
     table = Table("series", "first missing", "last missing", "bars", "exchange has none")
     count = 0
     for info in _selected(store, exchange, symbol, timeframe):
-        confirmed = {gap.start_ts for gap in store.gaps(info.key)}
+        confirmed = {gap.start_ts for gap in store.candles.gaps(info.key)}
         for gap in find_gaps(
-            store.existing_timestamps(info.key, None, None), info.key.timeframe_ms
+            store.candles.existing_timestamps(info.key, None, None), info.key.timeframe_ms
         ):
             count += 1
             table.add_row(
@@ -235,7 +237,7 @@ def export_cmd(
     root = DataRoot(state.home)
     for info in _selected(store, exchange, symbol, timeframe):
         path = root.raw_data(info.key.exchange, info.key.symbol) / f"{info.key.timeframe}.parquet"
-        write_parquet(store.load_candles(info.key), path)
+        write_parquet(store.candles.load_candles(info.key), path)
         console.print(f"{info.key}: {info.rows:,} rows -> {path}")
 
 
@@ -251,11 +253,11 @@ def regimes_cmd(
     state: CliState = ctx.obj
     store = open_store(state)
     key = SeriesKey(exchange or state.config.data.default_exchange, symbol, timeframe)
-    candles = store.load_candles(key)
+    candles = store.candles.load_candles(key)
     if candles.empty:
         raise ValueError(f"no candles stored for {key}: run `redline data import` or `fetch` first")
     rules = state.config.regimes
-    store.sync_regime_definitions(rules)
+    store.regimes.sync_regime_definitions(rules)
     labels = classify_regimes(candles, key.timeframe, rules)
     console.print(regime_share_table(key, labels))
     table = Table("regime", "from", "to", "bars", title=f"last {periods} regime periods")

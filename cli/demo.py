@@ -31,14 +31,14 @@ def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
             f"imported {result.path.name}: {result.rows_inserted:,} new rows of {result.key}"
         )
     rules = state.config.regimes
-    store.sync_regime_definitions(rules)
+    store.regimes.sync_regime_definitions(rules)
     short = [name.replace("_trending", "").replace("_ranging", "") for name in REGIMES]
     table = Table(
         "series", "rows", "first", "last", "gaps (bars)", *short,
         title=f"the shipped sample: share of time per regime over a {rules.window} window",
     )  # fmt: skip
-    for info in store.list_series():
-        candles = store.load_candles(info.key)
+    for info in store.candles.list_series():
+        candles = store.candles.load_candles(info.key)
         gaps = find_gaps(candles["ts"].to_numpy(), info.key.timeframe_ms)
         shares = regime_shares(classify_regimes(candles, info.key.timeframe, rules))
         table.add_row(

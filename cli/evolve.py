@@ -143,11 +143,10 @@ def mother_train_cmd(
     """Refit the mother brain on RUN_ID's current champions (a new version under ai_models/)."""
     from cluster.evolve import prepare_datasets, run_config, settings_for
     from evolution.brain import COORDINATOR, fit_mother_brain
-    from store.runs import RunStore
 
     state: CliState = ctx.obj
     store = open_store(state)
-    runs = RunStore(store)
+    runs = store.runs
     run = runs.get_run(run_id)
     if run is None:
         raise ValueError(f"no run {run_id!r} in {store.url_for_display}; see `redline runs`")

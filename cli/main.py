@@ -83,7 +83,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Apply the database migrations (also done automatically on first use)."""
     state: CliState = ctx.obj
     store = open_store(state)  # opening applies any pending migration
-    revision = store.upgrade()
+    revision = store.database.upgrade()
     console.print(f"database at {store.url_for_display} is at revision {revision}")
 
 

@@ -43,8 +43,9 @@ from rich.table import Column, Table
 from cli.state import CliState, make_console, num, open_store
 from store.db import Store
 from store.paths import DataRoot
-from store.records import LIFECYCLE_STAGES, AgentRecord, RegimeBestRecord
-from store.runs import RunStore
+from store.records.champions import RegimeBestRecord, Stage
+from store.records.population import AgentRecord, AgentStatus, RunStatus
+from store.records.training import TrainingStatus
 
 if TYPE_CHECKING:
     from store.training import TrainingStore
@@ -56,8 +57,8 @@ models_app = typer.Typer(
 
 KINDS = ("tune", "evolution")
 #: Stages that trade (paper or live): never pruned.
-LIVE_STAGES = ("PAPER", "MATURE")
-_STAGE_ORDER = {stage: index for index, stage in enumerate(LIFECYCLE_STAGES)}
+LIVE_STAGES = (Stage.PAPER, Stage.MATURE)
+_STAGE_ORDER: dict[str, int] = {stage: index for index, stage in enumerate(Stage)}
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,10 @@ class Catalog:
 
 def _best_stage(stages: Sequence[str]) -> str:
     """The furthest stage a model reached among its regime rows (RETIRED only if nothing else)."""
-    live = [s for s in stages if s != "RETIRED"]
+    live = [s for s in stages if s != Stage.RETIRED]
     if live:
         return max(live, key=_STAGE_ORDER.__getitem__)
-    return "RETIRED" if stages else "DISCOVERY"
+    return Stage.RETIRED if stages else Stage.DISCOVERY
 
 
 def best_inference_sharpes(tstore: TrainingStore) -> dict[str, float | None]:
@@ -132,12 +133,11 @@ def best_inference_sharpes(tstore: TrainingStore) -> dict[str, float | None]:
 
 def catalog(store: Store, home: Path) -> Catalog:
     """Every model of the data root (Tune and evolution), and the files the rows name."""
-    from store.training import TrainingStore
 
-    tstore = TrainingStore(store)
-    runs = RunStore(store)
+    tstore = store.training
+    runs = store.runs
     traded = best_inference_sharpes(tstore)
-    regime_rows = runs.regime_best()
+    regime_rows = store.champions.regime_best()
     champion_of: dict[tuple[str, str], list[str]] = {}
     stages: dict[tuple[str, str], list[str]] = {}
     named: set[Path] = set()
@@ -154,7 +154,7 @@ def catalog(store: Store, home: Path) -> Catalog:
         path = _resolve(home, run.model_path)
         if path is not None:
             named.add(path)
-        if run.status != "DONE":
+        if run.status != TrainingStatus.DONE:
             continue
         models.append(
             Model(
@@ -173,13 +173,13 @@ def catalog(store: Store, home: Path) -> Catalog:
         )
     running: set[str] = set()
     for record in runs.list_runs():
-        if record.status == "running" and record.generations_planned > 0:
+        if record.status == RunStatus.RUNNING and record.generations_planned > 0:
             running.add(record.run_id)
         for agent in runs.agents(record.run_id):
             path = _resolve(home, agent.checkpoint_path)
             if path is not None:
                 named.add(path)
-            if agent.status != "OK" or path is None:
+            if agent.status != AgentStatus.OK or path is None:
                 continue
             key = (agent.run_id, agent.agent_id)
             models.append(
@@ -238,7 +238,7 @@ class PrunePlan:
 def plan_prune(store: Store, home: Path) -> PrunePlan:
     """What ``redline models prune`` keeps and deletes (see the module doc); changes nothing."""
     cat = catalog(store, home)
-    runs = RunStore(store)
+    runs = store.runs
     plan = PrunePlan()
     keep = plan.keep
 
@@ -289,11 +289,9 @@ def delete_model(store: Store, home: Path, model: Model) -> None:
     if model.path is not None:
         model.path.unlink(missing_ok=True)
     if model.kind == "tune":
-        from store.training import TrainingStore
-
-        TrainingStore(store).delete_training_run(model.key)
+        store.training.delete_training_run(model.key)
         return
-    runs = RunStore(store)
+    runs = store.runs
     agent: AgentRecord = runs.require_agent(model.key, run_id=model.run_id)
     runs.upsert_agent(replace(agent, checkpoint_path=None, checkpoint_sha256=None))
 
@@ -333,8 +331,8 @@ def list_cmd(
     """Every model with a file: champions first, then by Sharpe."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"--kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    if stage is not None and stage not in LIFECYCLE_STAGES:
-        raise ValueError(f"--stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
+    if stage is not None and stage not in tuple(Stage):
+        raise ValueError(f"--stage must be one of {', '.join(Stage)}; got {stage!r}")
     state: CliState = ctx.obj
     store = open_store(state)
     models = [
@@ -361,7 +359,6 @@ def keep_cmd(
     undo: bool = typer.Option(False, "--undo", help="Stop keeping it (prune may delete it)."),
 ) -> None:
     """Keep a Tune model: prune never deletes it."""
-    from store.training import TrainingStore
 
     state: CliState = ctx.obj
     store = open_store(state)
@@ -371,7 +368,7 @@ def keep_cmd(
             f"{model.model_id} is an evolution model: prune keeps a run's elites, its best per "
             "regime and their ancestors already; only Tune models carry a kept flag"
         )
-    TrainingStore(store).set_kept(model.key, not undo)
+    store.training.set_kept(model.key, not undo)
     console.print(f"{model.model_id} {'no longer kept' if undo else 'kept'}")
 
 
@@ -476,7 +473,7 @@ def stats_cmd(ctx: typer.Context) -> None:
     store = open_store(state)
     cat = catalog(store, state.home)
     table = Table("kind", "models", "on disk", "MB", "champions", "kept",
-                  *(s.lower() for s in LIFECYCLE_STAGES), title=f"models in {store.url_for_display}")  # fmt: skip
+                  *(s.lower() for s in Stage), title=f"models in {store.url_for_display}")  # fmt: skip
     for kind in KINDS:
         models = [m for m in cat.models if m.kind == kind]
         table.add_row(
@@ -486,7 +483,7 @@ def stats_cmd(ctx: typer.Context) -> None:
             _mb(sum(m.size for m in models)),
             str(sum(bool(m.champion_of) for m in models)),
             str(sum(m.kept for m in models)),
-            *(str(sum(m.stage == s for m in models)) for s in LIFECYCLE_STAGES),
+            *(str(sum(m.stage == s for m in models)) for s in Stage),
         )
     console.print(table)
     files = on_disk(state.home)
@@ -513,13 +510,12 @@ def search_cmd(
 ) -> None:
     """Trained Tune configs, best first: each with its best inference config (out of sample)."""
     from market.regimes import REGIMES
-    from store.training import TrainingStore
 
     if regime is not None and regime not in REGIMES:
         raise ValueError(f"--regime must be one of {', '.join(REGIMES)}; got {regime!r}")
     state: CliState = ctx.obj
     store = open_store(state)
-    rows = TrainingStore(store).search(specialty=specialty, regime=regime, sort=sort, limit=limit)
+    rows = store.training.search(specialty=specialty, regime=regime, sort=sort, limit=limit)
     where = f" in {regime}" if regime else ""
     genomes = [run.config.get("genome", {}) for run, _ in rows]
     # The genes that differ among the rows shown: what the search varied.

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from cli.state import CliState, make_console, num, open_store, status_progress
-from store.records import QUEUE_STATUSES
+from store.records.training import QueueStatus, TrainingStatus
 
 if TYPE_CHECKING:
     from evolution.champions import ChampionPolicy
@@ -37,12 +37,11 @@ def add_cmd(
     grids: list[Path] = typer.Argument(..., help="Grid files, e.g. configs/grids/smoke.yaml."),
 ) -> None:
     """Queue every config of each grid (a config already queued or trained is skipped)."""
-    from store.training import TrainingStore
     from tuning.grids import grid_hash, load_grid
     from tuning.queue import add_grid, experiment_id
 
     specs = [load_grid(path) for path in grids]  # every file validated before any is queued
-    tstore = TrainingStore(open_store(ctx.obj))
+    tstore = open_store(ctx.obj).training
     for spec in specs:
         added, skipped = add_grid(tstore, spec, ctx.obj.config.regimes)
         what = "Optuna slots" if spec.search == "optuna" else "configs"
@@ -55,20 +54,23 @@ def add_cmd(
 
 def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> None:
     from cluster.session import ensure_ray
-    from store.training import TrainingStore
     from tuning.queue import QueueProgress, queue_lock, start
 
     state: CliState = ctx.obj
     store = open_store(state)
     with queue_lock(state.home):  # another start running: say so before starting Ray
         pass
-    counts = TrainingStore(store).queue_counts()
-    if not counts["QUEUED"] + counts["RUNNING"] + (counts["PAUSED"] if resume else 0):
-        paused = f"; {counts['PAUSED']} paused: `redline queue resume`" if counts["PAUSED"] else ""
+    counts = store.training.queue_counts()
+    queued, paused_n = (
+        counts[QueueStatus.QUEUED] + counts[QueueStatus.RUNNING],
+        counts[QueueStatus.PAUSED],
+    )
+    if not queued + (paused_n if resume else 0):
+        paused = f"; {paused_n} paused: `redline queue resume`" if paused_n else ""
         console.print(f"nothing queued: `redline queue add GRID.yaml`{paused}")
         return
     # Trials label regimes with the store's definitions: make them this invocation's config's.
-    store.sync_regime_definitions(state.config.regimes)
+    store.regimes.sync_regime_definitions(state.config.regimes)
     ensure_ray()
     # Tune's newer console output prints its own tables even at verbose=0; the bars below say it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -111,7 +113,7 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
         "See `redline queue status`, `redline runs search`, `redline models list`."
     )
     left = result.left
-    if result.stopped == "paused" or left.get("PAUSED"):
+    if result.stopped == "paused" or left.get(QueueStatus.PAUSED):
         console.print(f"paused: {left.get('PAUSED', 0)} configs wait for `redline queue resume`")
     elif result.stopped == "cancelled":
         console.print("cancelled: the configs not trained were removed from the queue")
@@ -123,14 +125,13 @@ def _run(ctx: typer.Context, *, resume: bool, max_concurrent: int | None) -> Non
 
 def champions_table(store: Store, promotions: int) -> Table:
     """The champion of every (specialty, regime), after ``promotions`` promotions in this run."""
-    from store.training import TrainingStore
 
     table = Table(
         "specialty", "regime", "champion", "run", "Sharpe", "bars", "DSR", "trials", "stage",
         title=f"champions per regime ({promotions} promotions in this run; rules: margin, DSR "
         "threshold and bars of the config and the grid)",
     )  # fmt: skip
-    for row in TrainingStore(store).champions():
+    for row in store.champions.champions():
         table.add_row(
             row.specialty, row.regime, row.agent_id, row.run_id, num(row.sharpe, "+.2f"),
             num(row.metrics.get("bars"), ".0f"), num(row.dsr, ".2f"), str(row.n_trials or "-"),
@@ -174,11 +175,10 @@ def resume_cmd(
 @queue_app.command("pause")
 def pause_cmd(ctx: typer.Context) -> None:
     """Pause the queue: a running `queue start` stops its trials and exits; nothing is lost."""
-    from store.training import TrainingStore
     from tuning.queue import queue_running
 
     state: CliState = ctx.obj
-    paused = TrainingStore(open_store(state)).pause_queue()
+    paused = open_store(state).training.pause_queue()
     pid = queue_running(state.home)
     running = f"; `queue start` (pid {pid}) stops within seconds" if pid else ""
     console.print(f"{paused} queued configs paused{running}; `redline queue resume` continues")
@@ -187,11 +187,10 @@ def pause_cmd(ctx: typer.Context) -> None:
 @queue_app.command("cancel")
 def cancel_cmd(ctx: typer.Context) -> None:
     """Cancel every config not trained yet: rows CANCELLED, their unfinished files and rows gone."""
-    from store.training import TrainingStore
     from tuning.queue import clean_cancelled, queue_running
 
     state: CliState = ctx.obj
-    tstore = TrainingStore(open_store(state))
+    tstore = open_store(state).training
     cancelled = tstore.cancel_queue()
     pid = queue_running(state.home)
     removed = clean_cancelled(tstore, state.home, tune_state=pid is None)
@@ -206,12 +205,11 @@ def status_cmd(ctx: typer.Context) -> None:
     The Sharpe is a trained model's best inference config's; the models: `redline runs search`.
     """
     from cli.models import best_inference_sharpes
-    from store.training import TrainingStore
     from tuning.queue import experiment_id, queue_running
 
     state: CliState = ctx.obj
     store = open_store(state)
-    tstore = TrainingStore(store)
+    tstore = store.training
     items = tstore.queue_items()
     traded = best_inference_sharpes(tstore)
     grids: dict[str, dict[str, object]] = {}
@@ -220,19 +218,19 @@ def status_cmd(ctx: typer.Context) -> None:
         row[item.status] = int(row.get(item.status, 0)) + 1  # type: ignore[call-overload]
     table = Table(
         Column("grid", no_wrap=True), Column("experiment", no_wrap=True),
-        *(Column(s.lower(), justify="right") for s in QUEUE_STATUSES),
+        *(Column(s.lower(), justify="right") for s in QueueStatus),
         Column("best Sharpe", justify="right"),
         title=f"training queue: {len(items)} configs in {store.url_for_display}",
     )  # fmt: skip
-    totals = dict.fromkeys(QUEUE_STATUSES, 0)
+    totals = dict.fromkeys(QueueStatus, 0)
     for digest, row in grids.items():
         experiment = experiment_id(digest)
-        trained = tstore.training_runs(experiment=experiment, status="DONE")
+        trained = tstore.training_runs(experiment=experiment, status=TrainingStatus.DONE)
         best = max(
             (s for r in trained if (s := traded.get(r.config_hash)) is not None), default=None
         )
-        counts = [int(row.get(status, 0)) for status in QUEUE_STATUSES]  # type: ignore[call-overload]
-        for status, count in zip(QUEUE_STATUSES, counts, strict=True):
+        counts = [int(row.get(status, 0)) for status in QueueStatus]  # type: ignore[call-overload]
+        for status, count in zip(QueueStatus, counts, strict=True):
             totals[status] += count
         table.add_row(
             str(row["grid"]),
@@ -241,7 +239,7 @@ def status_cmd(ctx: typer.Context) -> None:
             num(best, "+.2f"),
         )
     if len(grids) > 1:
-        table.add_row("[bold]all", "", *(str(totals[s]) for s in QUEUE_STATUSES), "")
+        table.add_row("[bold]all", "", *(str(totals[s]) for s in QueueStatus), "")
     console.print(table)
     pid = queue_running(state.home)
     console.print(f"`queue start` running (pid {pid})" if pid else "no `queue start` is running")

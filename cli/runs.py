@@ -25,7 +25,7 @@ from cli.state import CliState, make_console, num, open_store
 from evolution.brain import COORDINATOR
 from store.db import Store
 from store.paths import DataRoot
-from store.records import AgentRecord, GenerationRecord, RunRecord
+from store.records.population import AgentRecord, AgentStatus, GenerationRecord, RunRecord
 from store.runs import RunStore
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def runs_cmd(ctx: typer.Context) -> None:
     A Tune experiment (``tune-<grid hash>``) shows its grid instead of a population.
     """
     store = open_store(ctx.obj)
-    records = RunStore(store).list_runs()
+    records = store.runs.list_runs()
     table = Table(
         "run", "status", "created (UTC)", "generations", "seed", "config", "specialties",
         title=f"{len(records)} runs in {store.url_for_display}",
@@ -140,7 +140,7 @@ def children_cmd(
 ) -> None:
     """Out-of-sample performance of every child of RUN_ID, and whether it is alive or killed."""
     store = open_store(ctx.obj)
-    runs = RunStore(store)
+    runs = store.runs
     run = require_run(runs, store, run_id)
     population = run.config.get("population", {})
     if specialty is not None and specialty not in population:
@@ -199,7 +199,7 @@ def generations_cmd(
     """Fitness per generation and specialty (best, median, counts), and a PNG plot of it."""
     state: CliState = ctx.obj
     store = open_store(state)
-    runs = RunStore(store)
+    runs = store.runs
     run = require_run(runs, store, run_id)
     records = runs.generations(run_id)
     table = Table(
@@ -263,7 +263,7 @@ def kills_cmd(
 ) -> None:
     """Every kill of RUN_ID: the generation whose scores killed the child, and why."""
     store = open_store(ctx.obj)
-    runs = RunStore(store)
+    runs = store.runs
     require_run(runs, store, run_id)
     specialty = {agent.agent_id: agent.specialty for agent in runs.agents(run_id)}
     kills = runs.kills(run_id)
@@ -290,7 +290,7 @@ def lineage_cmd(
 ) -> None:
     """The agent and its parents back to generation 0: operators applied and seeds."""
     store = open_store(ctx.obj)
-    runs = RunStore(store)
+    runs = store.runs
     agent = require_agent(runs, store, agent_id)
     ancestors = runs.ancestors(agent.agent_id, run_id=agent.run_id)
     console.print(lineage_tree(agent, ancestors))
@@ -366,7 +366,7 @@ def restore_cmd(
     """Load a checkpoint (weights only) and score it again on its last fold: the same numbers."""
     state: CliState = ctx.obj
     store = open_store(state)
-    runs = RunStore(store)
+    runs = store.runs
     agent = require_agent(runs, store, agent_id)
     result = restore(
         runs, state.home, agent, agent.generation if generation is None else generation
@@ -417,7 +417,7 @@ def restore(runs: RunStore, home: Path, agent: AgentRecord, generation: int) -> 
 
     root = DataRoot(home)
     name = agent.agent_id
-    if agent.status != "OK":
+    if agent.status != AgentStatus.OK:
         raise ValueError(
             f"agent {name!r} is {agent.status}{': ' + agent.reason if agent.reason else ''}; "
             "only a trained (OK) child has a checkpoint"
@@ -526,7 +526,7 @@ def _stacked(
     evolve = EvolveConfig.model_validate(run.config)
     alive = [
         a for a in runs.agents(run.run_id)
-        if a.specialty != COORDINATOR and a.generation <= generation and a.status == "OK"
+        if a.specialty != COORDINATOR and a.generation <= generation and a.status == AgentStatus.OK
         and a.objectives and (a.killed_generation is None or a.killed_generation >= generation)
     ]  # fmt: skip
     by_digest = {digest: key for key, digest in run.dataset_digests.items()}

@@ -52,7 +52,6 @@ def serve_cmd(
 
     from cluster.session import ensure_ray
     from serving.app import build_app, no_champions
-    from store.training import TrainingStore
 
     if not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535; got {port}")
@@ -60,7 +59,7 @@ def serve_cmd(
     store = open_store(state)  # creates and migrates the database before any replica opens it
     args, deployment = serve_settings(serve_config)
     args.setdefault("home", str(state.home))
-    if "store_url" not in args and not TrainingStore(store).champions():
+    if "store_url" not in args and not store.champions.champions():
         # Replicas would fail Serve's health check (after three tries each) and Serve would say
         # only "Deploying application redline failed": say why before starting anything.
         raise ValueError(f"nothing to serve: {no_champions(store.url_for_display, state.home)}")

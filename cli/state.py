@@ -40,13 +40,13 @@ def open_store(state: CliState) -> Store:
         # The table follows the config this invocation loaded (the rules' one home); a run keeps
         # the rules it was judged under in its own row whatever the table says later.
         if _table_rules(state._store) != state.config.regimes:
-            state._store.sync_regime_definitions(state.config.regimes)
+            state._store.regimes.sync_regime_definitions(state.config.regimes)
     return state._store
 
 
 def _table_rules(store: Store) -> RegimeRules | None:
     try:
-        return store.regime_rules()
+        return store.regimes.regime_rules()
     except ValueError:  # a table edited into an invalid state: the sync repairs it
         return None
 

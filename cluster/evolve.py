@@ -29,9 +29,8 @@ from market.regimes import RegimeRules
 from market.series import SeriesKey
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records import PromotionRecord, RunRecord
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.champions import PromotionRecord
+from store.records.population import RunRecord, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def prepare_datasets(
         wanted = {
             SeriesKey(evolve.data.exchange, s, evolve.data.timeframe) for s in evolve.data.symbols
         }
-        if any(store.series_info(key) is None for key in wanted):
+        if any(store.candles.series_info(key) is None for key in wanted):
             ensure_sample(store)
     sources = data_sources(evolve, store, config)
     out: dict[str, Dataset] = {}
@@ -251,7 +250,7 @@ def start_or_resume(
     equal it unless ``override_config``; ``evolve`` is then ignored.
     """
     started = time.perf_counter()
-    runs = RunStore(store)
+    runs = store.runs
     if resume:
         run = runs.get_run(resume)
         if run is None:
@@ -264,19 +263,19 @@ def start_or_resume(
     else:
         digest = config_hash(evolve, config.regimes)
     # The table follows the rules this run is judged under (Tune and `data regimes` read it).
-    store.sync_regime_definitions(config.regimes)
+    store.regimes.sync_regime_definitions(config.regimes)
     datasets = prepare_datasets(evolve, store, config, home)
     settings = settings_for(evolve, datasets)
     if resume:
         run_id = resume
         _warn_changed_datasets(runs.require_run(run_id), datasets)
-        runs.update_run(run_id, status="running")
+        runs.update_run(run_id, status=RunStatus.RUNNING)
     else:
         run_id = f"r{int(now())}-{digest[:6]}"
         runs.create_run(
             RunRecord(
                 run_id=run_id,
-                status="running",
+                status=RunStatus.RUNNING,
                 config=evolve.model_dump(mode="json"),
                 config_hash=digest,
                 root_seed=evolve.seed,
@@ -311,7 +310,7 @@ def start_or_resume(
         if on_progress:
             on_progress(ray.get(mother.progress.remote(), timeout=30))
     except BaseException:
-        runs.update_run(run_id, status="failed")
+        runs.update_run(run_id, status=RunStatus.FAILED)
         raise
     finally:
         try:
@@ -329,9 +328,8 @@ def judge_champions(
     """A finished run's best child per (specialty, regime) against the champions, under the
     config's ``champions`` policy (``evolution.crowning``). Outside the run's own try block: the run
     is finished whatever the judging does, and judging it again (a resume) logs nothing twice."""
-    runs = RunStore(store)
-    if runs.require_run(run_id).status != "finished":
+    if store.runs.require_run(run_id).status != RunStatus.FINISHED:
         return []
     return consider_evolution_run(
-        TrainingStore(store), runs, run_id, config.champions.to_policy(), evolve.data.timeframe
+        store, run_id, config.champions.to_policy(), evolve.data.timeframe
     )

@@ -31,7 +31,7 @@ from agents.dataset import Dataset
 from market.backtest import DEFAULT_FEE_BPS, backtest
 from market.regimes import REGIMES
 from store.paths import DataRoot
-from store.records import AgentRecord
+from store.records.population import AgentRecord, AgentStatus
 from store.runs import RunStore
 
 COORDINATOR = "report_coordinator"
@@ -82,7 +82,9 @@ def fit_mother_brain(
     run = runs.require_run(run_id)
     last = max(run.generations_done - 1, 0)
     coordinators = [
-        a for a in runs.agents(run_id, specialty=COORDINATOR, alive_at=last) if a.status == "OK"
+        a
+        for a in runs.agents(run_id, specialty=COORDINATOR, alive_at=last)
+        if a.status == AgentStatus.OK
     ]
     if not coordinators:
         raise ValueError(
@@ -124,7 +126,7 @@ def fit_mother_brain(
 
     members = [
         a for a in runs.agents(run_id, alive_at=last)
-        if a.status == "OK" and a.specialty != COORDINATOR and a.dataset_digest == base.digest()
+        if a.status == AgentStatus.OK and a.specialty != COORDINATOR and a.dataset_digest == base.digest()
         and a.sharpe is not None
     ]  # fmt: skip
     scores: dict[str, dict[str, float | None]] = {}

@@ -22,7 +22,7 @@ of that (specialty, regime) only when all of these hold (:func:`decide`):
 Every :class:`Decision` carries a reason that says the numbers, e.g. ``"refused: DSR 0.41 < 0.95
 over 812 trials"``; a refusal lists every rule that failed.
 
-Lifecycle (:func:`next_stage`; ``store.records.LIFECYCLE_STAGES``)::
+Lifecycle (:func:`next_stage`; ``store.records.champions.Stage``)::
 
     DISCOVERY --validated--> VALIDATION --promoted--> PAPER --live record: >= min_live_trades,
     hit rate >= 0.5--> MATURE;  PAPER/MATURE --live record: >= min_live_trades, hit rate < 0.5-->
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from market.overfitting import deflated_sharpe_ratio, per_period_sharpe
-from store.records import LIFECYCLE_STAGES
+from store.records.champions import Stage
 
 __all__ = [
     "EVENTS",
@@ -205,7 +205,7 @@ class Decision:
     """
 
     promote: bool
-    stage: str
+    stage: Stage
     reason: str
     dsr: float | None
     n_trials: int
@@ -239,7 +239,7 @@ def decide(
     if sharpe is None:
         return Decision(
             False,
-            "DISCOVERY",
+            Stage.DISCOVERY,
             "refused: no finite out-of-sample Sharpe in this regime",
             None,
             n_trials,
@@ -259,7 +259,7 @@ def decide(
                 f"{_plural(n_trials, 'trial')}"
             )
     validated = not failures
-    stage = next_stage("DISCOVERY", "validated") if validated else "DISCOVERY"
+    stage = next_stage(Stage.DISCOVERY, "validated") if validated else Stage.DISCOVERY
 
     beat = ""
     if incumbent is not None and incumbent.sharpe is not None:
@@ -327,40 +327,45 @@ def live_record(trades: int, hit_rate: float) -> LiveRecord:
     return LiveRecord(trades, hit_rate)
 
 
-_NAMED: dict[str, dict[str, str]] = {
-    "validated": {"DISCOVERY": "VALIDATION", "VALIDATION": "VALIDATION"},
-    "promoted": {"DISCOVERY": "PAPER", "VALIDATION": "PAPER"},
-    "dethroned": {"PAPER": "RETIRED", "MATURE": "RETIRED", "DECAY": "RETIRED"},
+_NAMED: dict[str, dict[Stage, Stage]] = {
+    "validated": {Stage.DISCOVERY: Stage.VALIDATION, Stage.VALIDATION: Stage.VALIDATION},
+    "promoted": {Stage.DISCOVERY: Stage.PAPER, Stage.VALIDATION: Stage.PAPER},
+    "dethroned": {
+        Stage.PAPER: Stage.RETIRED,
+        Stage.MATURE: Stage.RETIRED,
+        Stage.DECAY: Stage.RETIRED,
+    },
 }
-_TRADING = ("PAPER", "MATURE", "DECAY")
+_TRADING = (Stage.PAPER, Stage.MATURE, Stage.DECAY)
 
 
 def next_stage(
     stage: str, event: Event | LiveRecord, *, policy: ChampionPolicy | None = None
-) -> str:
+) -> Stage:
     """The stage a model in ``stage`` moves to on ``event`` (module docstring).
 
     ``event`` is ``"validated"``, ``"promoted"``, ``"dethroned"`` or a :func:`live_record`;
     ``policy`` gives ``min_live_trades`` (default :class:`ChampionPolicy`'s). Raises ValueError
     on an unknown stage or event and on an event the stage cannot take.
     """
-    if stage not in LIFECYCLE_STAGES:
-        raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
+    if stage not in tuple(Stage):
+        raise ValueError(f"stage must be one of {', '.join(Stage)}; got {stage!r}")
+    stage = Stage(stage)
     if isinstance(event, LiveRecord):
         if stage not in _TRADING:
             raise ValueError(
                 f"a live record needs a champion that trades ({', '.join(_TRADING)}); "
-                f"got stage {stage!r}"
+                f"got stage {stage.value!r}"
             )
         minimum = (policy or ChampionPolicy()).min_live_trades
         if event.trades < minimum:
             return stage  # not yet evidence either way
         failing = event.hit_rate < LIVE_HIT_RATE
-        if stage == "DECAY":
-            return "RETIRED" if failing else "DECAY"
+        if stage == Stage.DECAY:
+            return Stage.RETIRED if failing else Stage.DECAY
         if failing:
-            return "DECAY"
-        return "MATURE"
+            return Stage.DECAY
+        return Stage.MATURE
     if event not in _NAMED:
         raise ValueError(
             f"event must be one of {', '.join(EVENTS)} or a live_record(trades, hit_rate); "
@@ -369,7 +374,7 @@ def next_stage(
     moves = _NAMED[event]
     if stage not in moves:
         raise ValueError(
-            f"event {event!r} cannot move a model in stage {stage!r}; it applies to "
+            f"event {event!r} cannot move a model in stage {stage.value!r}; it applies to "
             f"{', '.join(moves)}"
         )
     return moves[stage]

@@ -1,14 +1,15 @@
 """Champions per (specialty, regime): the rules of ``evolution.champions`` applied to the store.
 
 A finished model becomes a challenger in each regime it was scored in, and
-``evolution.champions.decide`` judges it against the regime's champion (``TrainingStore.champion``),
+``evolution.champions.decide`` judges it against the regime's champion (``ChampionStore.champion``),
 deflating its Sharpe by every config tried so far for that specialty and regime
-(``TrainingStore.regime_trial_sharpes``). Each decision is one transaction that also logs it
-(``promotions``) with the before and after state of both models:
+(``TrainingStore.regime_trial_sharpes``). Each decision is one transaction of the store's one
+champion writer (``store.champions.ChampionStore``) that also logs it (``promotions``) with the
+before and after state of both models:
 
-- promoted: ``TrainingStore.promote``: the old champion is retired, the challenger's row becomes
+- promoted: ``ChampionStore.promote``: the old champion is retired, the challenger's row becomes
   the champion (stage PAPER);
-- refused: ``TrainingStore.refuse``: the challenger's row is written with the stage the rules gave
+- refused: ``ChampionStore.refuse``: the challenger's row is written with the stage the rules gave
   it (VALIDATION when only the margin failed, else DISCOVERY) and the refusal is logged.
 
 The two sources of models:
@@ -37,25 +38,26 @@ from typing import Any
 from evolution.champions import Candidate, ChampionPolicy, Decision, decide
 from market.regimes import REGIMES
 from market.timeframes import bars_per_year
-from store.records import (
-    InferenceBacktestRecord,
+from store.db import Store
+from store.records.champions import (
+    ModelSource,
+    PromotionDecision,
     PromotionRecord,
     RegimeBestRecord,
-    TrainingRunRecord,
+    Stage,
 )
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.training import InferenceBacktestRecord, TrainingRunRecord, TrainingStatus
 
 __all__ = ["consider_evolution_run", "consider_tune_run"]
 
 logger = logging.getLogger(__name__)
 
 # How far along the lifecycle a training run got: its stage only moves forward here.
-_PROGRESS = {"DISCOVERY": 0, "VALIDATION": 1, "PAPER": 2}
+_PROGRESS = {Stage.DISCOVERY: 0, Stage.VALIDATION: 1, Stage.PAPER: 2}
 
 
 def consider_tune_run(
-    tstore: TrainingStore,
+    store: Store,
     record: TrainingRunRecord,
     backtests: Sequence[InferenceBacktestRecord],
     policy: ChampionPolicy,
@@ -67,17 +69,17 @@ def consider_tune_run(
     its data's (``record.config["data"]["timeframe"]``). A trial that is not DONE is skipped. The
     training run's stage moves forward to the best its regimes reached (PAPER when promoted in any).
     """
-    if record.status != "DONE":
+    if record.status != TrainingStatus.DONE:
         logger.debug("training run %s is %s: not a challenger", record.config_hash, record.status)
         return []
     periods = bars_per_year(timeframe)
     stored = {
         row.regime: row
-        for row in tstore.regime_best(record.experiment)
+        for row in store.champions.regime_best(record.experiment)
         if row.specialty == record.specialty
     }
     logged: list[PromotionRecord] = []
-    best_stage = "DISCOVERY"
+    best_stage = Stage.DISCOVERY
     for regime in REGIMES:
         best = _best_backtest(backtests, regime)
         if best is None:
@@ -90,7 +92,7 @@ def consider_tune_run(
             agent_id=record.agent_id,
             sharpe=metrics["sharpe"],
             metrics=metrics,
-            source="tune",
+            source=ModelSource.TUNE,
             checkpoint_path=record.model_path,
             checkpoint_sha256=record.model_sha256,
             inference=best.inference,
@@ -102,23 +104,22 @@ def consider_tune_run(
             and row.model != candidate.model
             and (row.is_champion or _sharpe(row) >= _sharpe(candidate))
         )
-        outcome = _judge(tstore, candidate, policy, periods, keep_row=keep_row)
+        outcome = _judge(store, candidate, policy, periods, keep_row=keep_row)
         if outcome is None:  # already the champion
-            best_stage = "PAPER"
+            best_stage = Stage.PAPER
             continue
         decision, promotion = outcome
-        best_stage = max(best_stage, decision.stage, key=_PROGRESS.__getitem__)
+        best_stage = max(best_stage, Stage(decision.stage), key=_PROGRESS.__getitem__)
         if promotion is not None:
             logged.append(promotion)
-    current = tstore.training_run(record.config_hash)
+    current = store.training.training_run(record.config_hash)
     if current is not None and _PROGRESS.get(current.stage, 99) < _PROGRESS[best_stage]:
-        tstore.set_stage(record.config_hash, best_stage)
+        store.training.set_stage(record.config_hash, best_stage)
     return logged
 
 
 def consider_evolution_run(
-    tstore: TrainingStore,
-    runs: RunStore,
+    store: Store,
     run_id: str,
     policy: ChampionPolicy,
     timeframe: str,
@@ -127,20 +128,20 @@ def consider_evolution_run(
     logged. ``timeframe`` is the run's data timeframe (``evolve.data.timeframe``)."""
     periods = bars_per_year(timeframe)
     logged: list[PromotionRecord] = []
-    for row in runs.regime_best(run_id):
-        if row.is_champion or row.stage == "RETIRED":
+    for row in store.champions.regime_best(run_id):
+        if row.is_champion or row.stage == Stage.RETIRED:
             continue  # judged already: the champion, or a champion since dethroned
-        agent = runs.agent(row.agent_id, run_id=run_id)
+        agent = store.runs.agent(row.agent_id, run_id=run_id)
         candidate = replace(
             row,
-            source="evolution",
+            source=ModelSource.EVOLUTION,
             checkpoint_path=agent.checkpoint_path if agent else row.checkpoint_path,
             checkpoint_sha256=agent.checkpoint_sha256 if agent else row.checkpoint_sha256,
         )
-        outcome = _judge(tstore, candidate, policy, periods, keep_row=False)
+        outcome = _judge(store, candidate, policy, periods, keep_row=False)
         if outcome is not None and outcome[1] is not None:
             logged.append(outcome[1])
-    promoted = sum(p.decision == "PROMOTED" for p in logged)
+    promoted = sum(p.decision == PromotionDecision.PROMOTED for p in logged)
     logger.info(
         "run %s: %d champion(s) promoted, %d refused", run_id, promoted, len(logged) - promoted
     )
@@ -151,7 +152,7 @@ def consider_evolution_run(
 
 
 def _judge(
-    tstore: TrainingStore,
+    store: Store,
     candidate: RegimeBestRecord,
     policy: ChampionPolicy,
     periods_per_year: float,
@@ -164,10 +165,10 @@ def _judge(
     ``keep_row``: log a refusal without writing the candidate's row.
     """
     specialty, regime = candidate.specialty, candidate.regime
-    incumbent = tstore.champion(specialty, regime)
+    incumbent = store.champions.champion(specialty, regime)
     if incumbent is not None and incumbent.model == candidate.model:
         return None
-    trials = tstore.regime_trial_sharpes(specialty, regime)
+    trials = store.training.regime_trial_sharpes(specialty, regime)
     decision = decide(
         _as_candidate(candidate),
         None if incumbent is None else _as_candidate(incumbent),
@@ -182,11 +183,13 @@ def _judge(
         dsr=decision.dsr,
         n_trials=decision.n_trials,
     )
-    retired = None if incumbent is None else replace(incumbent, is_champion=False, stage="RETIRED")
+    retired = (
+        None if incumbent is None else replace(incumbent, is_champion=False, stage=Stage.RETIRED)
+    )
     promotion = PromotionRecord(
         specialty=specialty,
         regime=regime,
-        decision="PROMOTED" if decision.promote else "REFUSED",
+        decision=PromotionDecision.PROMOTED if decision.promote else PromotionDecision.REFUSED,
         challenger=candidate.model,
         incumbent=None if incumbent is None else incumbent.model,
         reason=decision.reason,
@@ -202,24 +205,24 @@ def _judge(
     log = logger.info if decision.promote else logger.debug
     log("%s %s/%s: %s", candidate.model, specialty, regime, decision.reason)
     if decision.promote:
-        tstore.promote(judged, promotion)
+        store.champions.promote(judged, promotion)
         if incumbent is not None:
-            _retire_training_run(tstore, incumbent)
+            _retire_training_run(store, incumbent)
         return decision, promotion
-    if _repeats(tstore, promotion):
+    if _repeats(store, promotion):
         return decision, None
     if keep_row:
-        tstore.record_promotion(promotion)
+        store.champions.record_promotion(promotion)
     else:
-        tstore.refuse(judged, promotion)
+        store.champions.refuse(judged, promotion)
     return decision, promotion
 
 
-def _repeats(tstore: TrainingStore, promotion: PromotionRecord) -> bool:
+def _repeats(store: Store, promotion: PromotionRecord) -> bool:
     """Whether the last decision logged on this challenger was this same refusal."""
     mine = [
         p
-        for p in tstore.promotions(specialty=promotion.specialty, regime=promotion.regime)
+        for p in store.champions.promotions(specialty=promotion.specialty, regime=promotion.regime)
         if p.challenger == promotion.challenger
     ]
     if not mine:
@@ -233,15 +236,15 @@ def _repeats(tstore: TrainingStore, promotion: PromotionRecord) -> bool:
     )
 
 
-def _retire_training_run(tstore: TrainingStore, dethroned: RegimeBestRecord) -> None:
+def _retire_training_run(store: Store, dethroned: RegimeBestRecord) -> None:
     """A dethroned Tune model that is no longer the champion of any regime retires."""
-    if dethroned.source != "tune":
+    if dethroned.source != ModelSource.TUNE:
         return
-    if any(row.model == dethroned.model for row in tstore.champions()):
+    if any(row.model == dethroned.model for row in store.champions.champions()):
         return
-    for run in tstore.training_runs(experiment=dethroned.run_id):
-        if run.agent_id == dethroned.agent_id and run.stage != "RETIRED":
-            tstore.set_stage(run.config_hash, "RETIRED")
+    for run in store.training.training_runs(experiment=dethroned.run_id):
+        if run.agent_id == dethroned.agent_id and run.stage != Stage.RETIRED:
+            store.training.set_stage(run.config_hash, Stage.RETIRED)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -49,7 +49,14 @@ from evolution.selection import (
 from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import REGIMES
 from store.paths import DataRoot
-from store.records import AgentRecord, GenerationRecord, KillRecord, RegimeBestRecord
+from store.records.champions import RegimeBestRecord, Stage
+from store.records.population import (
+    AgentRecord,
+    AgentStatus,
+    GenerationRecord,
+    KillRecord,
+    RunStatus,
+)
 from store.runs import RunStore
 
 logger = logging.getLogger(__name__)
@@ -150,7 +157,7 @@ class Mother:
                 logger.warning("no mother brain for run %s: %s", self.run_id, exc)
             else:
                 logger.info("mother brain %s: champions %s", brain.version, brain.champions)
-        self.runs.update_run(self.run_id, status="finished")
+        self.runs.update_run(self.run_id, status=RunStatus.FINISHED)
         self.progress.done = True
         self._emit()
 
@@ -218,7 +225,7 @@ class Mother:
             parents=tuple(parents),
             operators=tuple(operators),
             seed=child_seed(self.settings.root_seed, generation, index, specialty=specialty),
-            status="PENDING",
+            status=AgentStatus.PENDING,
             config_hash=self.config_hash,
         )
 
@@ -227,7 +234,7 @@ class Mother:
     def _pending(self, generation: int, specialties: Sequence[str]) -> list[AgentRecord]:
         records = self.runs.agents(self.run_id, generation=generation)
         return sorted(
-            (r for r in records if r.status == "PENDING" and r.specialty in specialties),
+            (r for r in records if r.status == AgentStatus.PENDING and r.specialty in specialties),
             key=lambda r: r.agent_id,
         )
 
@@ -251,7 +258,7 @@ class Mother:
         self.runs.upsert_agent(
             replace(
                 record,
-                status="OK" if report.ok else "FAILED",
+                status=AgentStatus.OK if report.ok else AgentStatus.FAILED,
                 reason=report.reason,
                 objectives=objectives if report.ok else (),
                 sharpe=_finite(report.metrics.get("sharpe")),
@@ -294,7 +301,7 @@ class Mother:
             if self._dataset_key(self.settings.datasets[specialty]) != self._dataset_key(base_key):
                 continue
             alive = [r for r in self.runs.agents(self.run_id, specialty=specialty, alive_at=generation)
-                     if r.status == "OK" and r.objectives]  # fmt: skip
+                     if r.status == AgentStatus.OK and r.objectives]  # fmt: skip
             ranked = sorted(alive, key=lambda r: (-self._score(r), r.agent_id))
             for record in ranked[: self.settings.coordinator_members]:
                 predictions[record.agent_id] = read_oos(
@@ -333,11 +340,11 @@ class Mother:
                 self.runs.agents(self.run_id, specialty=specialty, alive_at=generation),
                 key=lambda r: r.agent_id,
             )
-            scored = [_scored(r) for r in alive if r.status != "PENDING"]
+            scored = [_scored(r) for r in alive if r.status != AgentStatus.PENDING]
             decisions = decide_kills(scored, self.settings.kill)
             killed = {d.agent_id for d in decisions}
             kills += [
-                KillRecord(self.run_id, d.agent_id, generation, d.reason.name, d.detail, self.now())
+                KillRecord(self.run_id, d.agent_id, generation, d.reason, d.detail, self.now())
                 for d in decisions
             ]
             survivors = [s for s in scored if s.agent_id not in killed]
@@ -397,7 +404,7 @@ class Mother:
         earlier = [
             _scored(r)
             for r in self.runs.agents(self.run_id, specialty=specialty)
-            if r.status == "OK" and r.objectives and r.generation < generation
+            if r.status == AgentStatus.OK and r.objectives and r.generation < generation
         ]
         hall = HallOfFame(maxsize=self.settings.hall_of_fame, weights=self.settings.weights)
         hall = hall.update([s for s in earlier if s.usable], max(generation - 1, 0))
@@ -407,7 +414,7 @@ class Mother:
         out = []
         for specialty in self.settings.population:
             alive = [r for r in self.runs.agents(self.run_id, specialty=specialty, alive_at=generation)
-                     if r.status == "OK"]  # fmt: skip
+                     if r.status == AgentStatus.OK]  # fmt: skip
             for regime in REGIMES:
                 candidates = [
                     (sharpe, r.agent_id, r)
@@ -425,7 +432,7 @@ class Mother:
                         agent_id=best.agent_id,
                         sharpe=float(sharpe),
                         metrics=best.per_regime[regime],
-                        stage="DISCOVERY",
+                        stage=Stage.DISCOVERY,
                         updated_at=self.now(),
                     )
                 )
@@ -513,7 +520,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def _scored(record: AgentRecord) -> Scored:
-    failed = record.status != "OK" or not record.objectives
+    failed = record.status != AgentStatus.OK or not record.objectives
     objectives = record.objectives or (math.nan,) * 3
     return Scored(
         agent_id=record.agent_id,

@@ -48,7 +48,6 @@ class MotherActor:
     ) -> None:
         from agents.actor import RayPool
         from store.db import Store
-        from store.runs import RunStore
 
         datasets = {name: ray.get(ref) for name, ref in dataset_refs.items()}  # zero-copy
         self.pool = RayPool(Path(home), datasets, run_id=run_id, refs=dataset_refs, **pool_options)
@@ -58,7 +57,7 @@ class MotherActor:
         self.latest = Progress()
         self.mother = Mother(
             run_id,
-            RunStore(Store.open(database_url, home=Path(home))),
+            Store.open(database_url, home=Path(home)).runs,
             self.pool,
             datasets,
             settings,

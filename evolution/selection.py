@@ -23,7 +23,6 @@ Kill rule (``decide_kills``), first matching reason wins:
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +39,7 @@ from evolution.operators import (
     pareto_fronts,
     tournament_select,
 )
+from store.records.population import KillReason
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +141,6 @@ def elites(
 
 # ---------------------------------------------------------------------------------------------
 # The kill rule
-
-
-class KillReason(enum.Enum):
-    FAILED = "failed"
-    LOW_HIT_RATE = "low_hit_rate"
-    DOMINATED = "dominated"
 
 
 @dataclass(frozen=True)

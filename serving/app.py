@@ -94,11 +94,10 @@ from serving.schemas import (
 )
 from serving.writer import PredictionLog
 from store.db import Store
+from store.errors import NotFoundError
 from store.paths import home_from_env, local_home
-from store.records import TradeRecord
-from store.runs import NotFoundError
-from store.trades import FeedbackConflictError, TradesStore
-from store.training import TrainingStore
+from store.records.trades import TradeRecord
+from store.trades import FeedbackConflictError
 
 __all__ = [
     "TOKEN_ENV",
@@ -352,7 +351,7 @@ def health(store: Store, home: Path, ensemble: Ensemble, swaps: int = 0) -> Heal
     where = store.url_for_display
     reason = None
     try:
-        stored = len(TrainingStore(store).champions())
+        stored = len(store.champions.champions())
     except Exception as exc:  # any failure to read is the answer: the store is not usable
         said = str(exc).strip().splitlines() or [""]  # SQLAlchemy's: the cause, then the SQL
         reason = f"the store {where} cannot be read: {type(exc).__name__}: {said[0]}"
@@ -386,7 +385,7 @@ class RedlineAPI:
         configure_guard(token or os.environ.get(TOKEN_ENV) or None, self.settings.max_body_bytes)
         self.home = Path(home) if home else home_from_env()
         self.store = Store.open(store_url, home=self.home)
-        self.trades = TradesStore(self.store)
+        self.trades = self.store.trades
         self.predictions = PredictionLog(self.trades)
         self.ensemble = self._load()
         self.swaps = 0
@@ -462,11 +461,11 @@ class RedlineAPI:
         if request.candles is not None:
             return candle_columns(request.candles)
         key = SeriesKey(request.exchange, request.symbol, request.timeframe)
-        info = self.store.series_info(key)
+        info = self.store.candles.series_info(key)
         if info is None:
             return _field_error("candles", f"the store has no candles for {key}; send candles")
         start = info.last_ts - (self.settings.history_bars - 1) * timeframe_ms(key.timeframe)
-        return self.store.load_candles(key, start)
+        return self.store.candles.load_candles(key, start)
 
     def _answer(self, ensemble: Ensemble, request: PredictRequest) -> Any:
         """The ensemble's answer to one request (not yet recorded), or a 422 failure."""
@@ -561,11 +560,11 @@ class RedlineAPI:
         """``apply_feedback``; an unknown request id is looked up again once this replica's
         queued predictions are written (it may be one just answered)."""
         try:
-            return apply_feedback(self.trades, trade, home=self.home)
+            return apply_feedback(self.store, trade, home=self.home)
         except NotFoundError:
             if not self.predictions.flush():
                 raise
-            return apply_feedback(self.trades, trade, home=self.home)
+            return apply_feedback(self.store, trade, home=self.home)
 
     @api.get("/v1/models", response_model=ModelsResponse, responses=_answers(401))
     async def models(self) -> ModelsResponse:

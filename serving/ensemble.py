@@ -2,7 +2,7 @@
 
 No Ray here (``serving.app`` is the Serve shell around it); everything is testable in-process.
 
-**What is live.** :func:`ensemble_version` hashes the champion rows (``TrainingStore.champions()``:
+**What is live.** :func:`ensemble_version` hashes the champion rows (``ChampionStore.champions()``:
 run, agent, checkpoint hash, stage, inference config, Sharpe), the newest mother-brain version
 under ``ai_models/mother_brain/`` and the store's regime rules: a promotion, a stage change, a
 brain refit or new regime rules change it, which is what the Serve replicas poll for to hot swap.
@@ -115,9 +115,7 @@ from serving.schemas import (
 )
 from store.db import Store
 from store.paths import DataRoot
-from store.records import RegimeBestRecord
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.champions import RegimeBestRecord, Stage
 
 __all__ = [
     "CANDLE_SPECIALTIES",
@@ -144,7 +142,7 @@ _NOT_FED = {
     "report_coordinator": "the coordinators are the mother brain's",
 }
 _SENTIMENT, _PANEL = SOURCED_SPECIALTIES
-_VOTING_STAGES = ("PAPER", "MATURE")
+_VOTING_STAGES = (Stage.PAPER, Stage.MATURE)
 _RUGPULL = "rugpull_detector"
 _TOP_FEATURES = 5
 #: Candle sets whose regime and features an Ensemble remembers (see ``_CandleWork``).
@@ -211,7 +209,7 @@ def _judged_under(
 ) -> dict[str, RegimeRules]:
     """The regime rules each champion's run was judged under, by run id: the run's stored rules
     (``RunRecord.regime_rules``), or the table's for a run from before runs stored them."""
-    runs = RunStore(store)
+    runs = store.runs
     out: dict[str, RegimeRules] = {}
     for run_id in sorted({row.run_id for row in rows}):
         run = runs.get_run(run_id)
@@ -223,7 +221,7 @@ def ensemble_version(store: Store, home: str | Path) -> str:
     """Short hash of the champion rows, the rules their runs were judged under, the newest brain
     and the table's regime rules: what a replica polls to hot swap (a run under new rules is new
     rows; a table change alone renames the live regime of an older run's candles)."""
-    rows = TrainingStore(store).champions()
+    rows = store.champions.champions()
     table = _regime_rules(store)
     return _version(rows, brain_version(Path(home)), _judged_under(store, rows, table), table)
 
@@ -276,7 +274,7 @@ class PanelSource:
 
 
 Source = SentimentSource | PanelSource
-#: The stored candles of a series with ``start_ms <= ts < end_ms`` (``Store.load_candles``).
+#: The stored candles of a series with ``start_ms <= ts < end_ms`` (``CandleStore.load_candles``).
 History = Callable[[SeriesKey, int, int], pd.DataFrame]
 
 
@@ -355,7 +353,7 @@ def _source(
     (ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
     if row.specialty not in SOURCED_SPECIALTIES:
         return None
-    run = RunStore(store).get_run(row.run_id)
+    run = store.runs.get_run(row.run_id)
     data = (run.config.get("data") if run is not None else None) or {}
     if not data:
         raise ValueError(f"its run {row.run_id!r} records no data sources (evolve.data)")
@@ -420,7 +418,7 @@ def _live_rules(voting: Sequence[Member], table: RegimeRules) -> RegimeRules:
 
 def _regime_rules(store: Store) -> RegimeRules:
     try:
-        return store.regime_rules()
+        return store.regimes.regime_rules()
     except ValueError:  # no regime_definitions rows yet: the defaults
         return RegimeRules()
 
@@ -658,7 +656,7 @@ class Ensemble:
         candle before it abstains (:class:`SentimentSource`)."""
         home = Path(home)
         sentiment: dict[str, SentimentSource] = {}
-        rows = TrainingStore(store).champions()
+        rows = store.champions.champions()
         brain = brain_version(home)
         table = _regime_rules(store)
         judged = _judged_under(store, rows, table)
@@ -698,7 +696,7 @@ class Ensemble:
             rugpull_member=best_rugpull,
             coordinators=_load_brain(home, brain),
             rules=_live_rules(voting, table),
-            history=store.load_candles,
+            history=store.candles.load_candles,
         )
 
     # -- predict ---------------------------------------------------------------------------------

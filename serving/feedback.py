@@ -43,9 +43,10 @@ from typing import Any
 
 from agents.training import Performance, update_performance
 from evolution.champions import ChampionPolicy, live_record, next_stage
+from store.db import Store
 from store.paths import DataRoot, home_from_env
-from store.records import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
-from store.trades import TradesStore
+from store.records.champions import Stage
+from store.records.trades import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
 
 __all__ = [
     "FeedbackMismatchError",
@@ -58,7 +59,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TRADING_STAGES = ("PAPER", "MATURE", "DECAY")
+_TRADING_STAGES = (Stage.PAPER, Stage.MATURE, Stage.DECAY)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def live_performance(rows: Iterable[AttributionRecord]) -> Performance:
 
 
 def apply_feedback(
-    trades: TradesStore,
+    store: Store,
     trade: TradeRecord,
     *,
     home: str | Path | None = None,
@@ -160,14 +161,15 @@ def apply_feedback(
     second, different trade on one request id, :class:`FeedbackMismatchError` for a trade that
     does not fit its prediction (:func:`check_against`).
     """
-    with trades.transaction():
+    trades = store.trades
+    with store.database.transaction():
         prediction = trades.prediction(trade.request_id)
         if prediction is not None:  # None: record_feedback raises NotFoundError
             check_against(prediction, trade)
         recorded = trades.record_feedback(trade, attribute)
         if not recorded.duplicate:
             for member in recorded.prediction.members:
-                _step_lifecycle(trades, member, policy)
+                _step_lifecycle(store, member, policy)
     assert recorded.trade.id is not None
     if not recorded.duplicate:
         root = DataRoot(Path(home) if home is not None else home_from_env())
@@ -177,10 +179,8 @@ def apply_feedback(
     return FeedbackOutcome(recorded.trade.id, recorded.duplicate, recorded.attributions)
 
 
-def _step_lifecycle(
-    trades: TradesStore, member: PredictionMember, policy: ChampionPolicy | None
-) -> None:
-    champion = trades.training.champion(member.specialty, member.regime)
+def _step_lifecycle(store: Store, member: PredictionMember, policy: ChampionPolicy | None) -> None:
+    champion = store.champions.champion(member.specialty, member.regime)
     if champion is None or (champion.run_id, champion.agent_id) != (
         member.run_id,
         member.agent_id,
@@ -188,11 +188,13 @@ def _step_lifecycle(
         return  # no longer the champion: its live record no longer moves a stage
     if champion.stage not in _TRADING_STAGES:
         return
-    rows = trades.attributions(run_id=member.run_id, agent_id=member.agent_id, regime=member.regime)
+    rows = store.trades.attributions(
+        run_id=member.run_id, agent_id=member.agent_id, regime=member.regime
+    )
     record = live_performance(rows)
     stage = next_stage(champion.stage, live_record(record.trades, record.hit_rate), policy=policy)
     if stage != champion.stage:
-        trades.set_champion_stage(
+        store.champions.set_stage(
             member.run_id, member.agent_id, member.specialty, member.regime, stage
         )
 

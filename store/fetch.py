@@ -81,11 +81,11 @@ def plan_fetch(
     """The half-open ranges of ``[since, until)`` the store lacks and the exchange may still have."""
     step = key.timeframe_ms
     since_ms = since_ms - since_ms % step
-    stored = store.existing_timestamps(key, since_ms, until_ms)
+    stored = store.candles.existing_timestamps(key, since_ms, until_ms)
     ranges = missing_ranges(stored, since_ms, until_ms, step)
     if refetch_gaps:
         return ranges
-    return _subtract_known_gaps(ranges, store.gaps(key), step)
+    return _subtract_known_gaps(ranges, store.candles.gaps(key), step)
 
 
 def fetch_series(
@@ -135,10 +135,10 @@ def fetch_series(
             ):
                 if page.empty:
                     continue
-                inserted += store.write_candles(key, page, plausibility=plausibility)
+                inserted += store.candles.write_candles(key, page, plausibility=plausibility)
                 fetched += len(page)
                 last = int(page["ts"].iloc[-1])
-                store.set_cursor(key, max(last, store.get_cursor(key) or last))
+                store.candles.set_cursor(key, max(last, store.candles.get_cursor(key) or last))
                 if progress:
                     progress((last + step - covered) // step)
                 covered = last + step
@@ -151,7 +151,7 @@ def fetch_series(
         already_stored=requested - missing_bars,
         fetched=fetched,
         inserted=inserted,
-        known_gaps=tuple(store.gaps(key)),
+        known_gaps=tuple(store.candles.gaps(key)),
     )
 
 
@@ -162,9 +162,9 @@ def _record_exchange_gaps(store: Store, key: SeriesKey, asked: list[tuple[int, i
     never ask for the candle still forming, so an empty answer there is final.
     """
     step = key.timeframe_ms
-    known = {gap.start_ts: gap for gap in store.gaps(key)}
+    known = {gap.start_ts: gap for gap in store.candles.gaps(key)}
     for start, end in asked:
-        stored = store.existing_timestamps(key, start, end)
+        stored = store.candles.existing_timestamps(key, start, end)
         for hole_start, hole_end in missing_ranges(stored, start, end, step):
             known[hole_start] = Gap(hole_start, hole_end - step, (hole_end - hole_start) // step)
-    store.replace_gaps(key, sorted(known.values(), key=lambda gap: gap.start_ts))
+    store.candles.replace_gaps(key, sorted(known.values(), key=lambda gap: gap.start_ts))

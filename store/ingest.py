@@ -108,7 +108,7 @@ def import_file(
             log.warning("%s: %d bad rows written to %s", path, len(rejects), rejects_file)
     else:
         good, rejects = raw, raw.iloc[:0]
-    inserted = store.write_candles(key, good, plausibility=plausibility)
+    inserted = store.candles.write_candles(key, good, plausibility=plausibility)
     return ImportResult(path, key, len(raw), inserted, len(rejects), rejects_file)
 
 
@@ -146,7 +146,7 @@ def _replace(
     inside = clean[(clean["ts"] >= start) & (clean["ts"] < end)]
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     kept = (rejects_dir or path.parent) / f"{key.file_stem}.replaced.{stamp}.csv"
-    done = store.replace_candles(
+    done = store.candles.replace_candles(
         key,
         inside,
         start,
@@ -199,7 +199,7 @@ def ensure_sample(store: Store) -> list[ImportResult]:
     results = []
     for path in sample_files():
         key = series_for_file(path, exchange=None, symbol=None, timeframe=None)
-        info = store.series_info(key)
+        info = store.candles.series_info(key)
         if info is None or info.rows == 0:
             results.append(import_file(store, path))
     return results

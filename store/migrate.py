@@ -1,6 +1,6 @@
 """Applying the Alembic migrations in ``store/migrations``, from code (no alembic.ini needed).
 
-:func:`upgrade` is what ``redline db upgrade`` calls and what :meth:`store.db.Store.open` runs on
+:func:`upgrade` is what ``redline db upgrade`` calls and what :meth:`store.database.Database.open` runs on
 first use. It is idempotent, and safe when several processes start on a fresh database at once
 (Ray actors opening the store together): the whole upgrade runs in one transaction that first
 takes a lock (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE``), so the others wait, then

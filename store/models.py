@@ -1,9 +1,9 @@
 """The tables, as SQLAlchemy 2 typed models.
 
 Four families: candles and their bookkeeping (``market_data``, ``regime_definitions``,
-``series_cursors``, ``series_gaps``; repository ``store.db.Store``), the population of an
+``series_cursors``, ``series_gaps``; repository ``store.candles.CandleStore``, ``store.regimes.RegimeStore``), the population of an
 evolution run (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``; repository
-``store.runs.RunStore``), training with Ray Tune and the champions (``training_runs``,
+``store.runs.RunStore``; ``store.champions.ChampionStore`` writes ``regime_best_models``), training with Ray Tune and the champions (``training_runs``,
 ``inference_backtests``, ``training_queue``, ``promotions``; repository
 ``store.training.TrainingStore``), and serving's feedback (``predictions``, ``trades``,
 ``trade_attributions``; repository ``store.trades.TradesStore``). JSON columns hold canonical

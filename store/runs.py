@@ -1,7 +1,7 @@
 """The population's repository: runs, agents, generations, kills and the best model per regime.
 
-``RunStore(store)`` works on the database of a :class:`store.db.Store` and takes and returns the
-frozen records of :mod:`store.records`, never ORM objects. The contract, which tests/store runs on
+``RunStore(database)`` works on a :class:`store.database.Database` and takes and returns the
+frozen records of :mod:`store.records.population`, never ORM objects. The contract, which tests/store runs on
 SQLite and on PostgreSQL:
 
 - **Idempotent writes.** Every write is an upsert on the table's natural key: writing a record again
@@ -9,16 +9,15 @@ SQLite and on PostgreSQL:
   ``updated_at``. A changed record is updated in place. Two guards keep a resume from undoing work:
   a PENDING agent never overwrites an agent already OK or FAILED, and an agent's identity (specialty,
   generation, genome, seed, parents, operators) never changes once written: a different one raises.
-- **Atomic generations.** ``with runs.transaction():`` makes every write inside one transaction
-  (committed at the end, rolled back by any exception), and ``record_generation_outcome`` writes a
-  generation's agents, births, kills, summaries and best models per regime together, so a SIGKILL
-  never leaves half a generation.
+- **Atomic generations.** ``with runs.transaction():`` (the database's) makes every write inside
+  one transaction (committed at the end, rolled back by any exception), and
+  ``record_generation_outcome`` writes a generation's agents, births, kills, summaries and best
+  models per regime (through ``store.champions.ChampionStore.set_regime_best``) together, so a
+  SIGKILL never leaves half a generation.
 - **Runs are keyed by config.** ``create_run`` with an existing run id and the same config hash is a
   no-op returning the stored run (a resume); another config hash raises.
-- **A champion is promoted, never overwritten.** ``set_regime_best`` (the Mother's best model per
-  regime, also through ``record_generation_outcome``) leaves a row flagged ``is_champion`` as the
-  promotion wrote it: its model, stage, Deflated Sharpe and flag change only through
-  ``store.training.TrainingStore`` (``promote``), which logs why.
+- **A champion is promoted, never overwritten.** The best models per regime are the champions'
+  repository's (``store.champions.ChampionStore``, the one writer of ``regime_best_models``).
 - **Agent ids are unique within a run** (``ta-g002-003``: the same seed gives the same ids in every
   run). Lookups by agent id alone search every run and raise when the id is in several: pass
   ``run_id``.
@@ -26,47 +25,29 @@ SQLite and on PostgreSQL:
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import fields, replace
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Insert,
-    Table,
-    and_,
-    bindparam,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, Table, bindparam, or_, select, text, update
 
-from store.db import Store, _utcnow
-from store.engine import write_transaction
-from store.models import Agent, Generation, Kill, RegimeBestModel, Run
-from store.records import (
+from store.champions import ChampionStore
+from store.codec import from_row, regime_sharpes, to_row
+from store.database import Database
+from store.errors import NotFoundError
+from store.models import Agent, Generation, Kill, Run
+from store.records.champions import RegimeBestRecord
+from store.records.population import (
     AgentRecord,
+    AgentStatus,
     GenerationRecord,
-    InferenceBacktestRecord,
     KillRecord,
-    PromotionRecord,
-    QueueItemRecord,
-    RegimeBestRecord,
     RunRecord,
-    TrainingRunRecord,
 )
+from store.repository import Repository
 
-__all__ = ["NotFoundError", "RunStore"]
+__all__ = ["RunStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,128 +55,23 @@ _runs: Table = Run.__table__  # type: ignore[assignment]
 _agents: Table = Agent.__table__  # type: ignore[assignment]
 _generations: Table = Generation.__table__  # type: ignore[assignment]
 _kills: Table = Kill.__table__  # type: ignore[assignment]
-_regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
 
 # What makes an agent the agent it is: fixed at birth, checked on every later write.
 _IDENTITY = ("specialty", "generation", "genome_digest", "seed", "parents", "operators")
-# Stamps that record when a row last changed: never a reason to update it.
-_STAMPS = frozenset({"created_at", "updated_at", "killed_at", "finished_at"})
-# Record fields kept as JSON text, and their columns.
-_JSON_COLUMNS = {
-    "config": "config_json",
-    "dataset_digests": "dataset_digests",
-    "settings": "settings_json",
-    "parents": "parents",
-    "operators": "operators",
-    "objectives": "objectives",
-    "metrics": "metrics_json",
-    "per_regime": "per_regime_json",
-    "hall_of_fame": "hall_of_fame",
-    "inference": "inference_json",
-    "before": "before_json",
-    "after": "after_json",
-}
-
-_R = TypeVar(
-    "_R",
-    RunRecord,
-    AgentRecord,
-    GenerationRecord,
-    KillRecord,
-    RegimeBestRecord,
-    TrainingRunRecord,
-    InferenceBacktestRecord,
-    QueueItemRecord,
-    PromotionRecord,
-)
 
 
-def _dumps(value: Any) -> str:
-    """Canonical JSON text: equal values give equal text, so an unchanged row compares equal."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+class RunStore(Repository):
+    """Runs and their population in ``database``. Safe to share between threads.
 
+    ``champions`` is the repository the generations' best models per regime are written through
+    (a :class:`ChampionStore` on the same database when not given).
+    """
 
-class NotFoundError(LookupError):
-    """A run or an agent that the store does not hold; the message names the id."""
-
-
-class RunStore:
-    """Runs and their population in the database of ``store``. Safe to share between threads."""
-
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._engine: Engine = store.engine
-        self._clock = clock
-        self._local = threading.local()  # the open transaction's connection, per thread
-
-    @property
-    def dialect(self) -> str:
-        return str(self._engine.dialect.name)
-
-    # -- transactions ----------------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[RunStore]:
-        """Every write and read of this thread inside the block is one transaction.
-
-        Committed when the block ends, rolled back when it raises: nothing of it is stored. A
-        nested ``transaction()`` joins the outer one.
-        """
-        if self._active() is not None:
-            yield self
-            return
-        with write_transaction(self._engine) as connection:
-            self._local.connection = connection
-            try:
-                yield self
-            finally:
-                self._local.connection = None
-
-    def _active(self) -> Connection | None:
-        return getattr(self._local, "connection", None)
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        active = self._active()
-        if active is not None:
-            yield active
-            return
-        with write_transaction(self._engine) as connection:
-            yield connection
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        active = self._active()
-        if active is not None:
-            yield active  # sees the open transaction's own writes
-            return
-        with self._engine.connect() as connection:
-            yield connection
-
-    def _upsert(
-        self,
-        table: Table,
-        keys: Sequence[str],
-        columns: Iterable[str],
-        *,
-        only_if: Callable[[Any], ColumnElement[bool]] | None = None,
-    ) -> Insert:
-        """INSERT .. ON CONFLICT (keys) DO UPDATE, updating only rows whose content differs.
-
-        ``only_if(statement)`` adds a condition on the stored row and ``statement.excluded``.
-        """
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(table)
-        updated = [name for name in columns if name not in keys and name != "created_at"]
-        changed = or_(
-            *(
-                table.c[name].is_distinct_from(statement.excluded[name])
-                for name in updated
-                if name not in _STAMPS
-            )
-        )
-        where = changed if only_if is None else and_(changed, only_if(statement))
-        set_ = {name: statement.excluded[name] for name in updated}
-        return statement.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
+    def __init__(self, database: Database, champions: ChampionStore | None = None) -> None:
+        super().__init__(database)
+        self._champions = champions if champions is not None else ChampionStore(database)
+        if self._champions.database is not database:
+            raise ValueError("champions must work on the same database as the RunStore")
 
     # -- runs ------------------------------------------------------------------------------------
 
@@ -205,12 +81,11 @@ class RunStore:
         Raises ValueError when ``run_id`` exists with another config hash: a run id names one
         config for good (resume with the same config, or start a new run id).
         """
-        now = self._clock()
-        values = _values(record, created_at=now, updated_at=now)
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        now = self._db.now()
+        values = to_row(record, created_at=now, updated_at=now)
         # DO NOTHING then read back: a concurrent creator of the same run id cannot make us fail.
-        statement = dialect_insert(_runs).values(values).on_conflict_do_nothing()
-        with self._writing() as connection:
+        statement = self._db.insert(_runs).values(values).on_conflict_do_nothing()
+        with self._db.writing() as connection:
             inserted = connection.execute(statement).rowcount
             stored = self._run_row(connection, record.run_id)
         assert stored is not None
@@ -226,7 +101,7 @@ class RunStore:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """The run called ``run_id``, or None."""
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             return self._run_row(connection, run_id)
 
     def require_run(self, run_id: str) -> RunRecord:
@@ -239,8 +114,8 @@ class RunStore:
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
         query = select(_runs).order_by(_runs.c.created_at.desc(), _runs.c.run_id.desc())
-        with self._reading() as connection:
-            return [_record(RunRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [from_row(RunRecord, row) for row in connection.execute(query).mappings()]
 
     def update_run(
         self,
@@ -262,8 +137,8 @@ class RunStore:
         wanted = replace(current, **changes)  # the record checks the values
         if wanted == current:
             return current
-        values = _values(wanted, updated_at=self._clock())
-        with self._writing() as connection:
+        values = to_row(wanted, updated_at=self._db.now())
+        with self._db.writing() as connection:
             connection.execute(update(_runs).where(_runs.c.run_id == run_id).values(values))
             stored = self._run_row(connection, run_id)
         assert stored is not None
@@ -272,7 +147,7 @@ class RunStore:
     @staticmethod
     def _run_row(connection: Connection, run_id: str) -> RunRecord | None:
         row = connection.execute(select(_runs).where(_runs.c.run_id == run_id)).mappings().first()
-        return None if row is None else _record(RunRecord, row)
+        return None if row is None else from_row(RunRecord, row)
 
     # -- agents ----------------------------------------------------------------------------------
 
@@ -289,20 +164,21 @@ class RunStore:
         if not records:
             return
         _check_unique("agent_id", [(r.run_id, r.agent_id) for r in records])
-        now = self._clock()
-        rows = [_values(record, created_at=now, updated_at=now) for record in records]
+        now = self._db.now()
+        rows = [to_row(record, created_at=now, updated_at=now) for record in records]
         for row in rows:
             del row["killed_generation"]  # record_kill's to write: an upsert never clears it
-        statement = self._upsert(
+        statement = self._db.upsert(
             _agents,
             ("run_id", "agent_id"),
             rows[0],
             # A birth rewritten on resume must not wipe out a result already stored.
             only_if=lambda new: or_(
-                _agents.c.status == "PENDING", new.excluded.status != "PENDING"
+                _agents.c.status == AgentStatus.PENDING.value,
+                new.excluded.status != AgentStatus.PENDING.value,
             ),
         )
-        with self._writing() as connection:
+        with self._db.writing() as connection:
             self._check_runs(connection, {record.run_id for record in records})
             self._check_identity(connection, records)
             connection.execute(statement, rows)
@@ -327,7 +203,7 @@ class RunStore:
                 row = stored.get(record.agent_id)
                 if row is None:
                     continue
-                new = _values(record)
+                new = to_row(record)
                 for name in _IDENTITY:
                     if row[name] != new[name]:
                         raise ValueError(
@@ -341,12 +217,12 @@ class RunStore:
         query = select(_agents).where(_agents.c.agent_id == agent_id)
         if run_id is not None:
             query = query.where(_agents.c.run_id == run_id)
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             rows = connection.execute(query.order_by(_agents.c.run_id)).mappings().all()
         if len(rows) > 1:
             runs = ", ".join(repr(row["run_id"]) for row in rows)
             raise ValueError(f"agent_id {agent_id!r} is in several runs ({runs}); pass run_id")
-        return _record(AgentRecord, rows[0]) if rows else None
+        return from_row(AgentRecord, rows[0]) if rows else None
 
     def require_agent(self, agent_id: str, *, run_id: str | None = None) -> AgentRecord:
         """The agent; NotFoundError naming the id (and the run) when there is none."""
@@ -380,8 +256,8 @@ class RunStore:
                 _agents.c.generation <= alive_at, or_(killed.is_(None), killed > alive_at)
             )
         query = query.order_by(_agents.c.generation, _agents.c.specialty, _agents.c.agent_id)
-        with self._reading() as connection:
-            return [_record(AgentRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [from_row(AgentRecord, row) for row in connection.execute(query).mappings()]
 
     def ancestors(self, agent_id: str, *, run_id: str | None = None) -> list[AgentRecord]:
         """The agent's ancestors back to generation 0, each once, nearest first.
@@ -394,9 +270,9 @@ class RunStore:
         head = self.require_agent(agent_id, run_id=run_id)
         statement = text(_ancestors_sql(self.dialect)).columns(*_agents.c)
         params = {"run_id": head.run_id, "agent_id": head.agent_id}
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             rows = connection.execute(statement, params).mappings().all()
-        by_id = {row["agent_id"]: _record(AgentRecord, row) for row in rows}
+        by_id = {row["agent_id"]: from_row(AgentRecord, row) for row in rows}
         by_id.pop(head.agent_id, None)  # only on a (corrupt) cycle back to the agent
         order: list[AgentRecord] = []
         seen = {head.agent_id}
@@ -422,9 +298,9 @@ class RunStore:
 
     def record_generation(self, record: GenerationRecord) -> None:
         """Store one generation's summary of one specialty (an upsert)."""
-        values = _values(record, finished_at=record.finished_at or self._clock())
-        statement = self._upsert(_generations, ("run_id", "generation", "specialty"), values)
-        with self._writing() as connection:
+        values = to_row(record, finished_at=record.finished_at or self._db.now())
+        statement = self._db.upsert(_generations, ("run_id", "generation", "specialty"), values)
+        with self._db.writing() as connection:
             self._check_runs(connection, {record.run_id})
             connection.execute(statement, [values])
 
@@ -435,8 +311,8 @@ class RunStore:
             .where(_generations.c.run_id == run_id)
             .order_by(_generations.c.generation, _generations.c.specialty)
         )
-        with self._reading() as connection:
-            return [_record(GenerationRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [from_row(GenerationRecord, row) for row in connection.execute(query).mappings()]
 
     def record_kill(self, record: KillRecord) -> None:
         """Store a kill and set the agent's ``killed_generation``, in one transaction."""
@@ -447,9 +323,9 @@ class RunStore:
         if not records:
             return
         _check_unique("kill of agent_id", [(r.run_id, r.agent_id) for r in records])
-        now = self._clock()
-        rows = [_values(record, killed_at=record.killed_at or now) for record in records]
-        statement = self._upsert(_kills, ("run_id", "agent_id"), rows[0])
+        now = self._db.now()
+        rows = [to_row(record, killed_at=record.killed_at or now) for record in records]
+        statement = self._db.upsert(_kills, ("run_id", "agent_id"), rows[0])
         killed = _agents.c.killed_generation
         mark = (
             update(_agents)
@@ -460,7 +336,7 @@ class RunStore:
             )
             .values(killed_generation=bindparam("k_generation"), updated_at=now)
         )
-        with self._writing() as connection:
+        with self._db.writing() as connection:
             self._check_kills(connection, records)
             connection.execute(statement, rows)
             connection.execute(
@@ -496,8 +372,8 @@ class RunStore:
             .where(_kills.c.run_id == run_id)
             .order_by(_kills.c.generation, _kills.c.agent_id)
         )
-        with self._reading() as connection:
-            return [_record(KillRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [from_row(KillRecord, row) for row in connection.execute(query).mappings()]
 
     def record_generation_outcome(
         self,
@@ -532,43 +408,21 @@ class RunStore:
             for summary in summaries:
                 self.record_generation(summary)
             for record in regime_best:
-                self.set_regime_best(record)
+                self._champions.set_regime_best(record)
 
-    # -- best model per regime ---------------------------------------------------------------------
+    # -- scores ----------------------------------------------------------------------------------
 
-    def set_regime_best(self, record: RegimeBestRecord) -> None:
-        """Make ``record`` the run's best model for its (specialty, regime) (an upsert).
-
-        A stored row that is the champion is left as it is (see the module docstring), and
-        ``record`` must not claim to be one: champions are made by ``TrainingStore.promote``.
-        """
-        if record.is_champion:
-            raise ValueError(
-                f"set_regime_best of run {record.run_id!r} ({record.specialty}, {record.regime}): "
-                "is_champion must be False; got True: champions are made by TrainingStore.promote"
-            )
-        values = _values(record, updated_at=self._clock())
-        statement = self._upsert(
-            _regime_best,
-            ("run_id", "specialty", "regime"),
-            values,
-            only_if=lambda _: ~_regime_best.c.is_champion,
+    def regime_sharpes(self, specialty: str, regime: str) -> list[float]:
+        """The Sharpe in ``regime`` of every scored (OK) agent of ``specialty``, in every run,
+        finite values only (by run and agent id): evolution's share of the trials a Deflated
+        Sharpe Ratio deflates by."""
+        query = (
+            select(_agents.c.per_regime_json)
+            .where(_agents.c.specialty == specialty, _agents.c.status == AgentStatus.OK.value)
+            .order_by(_agents.c.run_id, _agents.c.agent_id)
         )
-        with self._writing() as connection:
-            self._check_runs(connection, {record.run_id})
-            connection.execute(statement, [values])
-
-    def regime_best(self, run_id: str | None = None) -> list[RegimeBestRecord]:
-        """The best models per (specialty, regime) of one run, or of every run; sorted by run,
-        specialty and regime."""
-        query = select(_regime_best)
-        if run_id is not None:
-            query = query.where(_regime_best.c.run_id == run_id)
-        query = query.order_by(
-            _regime_best.c.run_id, _regime_best.c.specialty, _regime_best.c.regime
-        )
-        with self._reading() as connection:
-            return [_record(RegimeBestRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return regime_sharpes(connection.execute(query).scalars(), regime)
 
 
 # -- rows to records and back ----------------------------------------------------------------------
@@ -580,29 +434,6 @@ def _check_unique(what: str, keys: Sequence[tuple[str, str]]) -> None:
         if key in seen:
             raise ValueError(f"{what} {key[1]!r} of run {key[0]!r} is listed twice in one write")
         seen.add(key)
-
-
-def _values(record: Any, **stamps: datetime | None) -> dict[str, Any]:
-    """A record as column values: JSON fields as canonical text, ``stamps`` as given."""
-    values: dict[str, Any] = {}
-    for item in fields(record):
-        value = getattr(record, item.name)
-        if item.name in _JSON_COLUMNS:
-            values[_JSON_COLUMNS[item.name]] = _dumps(value)
-        elif item.name not in _STAMPS:
-            values[item.name] = value
-    return values | stamps
-
-
-def _record(cls: type[_R], row: RowMapping) -> _R:
-    """A row as a record; the record's checks turn JSON lists back into tuples."""
-    values = {
-        item.name: json.loads(row[_JSON_COLUMNS[item.name]])
-        if item.name in _JSON_COLUMNS
-        else row[item.name]
-        for item in fields(cls)
-    }
-    return cls(**values)
 
 
 def _ancestors_sql(dialect: str) -> str:

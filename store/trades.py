@@ -1,8 +1,8 @@
 """Serving's feedback repository: the predictions served, the trades bots report on them, and each
 trade's attribution to the members that voted.
 
-``TradesStore(store)`` works on the database of a :class:`store.db.Store`, takes and returns the
-frozen records of :mod:`store.records`, and keeps the contract of the other repositories (run on
+``TradesStore(database)`` works on a :class:`store.database.Database`, takes and returns the
+frozen records of :mod:`store.records.trades`, and keeps the contract of the other repositories (run on
 SQLite and PostgreSQL by tests/store/test_trades_contract.py):
 
 - **A request id names one prediction and at most one trade, for good.** ``record_prediction``
@@ -16,35 +16,32 @@ SQLite and PostgreSQL by tests/store/test_trades_contract.py):
 - **What the trade means for each member** is the caller's rule (``attribute``, a pure function:
   ``serving.feedback.attribute``); the store only keeps the rows.
 
-Shares its transactions with ``self.training`` (a :class:`store.training.TrainingStore` on the
-same database): inside ``with trades.transaction():`` writes through either are one transaction.
+Shares its transactions with every repository on the same database: inside
+``with trades.transaction():`` writes through any of them (``store.champions.ChampionStore``
+moving a champion's stage on feedback, say) are one transaction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 
-from store.db import Store, _utcnow
-from store.models import Prediction, RegimeBestModel, Trade, TradeAttribution
-from store.records import (
-    LIFECYCLE_STAGES,
+from store.codec import dumps
+from store.errors import NotFoundError
+from store.models import Prediction, Trade, TradeAttribution
+from store.records.trades import (
     AttributionRecord,
     PredictionMember,
     PredictionRecord,
     TradeRecord,
 )
-from store.runs import NotFoundError, _dumps
-from store.training import TrainingStore
+from store.repository import Repository
 
 __all__ = ["FeedbackConflictError", "RecordedFeedback", "TradesStore"]
 
@@ -53,7 +50,6 @@ logger = logging.getLogger(__name__)
 _predictions: Table = Prediction.__table__  # type: ignore[assignment]
 _trades: Table = Trade.__table__  # type: ignore[assignment]
 _attributions: Table = TradeAttribution.__table__  # type: ignore[assignment]
-_regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
 
 #: ``(request_id, model_version, members, regime)``: one prediction of ``record_predictions``;
 #: Serve's adds the series it read: ``(..., regime, exchange, symbol, timeframe, as_of)``.
@@ -80,28 +76,8 @@ class RecordedFeedback:
     attributions: tuple[AttributionRecord, ...]
 
 
-class TradesStore:
-    """Predictions, trades and attributions in the database of ``store``. Thread-safe."""
-
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._training = TrainingStore(store, clock=clock)
-        self._clock = clock
-
-    @property
-    def training(self) -> TrainingStore:
-        """The training (champions) repository this store writes beside."""
-        return self._training
-
-    @property
-    def dialect(self) -> str:
-        return self._training.dialect
-
-    @contextmanager
-    def transaction(self) -> Iterator[TradesStore]:
-        """Every write and read of this thread inside the block is one transaction (see
-        ``RunStore.transaction``); a nested one joins it."""
-        with self._training.transaction():
-            yield self
+class TradesStore(Repository):
+    """Predictions, trades and attributions in ``database``. Thread-safe."""
 
     # -- predictions -----------------------------------------------------------------------------
 
@@ -136,7 +112,7 @@ class TradesStore:
         return records
 
     def _rows(self, records: Sequence[PredictionRecord]) -> list[dict[str, Any]]:
-        now = self._clock()
+        now = self._db.now()
         return [
             {"request_id": r.request_id, "model_version": r.model_version, "regime": r.regime,
              "members_json": _members_json(r.members), "created_at": now,
@@ -151,8 +127,8 @@ class TradesStore:
         An id already stored raises the database's IntegrityError and writes none."""
         values = self._rows(self._records(predictions))
         if values:
-            with self.transaction(), self._training._writing() as connection:
-                connection.execute(self._insert(_predictions), values)
+            with self._db.transaction() as connection:
+                connection.execute(self._db.insert(_predictions), values)
 
     def record_predictions(self, predictions: Sequence[PredictionRow]) -> list[PredictionRecord]:
         """``record_prediction`` of each ``(request_id, model_version, members, regime)``, in one
@@ -164,8 +140,8 @@ class TradesStore:
             return []
         values = self._rows(records)
         ids = [r.request_id for r in records]
-        with self.transaction(), self._training._writing() as connection:
-            connection.execute(self._insert(_predictions).on_conflict_do_nothing(), values)
+        with self._db.transaction() as connection:
+            connection.execute(self._db.insert(_predictions).on_conflict_do_nothing(), values)
             query = select(_predictions).where(_predictions.c.request_id.in_(ids))
             stored = {row["request_id"]: _prediction_record(row)
                       for row in connection.execute(query).mappings()}  # fmt: skip
@@ -182,7 +158,7 @@ class TradesStore:
 
     def prediction(self, request_id: str) -> PredictionRecord | None:
         """The prediction ``request_id`` answered, or None."""
-        with self._training._reading() as connection:
+        with self._db.reading() as connection:
             return self._prediction(connection, request_id)
 
     @staticmethod
@@ -199,7 +175,7 @@ class TradesStore:
         ``attribute(prediction, stored_trade)`` gives the rows; it is called only when the trade
         is new. The trade's ``id`` and ``created_at`` are the store's (given ones are ignored).
         """
-        with self.transaction(), self._training._writing() as connection:
+        with self._db.transaction() as connection:
             prediction = self._prediction(connection, trade.request_id)
             if prediction is None:
                 raise NotFoundError(
@@ -210,9 +186,9 @@ class TradesStore:
                     f"model_version must be the one request {trade.request_id!r} was answered "
                     f"with ({prediction.model_version!r}); got {trade.model_version!r}"
                 )
-            values = _trade_values(trade) | {"created_at": self._clock()}
+            values = _trade_values(trade) | {"created_at": self._db.now()}
             statement = (
-                self._insert(_trades)
+                self._db.insert(_trades)
                 .values(values)
                 .on_conflict_do_nothing()
                 .returning(_trades.c.id)
@@ -254,7 +230,7 @@ class TradesStore:
 
     def trade(self, request_id: str) -> TradeRecord | None:
         """The trade reported on ``request_id``, or None."""
-        with self._training._reading() as connection:
+        with self._db.reading() as connection:
             return self._trade(connection, request_id)
 
     @staticmethod
@@ -272,7 +248,7 @@ class TradesStore:
             query = query.where(_trades.c.exchange == exchange)
         if symbol is not None:
             query = query.where(_trades.c.symbol == symbol)
-        with self._training._reading() as connection:
+        with self._db.reading() as connection:
             return [_trade_record(row) for row in connection.execute(query).mappings()]
 
     def attributions(
@@ -284,7 +260,7 @@ class TradesStore:
         regime: str | None = None,
     ) -> list[AttributionRecord]:
         """Attribution rows by trade (oldest first), then member, filtered by the arguments."""
-        with self._training._reading() as connection:
+        with self._db.reading() as connection:
             return self._attributions(
                 connection, trade_id, run_id=run_id, agent_id=agent_id, regime=regime
             )
@@ -310,40 +286,6 @@ class TradesStore:
             if value is not None:
                 query = query.where(_attributions.c[name] == value)
         return [AttributionRecord(**row) for row in connection.execute(query).mappings()]
-
-    # -- the champions' live stage ---------------------------------------------------------------
-
-    def set_champion_stage(
-        self, run_id: str, agent_id: str, specialty: str, regime: str, stage: str
-    ) -> bool:
-        """Move the champion of (specialty, regime) to ``stage`` if it is still the model
-        ``run_id``/``agent_id``; returns whether a row changed. The live record's lifecycle step
-        (``evolution.champions.next_stage``): who is champion changes only through
-        ``TrainingStore.promote``."""
-        if stage not in LIFECYCLE_STAGES:
-            raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
-        statement = (
-            update(_regime_best)
-            .where(
-                _regime_best.c.run_id == run_id,
-                _regime_best.c.agent_id == agent_id,
-                _regime_best.c.specialty == specialty,
-                _regime_best.c.regime == regime,
-                _regime_best.c.is_champion,
-                _regime_best.c.stage != stage,
-            )
-            .values(stage=stage, updated_at=self._clock())
-        )
-        with self._training._writing() as connection:
-            changed = bool(connection.execute(statement).rowcount)
-        if changed:
-            logger.info(
-                "champion %s/%s (%s/%s) is now %s", run_id, agent_id, specialty, regime, stage
-            )
-        return changed
-
-    def _insert(self, table: Table) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
 
 def _member(member: PredictionMember | Mapping[str, Any], regime: str) -> PredictionMember:
@@ -375,7 +317,7 @@ def _prediction_record(row: RowMapping) -> PredictionRecord:
 
 
 def _members_json(members: Sequence[PredictionMember]) -> str:
-    return _dumps([member.to_dict() for member in members])
+    return dumps([member.to_dict() for member in members])
 
 
 _TRADE_COLUMNS = (

@@ -1,9 +1,9 @@
-"""Training's repository: Tune experiments' trained configs, their inference backtests, the training
-queue, and the champion of each (specialty, regime) with the log of every decision on it.
+"""Training's repository: Tune experiments' trained configs, their inference backtests and the
+training queue.
 
-``TrainingStore(store)`` works on the database of a :class:`store.db.Store`, takes and returns the
-frozen records of :mod:`store.records`, and keeps ``store.runs.RunStore``'s contract (run on SQLite
-and PostgreSQL by tests/store):
+``TrainingStore(database, runs)`` works on a :class:`store.database.Database`, takes and returns
+the frozen records of :mod:`store.records.training`, and keeps ``store.runs.RunStore``'s contract
+(run on SQLite and PostgreSQL by tests/store):
 
 - **One row per config, ever.** ``training_runs`` and ``training_queue`` are keyed by the config's
   hash; every write is an upsert, and an unchanged record changes nothing, not even ``updated_at``.
@@ -16,23 +16,18 @@ and PostgreSQL by tests/store):
 - **The queue is the database.** ``enqueue`` skips configs already queued, running, paused or done
   (a config whose training run is DONE counts as done); ``pause_queue``/``resume_queue``/
   ``cancel_queue`` move every row at once; a DONE queue row never changes status again.
-- **One champion per (specialty, regime), across every run** (a partial unique index):
-  ``promote`` retires the old champion and crowns the candidate in one transaction, ``refuse``
-  records a refused candidate without touching the champion, and both log a ``PromotionRecord``.
 
-A Tune experiment is a ``runs`` row (``ensure_experiment``), so its models share
-``regime_best_models`` with evolution's: a Tune model's ``agent_id`` is ``tr-<config_hash[:12]>``
-(``TrainingRunRecord.agent_id``).
+A Tune experiment is a ``runs`` row (``ensure_experiment``, through ``RunStore.create_run``), so its
+models share ``regime_best_models`` (``store.champions.ChampionStore``) with evolution's: a Tune
+model's ``agent_id`` is ``tr-<config_hash[:12]>`` (``TrainingRunRecord.agent_id``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -40,27 +35,21 @@ from typing import Any
 from sqlalchemy import Table, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from store.db import Store, _utcnow
-from store.models import (
-    Agent,
-    InferenceBacktest,
-    Promotion,
-    RegimeBestModel,
-    Run,
-    TrainingQueueItem,
-    TrainingRun,
-)
-from store.records import (
-    LIFECYCLE_STAGES,
-    QUEUE_STATUSES,
+from store.codec import dumps, from_row, regime_sharpes, to_row
+from store.database import Database
+from store.errors import NotFoundError
+from store.models import InferenceBacktest, TrainingQueueItem, TrainingRun
+from store.records.champions import Stage
+from store.records.population import RunRecord
+from store.records.training import (
     InferenceBacktestRecord,
-    PromotionRecord,
     QueueItemRecord,
-    RegimeBestRecord,
-    RunRecord,
+    QueueStatus,
     TrainingRunRecord,
+    TrainingStatus,
 )
-from store.runs import NotFoundError, RunStore, _dumps, _record, _values
+from store.repository import Repository
+from store.runs import RunStore
 
 __all__ = ["TrainingStore"]
 
@@ -69,13 +58,9 @@ logger = logging.getLogger(__name__)
 _training: Table = TrainingRun.__table__  # type: ignore[assignment]
 _backtests: Table = InferenceBacktest.__table__  # type: ignore[assignment]
 _queue: Table = TrainingQueueItem.__table__  # type: ignore[assignment]
-_promotions: Table = Promotion.__table__  # type: ignore[assignment]
-_regime_best: Table = RegimeBestModel.__table__  # type: ignore[assignment]
-_agents: Table = Agent.__table__  # type: ignore[assignment]
-_runs: Table = Run.__table__  # type: ignore[assignment]
 
 #: Queue rows a trial may still take, and what ``cancel_queue`` cancels.
-_OPEN = ("QUEUED", "RUNNING", "PAUSED")
+_OPEN = (QueueStatus.QUEUED, QueueStatus.RUNNING, QueueStatus.PAUSED)
 #: Written when a training run is created, then changed only by set_stage / set_kept.
 _INSERT_ONLY = ("stage", "kept")
 #: Metrics where lower is better (every other metric is sorted highest first).
@@ -91,43 +76,23 @@ def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
         yield list(values[start : start + _CHUNK])
 
 
-class TrainingStore:
-    """Training runs, inference backtests, the queue and the champions in the database of ``store``.
+class TrainingStore(Repository):
+    """Training runs, inference backtests and the queue in ``database``.
 
-    Shares its transactions with ``self.runs`` (a :class:`RunStore` on the same database): inside
-    ``with training.transaction():`` writes through either are one transaction.
+    ``runs`` is the repository of the experiments (``runs`` rows) the training runs belong to (a
+    :class:`RunStore` on the same database when not given).
     """
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._runs = RunStore(store, clock=clock)
-        self._clock = clock
+    def __init__(self, database: Database, runs: RunStore | None = None) -> None:
+        super().__init__(database)
+        self._runs = runs if runs is not None else RunStore(database)
+        if self._runs.database is not database:
+            raise ValueError("runs must work on the same database as the TrainingStore")
 
     @property
     def runs(self) -> RunStore:
         """The runs (and Tune experiments) repository this store writes beside."""
         return self._runs
-
-    @property
-    def dialect(self) -> str:
-        return self._runs.dialect
-
-    @contextmanager
-    def transaction(self) -> Iterator[TrainingStore]:
-        """Every write and read of this thread inside the block is one transaction (see
-        ``RunStore.transaction``); a nested one joins it."""
-        with self._runs.transaction():
-            yield self
-
-    def _writing(self) -> AbstractContextManager[Connection]:
-        return self._runs._writing()
-
-    def _reading(self) -> AbstractContextManager[Connection]:
-        return self._runs._reading()
-
-    def regime_best(self, run_id: str | None = None) -> list[RegimeBestRecord]:
-        """``RunStore.regime_best``: the best models per (specialty, regime) of one run (a Tune
-        experiment, say) or of every run."""
-        return self._runs.regime_best(run_id)
 
     # -- experiments and training runs ---------------------------------------------------------
 
@@ -145,7 +110,7 @@ class TrainingStore:
         record = RunRecord(
             run_id=run_id,
             config=dict(config),
-            config_hash=hashlib.sha256(_dumps(dict(config)).encode()).hexdigest(),
+            config_hash=hashlib.sha256(dumps(dict(config)).encode()).hexdigest(),
             root_seed=root_seed,
             generations_planned=0,
             settings=dict(settings or {}),
@@ -154,25 +119,26 @@ class TrainingStore:
 
     def upsert_training_run(self, record: TrainingRunRecord) -> None:
         """Insert the training run or update it in place (a DONE run only by a DONE record)."""
-        with self._writing() as connection:
+        with self._db.writing() as connection:
             self._upsert_training(connection, record)
 
     def _upsert_training(self, connection: Connection, record: TrainingRunRecord) -> None:
         self._check_experiment(connection, record.experiment)
-        now = self._clock()
-        values = _values(record, created_at=now, updated_at=now)
-        statement = self._runs._upsert(
+        now = self._db.now()
+        values = to_row(record, created_at=now, updated_at=now)
+        statement = self._db.upsert(
             _training,
             ("config_hash",),
             [name for name in values if name not in _INSERT_ONLY],
-            only_if=lambda new: (_training.c.status != "DONE") | (new.excluded.status == "DONE"),
+            only_if=lambda new: (
+                (_training.c.status != TrainingStatus.DONE)
+                | (new.excluded.status == TrainingStatus.DONE)
+            ),
         )
         connection.execute(statement, [values])
 
-    @staticmethod
-    def _check_experiment(connection: Connection, experiment: str) -> None:
-        query = select(_runs.c.run_id).where(_runs.c.run_id == experiment)
-        if connection.execute(query).first() is None:
+    def _check_experiment(self, connection: Connection, experiment: str) -> None:
+        if self._runs.get_run(experiment) is None:
             raise NotFoundError(
                 f"experiment {experiment!r} does not exist; ensure_experiment first"
             )
@@ -180,9 +146,9 @@ class TrainingStore:
     def training_run(self, config_hash: str) -> TrainingRunRecord | None:
         """The training run of ``config_hash``, or None."""
         query = select(_training).where(_training.c.config_hash == config_hash)
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             row = connection.execute(query).mappings().first()
-        return None if row is None else _record(TrainingRunRecord, row)
+        return None if row is None else from_row(TrainingRunRecord, row)
 
     def require_training_run(self, config_hash: str) -> TrainingRunRecord:
         """The training run of ``config_hash``; NotFoundError naming it when there is none."""
@@ -208,8 +174,10 @@ class TrainingStore:
             if value is not None:
                 query = query.where(_training.c[name] == value)
         query = query.order_by(_training.c.created_at, _training.c.config_hash)
-        with self._reading() as connection:
-            return [_record(TrainingRunRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [
+                from_row(TrainingRunRecord, row) for row in connection.execute(query).mappings()
+            ]
 
     def finish_training_run(
         self, record: TrainingRunRecord, backtests: Sequence[InferenceBacktestRecord]
@@ -220,10 +188,10 @@ class TrainingStore:
         Idempotent: written twice, the second changes nothing. A FAILED result for a config whose
         run is already DONE (a duplicate trial) keeps the DONE run and its backtests.
         """
-        if record.status not in ("DONE", "FAILED"):
+        if record.status not in (TrainingStatus.DONE, TrainingStatus.FAILED):
             raise ValueError(
                 f"finish_training_run of {record.config_hash!r}: status must be DONE or FAILED; "
-                f"got {record.status!r}"
+                f"got {record.status.value!r}"
             )
         seen: set[str] = set()
         for backtest in backtests:
@@ -238,20 +206,20 @@ class TrainingStore:
                     f"{backtest.inference_hash!r} is listed twice"
                 )
             seen.add(backtest.inference_hash)
-        now = self._clock()
-        with self.transaction(), self._writing() as connection:
+        now = self._db.now()
+        with self._db.transaction() as connection:
             stored = connection.execute(
                 select(_training.c.status).where(_training.c.config_hash == record.config_hash)
             ).scalar_one_or_none()
             final = record.status
-            if stored == "DONE" and record.status != "DONE":
+            if stored == TrainingStatus.DONE and record.status != TrainingStatus.DONE:
                 logger.warning(
                     "training run %s is DONE: its %s result is not stored (%s)",
                     record.config_hash,
                     record.status,
                     record.reason,
                 )
-                final = "DONE"
+                final = TrainingStatus.DONE
             else:
                 self._upsert_training(connection, record)
                 self._replace_backtests(connection, record.config_hash, backtests, now)
@@ -260,7 +228,7 @@ class TrainingStore:
                 update(_queue)
                 .where(
                     _queue.c.config_hash == record.config_hash,
-                    _queue.c.status != "DONE",
+                    _queue.c.status != QueueStatus.DONE,
                     (_queue.c.status != final) | (_queue.c.reason != reason),
                 )
                 .values(status=final, reason=reason, updated_at=now)
@@ -280,25 +248,27 @@ class TrainingStore:
         connection.execute(stale)
         if not backtests:
             return
-        rows = [_values(backtest, created_at=backtest.created_at or now) for backtest in backtests]
-        statement = self._runs._upsert(_backtests, ("config_hash", "inference_hash"), rows[0])
+        rows = [to_row(backtest, created_at=backtest.created_at or now) for backtest in backtests]
+        statement = self._db.upsert(_backtests, ("config_hash", "inference_hash"), rows[0])
         connection.execute(statement, rows)
 
     def backtests(self, config_hash: str) -> list[InferenceBacktestRecord]:
         """The inference backtests of one trained config, best Sharpe first (None last)."""
         query = select(_backtests).where(_backtests.c.config_hash == config_hash)
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             found = [
-                _record(InferenceBacktestRecord, row)
+                from_row(InferenceBacktestRecord, row)
                 for row in connection.execute(query).mappings()
             ]
         return sorted(found, key=lambda b: (b.sharpe is None, -(b.sharpe or 0.0), b.inference_hash))
 
     def set_stage(self, config_hash: str, stage: str) -> None:
-        """Move a trained model to a lifecycle stage (one of ``LIFECYCLE_STAGES``)."""
-        if stage not in LIFECYCLE_STAGES:
-            raise ValueError(f"stage must be one of {', '.join(LIFECYCLE_STAGES)}; got {stage!r}")
-        self._set(config_hash, "stage", stage)
+        """Move a trained model to a lifecycle stage (a ``Stage``)."""
+        try:
+            wanted = Stage(stage)
+        except ValueError:
+            raise ValueError(f"stage must be one of {', '.join(Stage)}; got {stage!r}") from None
+        self._set(config_hash, "stage", wanted)
 
     def set_kept(self, config_hash: str, kept: bool) -> None:
         """Mark a trained model's file as kept (``redline models keep``: prune never deletes it)."""
@@ -308,7 +278,7 @@ class TrainingStore:
 
     def _set(self, config_hash: str, name: str, value: Any) -> None:
         column = _training.c[name]
-        with self._writing() as connection:
+        with self._db.writing() as connection:
             stored = connection.execute(
                 select(column).where(_training.c.config_hash == config_hash)
             ).first()
@@ -318,12 +288,12 @@ class TrainingStore:
                 connection.execute(
                     update(_training)
                     .where(_training.c.config_hash == config_hash)
-                    .values({name: value, "updated_at": self._clock()})
+                    .values({name: value, "updated_at": self._db.now()})
                 )
 
     def delete_training_run(self, config_hash: str) -> bool:
         """Delete a training run and its backtests (not its queue row); False if there was none."""
-        with self._writing() as connection:
+        with self._db.writing() as connection:
             deleted = connection.execute(
                 delete(_training).where(_training.c.config_hash == config_hash)
             ).rowcount
@@ -364,9 +334,9 @@ class TrainingStore:
                 _training, _training.c.config_hash == _backtests.c.config_hash
             ).where(_training.c.specialty == specialty)
         best: dict[str, tuple[float, InferenceBacktestRecord]] = {}
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             for row in connection.execute(query).mappings():
-                backtest = _record(InferenceBacktestRecord, row)
+                backtest = from_row(InferenceBacktestRecord, row)
                 value = key(backtest)
                 if value is None:
                     continue
@@ -400,19 +370,9 @@ class TrainingStore:
             .where(_training.c.specialty == specialty)
             .order_by(_backtests.c.config_hash, _backtests.c.inference_hash)
         )
-        evolution = (
-            select(_agents.c.per_regime_json)
-            .where(_agents.c.specialty == specialty, _agents.c.status == "OK")
-            .order_by(_agents.c.run_id, _agents.c.agent_id)
-        )
-        sharpes: list[float] = []
-        with self._reading() as connection:
-            for query in (tune, evolution):
-                for raw in connection.execute(query).scalars():
-                    value = (json.loads(raw).get(regime) or {}).get("sharpe")
-                    if isinstance(value, int | float) and math.isfinite(value):
-                        sharpes.append(float(value))
-        return sharpes
+        with self._db.reading() as connection:
+            sharpes = regime_sharpes(connection.execute(tune).scalars(), regime)
+        return sharpes + self._runs.regime_sharpes(specialty, regime)
 
     # -- the queue -------------------------------------------------------------------------------
 
@@ -425,18 +385,18 @@ class TrainingStore:
         numbers ``position``; an item's status must be QUEUED or PAUSED (adding to a paused queue).
         """
         for item in items:
-            if item.status not in ("QUEUED", "PAUSED"):
+            if item.status not in (QueueStatus.QUEUED, QueueStatus.PAUSED):
                 raise ValueError(
                     f"enqueue: QueueItemRecord.status of {item.config_hash!r} must be QUEUED or "
-                    f"PAUSED; got {item.status!r}"
+                    f"PAUSED; got {item.status.value!r}"
                 )
         unique: dict[str, QueueItemRecord] = {}
         for item in items:
             unique.setdefault(item.config_hash, item)
         hashes = list(unique)
-        now = self._clock()
+        now = self._db.now()
         added = 0
-        with self.transaction(), self._writing() as connection:
+        with self._db.transaction() as connection:
             if self.dialect == "postgresql":  # SQLite's BEGIN IMMEDIATE already serializes adds
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_QUEUE_LOCK_KEY}
@@ -454,7 +414,8 @@ class TrainingStore:
                 done.update(
                     connection.execute(
                         select(_training.c.config_hash).where(
-                            _training.c.config_hash.in_(chunk), _training.c.status == "DONE"
+                            _training.c.config_hash.in_(chunk),
+                            _training.c.status == TrainingStatus.DONE,
                         )
                     ).scalars()
                 )
@@ -463,11 +424,11 @@ class TrainingStore:
             fresh: list[dict[str, Any]] = []
             for config_hash, item in unique.items():
                 status = queued.get(config_hash)
-                if config_hash in done or status in (*_OPEN, "DONE"):
+                if config_hash in done or status in (*_OPEN, QueueStatus.DONE):
                     continue
                 position += 1
                 added += 1
-                values = _values(
+                values = to_row(
                     replace(item, position=position, attempts=0, reason=""),
                     created_at=now,
                     updated_at=now,
@@ -491,8 +452,8 @@ class TrainingStore:
             for value in statuses:
                 _check_queue_status(value)
             query = query.where(_queue.c.status.in_(statuses))
-        with self._reading() as connection:
-            return [_record(QueueItemRecord, row) for row in connection.execute(query).mappings()]
+        with self._db.reading() as connection:
+            return [from_row(QueueItemRecord, row) for row in connection.execute(query).mappings()]
 
     def set_queue_status(self, config_hashes: Sequence[str], status: str, reason: str = "") -> int:
         """Set the status (and reason) of queue rows; returns how many changed.
@@ -503,25 +464,26 @@ class TrainingStore:
         _check_queue_status(status)
         if isinstance(config_hashes, str):
             raise ValueError(f"config_hashes must be a sequence of hashes; got {config_hashes!r}")
-        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": self._clock()}
-        if status == "RUNNING":
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": self._db.now()}
+        if status == QueueStatus.RUNNING:
             values["attempts"] = case(
-                (_queue.c.status != "RUNNING", _queue.c.attempts + 1), else_=_queue.c.attempts
+                (_queue.c.status != QueueStatus.RUNNING, _queue.c.attempts + 1),
+                else_=_queue.c.attempts,
             )
         changed = 0
-        with self.transaction(), self._writing() as connection:
+        with self._db.transaction() as connection:
             for chunk in _chunks(list(config_hashes)):
                 statement = (
                     update(_queue)
                     .where(
                         _queue.c.config_hash.in_(chunk),
-                        _queue.c.status != "DONE",
+                        _queue.c.status != QueueStatus.DONE,
                         (_queue.c.status != status) | (_queue.c.reason != reason),
                     )
                     .values(values)
                 )
-                if status != "QUEUED":
-                    statement = statement.where(_queue.c.status != "CANCELLED")
+                if status != QueueStatus.QUEUED:
+                    statement = statement.where(_queue.c.status != QueueStatus.CANCELLED)
                 changed += connection.execute(statement).rowcount
         return changed
 
@@ -529,26 +491,28 @@ class TrainingStore:
         statement = (
             update(_queue)
             .where(_queue.c.status.in_(list(sources)))
-            .values(status=status, updated_at=self._clock())
+            .values(status=status, updated_at=self._db.now())
         )
         return int(connection.execute(statement).rowcount)
 
     def pause_queue(self) -> int:
         """QUEUED -> PAUSED; returns how many. Running trials finish (or are stopped by the
         runner, which polls the queue)."""
-        with self._writing() as connection:
-            return self._move(connection, ("QUEUED",), "PAUSED")
+        with self._db.writing() as connection:
+            return self._move(connection, (QueueStatus.QUEUED,), QueueStatus.PAUSED)
 
     def resume_queue(self) -> int:
         """PAUSED -> QUEUED, and RUNNING -> QUEUED (a ``queue start`` killed mid-trial left them);
         returns how many. Call it when no ``queue start`` is running."""
-        with self._writing() as connection:
-            return self._move(connection, ("PAUSED", "RUNNING"), "QUEUED")
+        with self._db.writing() as connection:
+            return self._move(
+                connection, (QueueStatus.PAUSED, QueueStatus.RUNNING), QueueStatus.QUEUED
+            )
 
     def cancel_queue(self) -> list[str]:
         """QUEUED, PAUSED and RUNNING -> CANCELLED, and their training runs deleted unless DONE
         (no half-written rows), in one transaction; returns the cancelled hashes in queue order."""
-        with self.transaction(), self._writing() as connection:
+        with self._db.transaction() as connection:
             hashes = list(
                 connection.execute(
                     select(_queue.c.config_hash)
@@ -556,11 +520,12 @@ class TrainingStore:
                     .order_by(_queue.c.position, _queue.c.config_hash)
                 ).scalars()
             )
-            self._move(connection, _OPEN, "CANCELLED")
+            self._move(connection, _OPEN, QueueStatus.CANCELLED)
             for chunk in _chunks(hashes):
                 connection.execute(
                     delete(_training).where(
-                        _training.c.config_hash.in_(chunk), _training.c.status != "DONE"
+                        _training.c.config_hash.in_(chunk),
+                        _training.c.status != TrainingStatus.DONE,
                     )
                 )
         return hashes
@@ -568,120 +533,11 @@ class TrainingStore:
     def queue_counts(self) -> dict[str, int]:
         """The number of queue rows in each status (every status, zeros included)."""
         query = select(_queue.c.status, func.count()).group_by(_queue.c.status)
-        with self._reading() as connection:
+        with self._db.reading() as connection:
             found = {status: int(count) for status, count in connection.execute(query).all()}
-        return {status: found.get(status, 0) for status in QUEUE_STATUSES}
-
-    # -- champions -------------------------------------------------------------------------------
-
-    def record_promotion(self, record: PromotionRecord) -> None:
-        """Append a decision to the promotions log (``created_at`` stamped when None)."""
-        with self._writing() as connection:
-            self._insert_promotion(connection, record)
-
-    def _insert_promotion(self, connection: Connection, record: PromotionRecord) -> None:
-        values = _values(record, created_at=record.created_at or self._clock())
-        del values["id"]
-        connection.execute(insert(_promotions).values(values))
-
-    def promotions(
-        self, *, specialty: str | None = None, regime: str | None = None
-    ) -> list[PromotionRecord]:
-        """The promotions log, oldest first, filtered by the arguments given."""
-        query = select(_promotions).order_by(_promotions.c.id)
-        if specialty is not None:
-            query = query.where(_promotions.c.specialty == specialty)
-        if regime is not None:
-            query = query.where(_promotions.c.regime == regime)
-        with self._reading() as connection:
-            return [_record(PromotionRecord, row) for row in connection.execute(query).mappings()]
-
-    def champion(self, specialty: str, regime: str) -> RegimeBestRecord | None:
-        """The champion of (specialty, regime), or None."""
-        query = select(_regime_best).where(
-            _regime_best.c.specialty == specialty,
-            _regime_best.c.regime == regime,
-            _regime_best.c.is_champion,
-        )
-        with self._reading() as connection:
-            row = connection.execute(query).mappings().first()
-        return None if row is None else _record(RegimeBestRecord, row)
-
-    def champions(self) -> list[RegimeBestRecord]:
-        """Every champion, by specialty and regime."""
-        query = (
-            select(_regime_best)
-            .where(_regime_best.c.is_champion)
-            .order_by(_regime_best.c.specialty, _regime_best.c.regime)
-        )
-        with self._reading() as connection:
-            return [_record(RegimeBestRecord, row) for row in connection.execute(query).mappings()]
-
-    def promote(self, candidate: RegimeBestRecord, promotion: PromotionRecord) -> None:
-        """Crown ``candidate`` champion of its (specialty, regime), in one transaction: the old
-        champion (if any) loses the flag and is RETIRED, the candidate's row is written with
-        ``is_champion`` True and stage PAPER, and ``promotion`` (PROMOTED) is logged.
-
-        The candidate's run (a Tune candidate: its experiment) must exist.
-        """
-        _check_decision(candidate, promotion, "PROMOTED")
-        crowned = replace(candidate, is_champion=True, stage="PAPER")
-        now = self._clock()
-        values = _values(crowned, updated_at=now)
-        statement = self._runs._upsert(_regime_best, ("run_id", "specialty", "regime"), values)
-        with self.transaction(), self._writing() as connection:
-            self._runs._check_runs(connection, {candidate.run_id})
-            # The old champion first: the partial unique index allows one flagged row at a time.
-            connection.execute(
-                update(_regime_best)
-                .where(
-                    _regime_best.c.specialty == candidate.specialty,
-                    _regime_best.c.regime == candidate.regime,
-                    _regime_best.c.is_champion,
-                    _regime_best.c.run_id != candidate.run_id,
-                )
-                .values(is_champion=False, stage="RETIRED", updated_at=now)
-            )
-            connection.execute(statement, [values])
-            self._insert_promotion(connection, promotion)
-        logger.info(
-            "champion of %s/%s: %s (was %s)",
-            candidate.specialty,
-            candidate.regime,
-            candidate.model,
-            promotion.incumbent,
-        )
-
-    def refuse(self, candidate: RegimeBestRecord, promotion: PromotionRecord) -> None:
-        """Record a refused candidate, in one transaction: its row written (not champion, its
-        stage as given) and ``promotion`` (REFUSED) logged. A row that is the champion is left as
-        it is (``RunStore.set_regime_best``)."""
-        _check_decision(candidate, promotion, "REFUSED")
-        with self.transaction(), self._writing() as connection:
-            self._runs.set_regime_best(candidate)
-            self._insert_promotion(connection, promotion)
+        return {status.value: found.get(status, 0) for status in QueueStatus}
 
 
 def _check_queue_status(status: str) -> None:
-    if status not in QUEUE_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(QUEUE_STATUSES)}; got {status!r}")
-
-
-def _check_decision(candidate: RegimeBestRecord, promotion: PromotionRecord, decision: str) -> None:
-    verb = "promote" if decision == "PROMOTED" else "refuse"
-    if promotion.decision != decision:
-        raise ValueError(
-            f"{verb}: PromotionRecord.decision must be {decision}; got {promotion.decision!r}"
-        )
-    if (promotion.specialty, promotion.regime) != (candidate.specialty, candidate.regime):
-        raise ValueError(
-            f"{verb}: the promotion is for ({promotion.specialty}, {promotion.regime}); "
-            f"the candidate is for ({candidate.specialty}, {candidate.regime})"
-        )
-    if promotion.challenger != candidate.model:
-        raise ValueError(
-            f"{verb}: PromotionRecord.challenger must be the candidate {candidate.model!r}; "
-            f"got {promotion.challenger!r}"
-        )
-    if decision == "REFUSED" and candidate.is_champion:
-        raise ValueError(f"refuse: the candidate {candidate.model!r} must not be a champion")
+    if status not in tuple(QueueStatus):
+        raise ValueError(f"status must be one of {', '.join(QueueStatus)}; got {status!r}")

@@ -48,7 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 from market.regimes import RegimeRules
 from store.db import Store
-from store.records import QueueItemRecord, TrainingRunRecord
+from store.records.champions import PromotionDecision
+from store.records.population import RunStatus
+from store.records.training import QueueItemRecord, QueueStatus, TrainingRunRecord, TrainingStatus
 from store.runs import RunStore
 from store.training import TrainingStore
 from tuning.grids import GridSpec, compute_config_hash, expand, grid_hash
@@ -73,7 +75,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Queue statuses of rows that still have work to do (PAUSED waits for ``resume``).
-ACTIVE = ("QUEUED", "RUNNING", "PAUSED")
+ACTIVE = (QueueStatus.QUEUED, QueueStatus.RUNNING, QueueStatus.PAUSED)
 #: How often (seconds) a running queue reads the database for a pause or a cancel.
 POLL_S = 1.0
 OPTUNA_SLOT = "optuna_slot"
@@ -228,7 +230,7 @@ def clean_cancelled(tstore: TrainingStore, home: Path, *, tune_state: bool = Fal
     items = tstore.queue_items()
     active = {item.config_hash for item in items if item.status in ACTIVE}
     active_grids = {item.grid_hash for item in items if item.status in ACTIVE}
-    cancelled = [item for item in items if item.status == "CANCELLED"]
+    cancelled = [item for item in items if item.status == QueueStatus.CANCELLED]
     if not cancelled:
         return []
     runs = {run.config_hash: run for run in tstore.training_runs()}
@@ -244,16 +246,19 @@ def clean_cancelled(tstore: TrainingStore, home: Path, *, tune_state: bool = Fal
 
     for item in cancelled:
         run = runs.get(item.config_hash)
-        if not is_slot(item) and (run is None or run.status != "DONE"):
+        if not is_slot(item) and (run is None or run.status != TrainingStatus.DONE):
             drop(item.config_hash)
     for digest in sorted({item.grid_hash for item in cancelled} - active_grids):
         experiment = experiment_id(digest)
         mine = [run for run in runs.values() if run.experiment == experiment]
         for run in mine:  # an Optuna trial's row is keyed by its config, not by its slot
-            if run.status in ("PENDING", "RUNNING") and run.config_hash not in active:
+            if (
+                run.status in (TrainingStatus.PENDING, TrainingStatus.RUNNING)
+                and run.config_hash not in active
+            ):
                 drop(run.config_hash)
         folder = home / "tune" / experiment
-        trained = any(run.status in ("DONE", "FAILED") for run in mine)
+        trained = any(run.status in (TrainingStatus.DONE, TrainingStatus.FAILED) for run in mine)
         if tune_state and not trained and folder.is_dir():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
@@ -315,23 +320,25 @@ def start(
     (``cluster.session.ensure_ray``). Raises QueueBusyError when another start holds the queue.
     ``on_trial`` sees every ``tuning.runner.TrialOutcome`` (after the queue handled it).
     """
-    tstore = TrainingStore(store)
-    runs = RunStore(store)
+    tstore = store.training
+    runs = store.runs
     began = time.monotonic()
     result = QueueRun()
     with queue_lock(home):
         if resume:
             result.reset = tstore.resume_queue()
         else:  # RUNNING rows were left by a process that died: nobody else holds the lock
-            running = [item.config_hash for item in tstore.queue_items(status="RUNNING")]
-            result.reset = tstore.set_queue_status(running, "QUEUED") if running else 0
+            running = [item.config_hash for item in tstore.queue_items(status=QueueStatus.RUNNING)]
+            result.reset = tstore.set_queue_status(running, QueueStatus.QUEUED) if running else 0
         clean_cancelled(tstore, home, tune_state=True)
         _reconcile_slots(tstore)
-        _consider_unconsidered(tstore, runs, policy, result)
+        _consider_unconsidered(store, policy, result)
         attempted: set[str] = set()
         while not result.stopped:
             queued = [
-                i for i in tstore.queue_items(status="QUEUED") if i.grid_hash not in attempted
+                i
+                for i in tstore.queue_items(status=QueueStatus.QUEUED)
+                if i.grid_hash not in attempted
             ]
             if not queued:
                 break
@@ -359,21 +366,20 @@ def _timeframe(config: Mapping[str, Any]) -> str:
     return str(data.get("timeframe", "1h"))
 
 
-def _consider(
-    tstore: TrainingStore, runs: RunStore, config_hash: str, policy: ChampionPolicy, out: QueueRun
-) -> None:
+def _consider(store: Store, config_hash: str, policy: ChampionPolicy, out: QueueRun) -> None:
     """Consider one trained model for champion in every regime it was scored in."""
     from evolution.crowning import consider_tune_run
 
-    record = tstore.training_run(config_hash)
-    if record is None or record.status != "DONE":
+    record = store.training.training_run(config_hash)
+    if record is None or record.status != TrainingStatus.DONE:
         return
-    backtests = tstore.backtests(config_hash)
+    backtests = store.training.backtests(config_hash)
     decided = consider_tune_run(
-        tstore, record, backtests, _policy_for(runs, record.experiment, policy),
+        store, record, backtests, _policy_for(store.runs, record.experiment, policy),
         _timeframe(record.config),
     )  # fmt: skip
-    out.promotions += [f"{p.specialty}/{p.regime}" for p in decided if p.decision == "PROMOTED"]
+    promoted = [p for p in decided if p.decision == PromotionDecision.PROMOTED]
+    out.promotions += [f"{p.specialty}/{p.regime}" for p in promoted]
 
 
 class _Judge:
@@ -382,11 +388,8 @@ class _Judge:
     at once. ``close`` waits for the last decision. An error is logged and the model is judged
     again by the next ``start`` (it is not judged yet)."""
 
-    def __init__(
-        self, tstore: TrainingStore, runs: RunStore, policy: ChampionPolicy, out: QueueRun
-    ) -> None:
-        self.tstore = tstore
-        self.runs = runs
+    def __init__(self, store: Store, policy: ChampionPolicy, out: QueueRun) -> None:
+        self.store = store
         self.policy = policy
         self.out = out
         self.todo: Queue[str | None] = Queue()
@@ -400,7 +403,7 @@ class _Judge:
         while (config_hash := self.todo.get()) is not None:
             began = time.perf_counter()
             try:
-                _consider(self.tstore, self.runs, config_hash, self.policy, self.out)
+                _consider(self.store, config_hash, self.policy, self.out)
             except Exception:
                 logger.exception("considering %s for champion failed", config_hash[:12])
             self.out.champion_seconds += time.perf_counter() - began
@@ -410,18 +413,16 @@ class _Judge:
         self.thread.join()
 
 
-def _consider_unconsidered(
-    tstore: TrainingStore, runs: RunStore, policy: ChampionPolicy, out: QueueRun
-) -> None:
+def _consider_unconsidered(store: Store, policy: ChampionPolicy, out: QueueRun) -> None:
     """Models trained before a kill landed between their transaction and their consideration:
     DONE runs no promotion names as challenger (``consider_tune_run`` is idempotent, so a model
     with no regime to be judged in, considered again, changes nothing)."""
-    judged = {promotion.challenger for promotion in tstore.promotions()}
-    champions = {row.model for row in tstore.champions()}
-    for run in tstore.training_runs(status="DONE"):
+    judged = {promotion.challenger for promotion in store.champions.promotions()}
+    champions = {row.model for row in store.champions.champions()}
+    for run in store.training.training_runs(status=TrainingStatus.DONE):
         model = f"{run.experiment}/{run.agent_id}"
         if model not in judged and model not in champions:
-            _consider(tstore, runs, run.config_hash, policy, out)
+            _consider(store, run.config_hash, policy, out)
 
 
 def _reconcile_slots(tstore: TrainingStore) -> None:
@@ -435,9 +436,9 @@ def _reconcile_slots(tstore: TrainingStore) -> None:
         trained = [
             run
             for run in tstore.training_runs(experiment=experiment_id(digest))
-            if run.status in ("DONE", "FAILED")
+            if run.status in (TrainingStatus.DONE, TrainingStatus.FAILED)
         ]
-        closed = sum(item.status in ("DONE", "FAILED") for item in items)
+        closed = sum(item.status in (QueueStatus.DONE, QueueStatus.FAILED) for item in items)
         open_ = [item for item in items if item.status in ACTIVE]
         for item, run in zip(open_, trained[closed:], strict=False):
             tstore.set_queue_status(
@@ -490,13 +491,15 @@ class _Watch:
                 self.polled = now
                 statuses = {
                     item.config_hash: item.status
-                    for item in self.tstore.queue_items(status=("RUNNING", "PAUSED", "CANCELLED"))
+                    for item in self.tstore.queue_items(
+                        status=(QueueStatus.RUNNING, QueueStatus.PAUSED, QueueStatus.CANCELLED)
+                    )
                     if item.config_hash in self.hashes
                 }
-                self.running = sum(s == "RUNNING" for s in statuses.values())
-                if "CANCELLED" in statuses.values():
+                self.running = sum(s == QueueStatus.RUNNING for s in statuses.values())
+                if QueueStatus.CANCELLED in statuses.values():
                     self.stopped = "cancelled"
-                elif "PAUSED" in statuses.values():
+                elif QueueStatus.PAUSED in statuses.values():
                     self.stopped = "paused"
             return bool(self.stopped)
 
@@ -521,8 +524,8 @@ def _run_grid(
     experiment = experiment_id(first.grid_hash)
     result.experiments.append(experiment)
     run = runs.get_run(experiment)
-    if run is not None and run.status != "running":  # finished before, more configs added since
-        runs.update_run(experiment, status="running")
+    if run is not None and run.status != RunStatus.RUNNING:  # finished, more configs added since
+        runs.update_run(experiment, status=RunStatus.RUNNING)
     hashes = {item.config_hash for item in batch}
     watch = _Watch(tstore, hashes, poll_s)
     slots = [item for item in batch if is_slot(item)]
@@ -574,7 +577,7 @@ def _run_grid(
             on_outcome(outcome)
 
     report()
-    judge = _Judge(tstore, runs, policy, result)
+    judge = _Judge(store, policy, result)
     try:
         outcomes = _trials(
             store, home, experiment, slots, configs, tstore, max_concurrent,
@@ -624,12 +627,16 @@ def _trials(
 
 def _close_slot(tstore: TrainingStore, hashes: set[str], outcome: Any) -> None:
     """Close the lowest open slot of the batch with the outcome of the trial that used it."""
-    open_ = [i for i in tstore.queue_items(status=("QUEUED", "RUNNING")) if i.config_hash in hashes]
+    open_ = [
+        i
+        for i in tstore.queue_items(status=(QueueStatus.QUEUED, QueueStatus.RUNNING))
+        if i.config_hash in hashes
+    ]
     if open_:
-        status = "FAILED" if outcome.status == "FAILED" else "DONE"
+        status = QueueStatus.FAILED if outcome.status == "FAILED" else QueueStatus.DONE
         verb = "proposed again" if outcome.status == "SKIPPED" else "trained"
         reason = f"{verb} tr-{outcome.config_hash[:12]}"
-        if status == "FAILED" and outcome.reason:
+        if status == QueueStatus.FAILED and outcome.reason:
             reason += f": {outcome.reason}"
         tstore.set_queue_status([open_[0].config_hash], status, reason=reason)
 
@@ -644,26 +651,33 @@ def _settle(
     RUNNING had a trial that ended without a result; it is recorded FAILED with the reason, a
     ``training_runs`` row included (one transaction), so one row per config holds what happened.
     """
-    current = {item.config_hash: item for item in tstore.queue_items(status=("QUEUED", "RUNNING"))}
+    current = {
+        item.config_hash: item
+        for item in tstore.queue_items(status=(QueueStatus.QUEUED, QueueStatus.RUNNING))
+    }
     left = [item for item in batch if item.config_hash in current]
     if not left:
         return
     if stopped:
-        target = {"paused": "PAUSED", "cancelled": "CANCELLED"}.get(stopped, "QUEUED")
+        target = {"paused": QueueStatus.PAUSED, "cancelled": QueueStatus.CANCELLED}.get(
+            stopped, QueueStatus.QUEUED
+        )
         moved = [
             item.config_hash
             for item in left
-            if stopped == "cancelled" or current[item.config_hash].status == "RUNNING"
+            if stopped == "cancelled" or current[item.config_hash].status == QueueStatus.RUNNING
         ]
         if moved:
-            reason = "" if target == "QUEUED" else f"{stopped} while training"
+            reason = "" if target == QueueStatus.QUEUED else f"{stopped} while training"
             tstore.set_queue_status(moved, target, reason=reason)
         return
     reasons = {getattr(o, "config_hash", ""): getattr(o, "reason", "") for o in outcomes}
     for item in left:
         if is_slot(item):
             tstore.set_queue_status(
-                [item.config_hash], "FAILED", reason="the searcher ended before this slot ran"
+                [item.config_hash],
+                QueueStatus.FAILED,
+                reason="the searcher ended before this slot ran",
             )
             continue
         config = item.config
@@ -674,7 +688,7 @@ def _settle(
             dataset=str(config.get("dataset") or "unknown"),
             config=dict(config),
             seed=int(config.get("seed", 0)),
-            status="FAILED",
+            status=TrainingStatus.FAILED,
             reason=reasons.get(item.config_hash) or "the trial ended without a result",
         )
         tstore.finish_training_run(record, [])
@@ -693,6 +707,6 @@ def _finish_experiments(tstore: TrainingStore, runs: RunStore, result: QueueRun)
         if run is None:
             continue
         still = any(experiment_id(digest) == experiment for digest in active)
-        wanted = "running" if still else "finished"
+        wanted = RunStatus.RUNNING if still else RunStatus.FINISHED
         if run.status != wanted:
             runs.update_run(experiment, status=wanted)

@@ -52,7 +52,7 @@ from agents.specialties import get_specialty
 from agents.training import ChildReport, checkpoint_meta, train_child
 from market.regimes import RegimeRules
 from store.db import Store
-from store.records import InferenceBacktestRecord, TrainingRunRecord
+from store.records.training import InferenceBacktestRecord, TrainingRunRecord, TrainingStatus
 from store.training import TrainingStore
 from tuning.grids import (
     GridSpec,
@@ -118,7 +118,7 @@ def trial_score(backtests: Sequence[InferenceBacktestRecord]) -> float | None:
 @lru_cache(maxsize=4)
 def _training_store(store_url: str, home: str) -> TrainingStore:
     """One store per worker process: reused actors do not reopen (and re-migrate) per trial."""
-    return TrainingStore(Store.open(store_url, home=Path(home)))
+    return Store.open(store_url, home=Path(home)).training
 
 
 def _record(
@@ -132,7 +132,7 @@ def _record(
         dataset=str(config["dataset"]),
         config=json.loads(json.dumps(config)),
         seed=int(config["seed"]),
-        status="FAILED",
+        status=TrainingStatus.FAILED,
         dataset_digest=report.dataset_digest if report else "",
         train_seconds=report.train_seconds if report else None,
     )
@@ -181,7 +181,7 @@ def _train_and_store(
             save_checkpoint(target, state, meta)
             metrics = report.metrics
             record = replace(
-                record, status="DONE", metrics=metrics, per_regime=report.per_regime,
+                record, status=TrainingStatus.DONE, metrics=metrics, per_regime=report.per_regime,
                 sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
                 hit_rate=metrics.get("direction_hit_rate"), model_path=checkpoint_relpath(config_hash),
                 model_sha256=file_sha256(target),
@@ -304,7 +304,7 @@ def _datasets(
         done.add(group)
         data = config["data"]
         keys = [SeriesKey(data["exchange"], s, data["timeframe"]) for s in data["symbols"]]
-        if any(store.series_info(k) is None for k in keys):
+        if any(store.candles.series_info(k) is None for k in keys):
             ensure_sample(store)
         for dataset in build_datasets(str(config["specialty"]), _sources(store, data, rules)):
             out[f"{config['specialty']}/{dataset.name}"] = dataset
@@ -470,13 +470,13 @@ def run_trials(
     home = Path(home).resolve()
     store = Store.open(store_url, home=home)
     try:
-        tstore = TrainingStore(store)
+        tstore = store.training
         if tstore.runs.get_run(experiment) is None:
             tstore.ensure_experiment(
                 experiment,
                 {"tune_experiment": experiment},
                 0,
-                settings={"regimes": store.regime_rules().to_dict()},
+                settings={"regimes": store.regimes.regime_rules().to_dict()},
             )
         outcomes = _Outcomes(on_trial)
         skipped: list[TrialOutcome] = []
@@ -510,7 +510,7 @@ def run_trials(
             wanted = list(pending.values())
         # Trials are labelled with the rules their experiment was added under (`queue add`
         # stores them); an experiment from before that: the table's, as it always was.
-        rules = tstore.runs.require_run(experiment).regime_rules or store.regime_rules()
+        rules = tstore.runs.require_run(experiment).regime_rules or store.regimes.regime_rules()
         datasets = _datasets(store, home, wanted, rules)
         trainable = tune.with_resources(
             tune.with_parameters(

@@ -59,7 +59,7 @@ def btc_home(tmp_path_factory: pytest.TempPathFactory, btc_1h: pd.DataFrame) -> 
     """A data root whose SQLite store holds the 37,216 real BTC 1h candles (2020-01 to 2024-03)."""
     home = tmp_path_factory.mktemp("backtest") / "redline_data"
     store = Store.open(home=home)
-    assert store.write_candles(BTC, btc_1h) == 37216
+    assert store.candles.write_candles(BTC, btc_1h) == 37216
     store.close()
     return home
 
@@ -223,7 +223,7 @@ def test_a_sample_series_missing_from_the_store_is_imported(
     out = tmp_path / "eth"
     output = run(redline_home, "--symbol", "ETH/USDT", "--since", "2024-03-25", "--out", str(out))
     assert "imported the shipped sample" in output
-    info = Store.open(home=redline_home).series_info(SeriesKey("binance", "ETH/USDT", "1h"))
+    info = Store.open(home=redline_home).candles.series_info(SeriesKey("binance", "ETH/USDT", "1h"))
     assert info is not None and info.rows == 15359  # market/sample/README.md
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["range"]["first_bar"] == "2024-03-25 00:00"

@@ -58,7 +58,7 @@ def test_import_is_idempotent_and_list_shows_the_real_gaps(
     again = run("data", "import", str(path))
     assert "│ 0 " in again  # nothing new the second time
     store = Store.open(home=redline_home)
-    assert store.series_info(BTC).rows == 37216
+    assert store.candles.series_info(BTC).rows == 37216
     listing = run("data", "list")
     # 15 real maintenance gaps, 32 candles in all (SOURCES.md)
     assert "37,216" in listing and "│ 15 " in listing and "│ 32 " in listing
@@ -86,8 +86,8 @@ def test_a_bad_row_refuses_the_file_and_keeps_what_was_stored(
     assert result.exit_code != 0
     assert "row 17" in str(result.exception) and "high" in str(result.exception)
     store = Store.open(home=redline_home)
-    assert store.series_info(BTC) is None  # nothing of the bad file
-    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+    assert store.candles.series_info(BTC) is None  # nothing of the bad file
+    assert store.candles.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
 
 
 @pytest.mark.parametrize("verbose", [[], ["--verbose"]], ids=["quiet", "verbose"])
@@ -113,7 +113,7 @@ def test_a_truncated_gzip_names_the_file_and_the_cause(
         "marker was reached)\n" in err
     )
     assert "Aborted" not in err
-    assert Store.open(home=redline_home).series_info(BTC) is None
+    assert Store.open(home=redline_home).candles.series_info(BTC) is None
 
 
 def test_a_file_error_among_several_stops_at_that_file(
@@ -135,7 +135,7 @@ def test_a_file_error_among_several_stops_at_that_file(
     assert f"error: {broken}: not a readable parquet file, damaged or truncated (" in err
     assert err.count(str(broken)) == 2  # once as the file, once inside pyarrow's own words
     store = Store.open(home=redline_home)
-    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+    assert store.candles.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
 
 
 def test_skip_invalid_stores_the_good_rows_and_writes_the_rejects(
@@ -146,7 +146,7 @@ def test_skip_invalid_stores_the_good_rows_and_writes_the_rejects(
     rejects_dir.mkdir()
     run("data", "import", str(bad), "--skip-invalid", "--rejects-dir", str(rejects_dir))
     total = len(pd.read_csv(bad))
-    assert Store.open(home=redline_home).series_info(BTC).rows == total - 1
+    assert Store.open(home=redline_home).candles.series_info(BTC).rows == total - 1
     rejects = pd.read_csv(rejects_dir / "binance_BTC-USDT_1h.rejects.csv")
     assert len(rejects) == 1 and rejects.loc[0, "row"] == 17
     assert "high" in rejects.loc[0, "reason"]
@@ -182,7 +182,7 @@ def test_fetch_is_database_first(redline_home: Path, shared_data: Path) -> None:
         )
         assert "1,440 already stored, 0 fetched" in out
         assert server.count(KLINES) == asked  # the second fetch never reached the exchange
-    stored = Store.open(home=redline_home).load_candles(BTC)
+    stored = Store.open(home=redline_home).candles.load_candles(BTC)
     expected = csv_rows(shared_data, "binance_BTC-USDT_1h.csv.gz", int(JAN_2024), int(MAR_2024))
     assert stored["ts"].tolist() == expected["timestamp"].tolist()
     assert stored["close"].tolist() == expected["close"].tolist()
@@ -231,7 +231,7 @@ def test_fetch_backfills_holes_and_remembers_the_exchanges_own_gaps(
             env=env,
         )
         assert "0 fetched" in out and server.count(KLINES) == asked
-    stored = Store.open(home=redline_home).load_candles(BTC, start, end)
+    stored = Store.open(home=redline_home).candles.load_candles(BTC, start, end)
     assert stored["ts"].tolist() == full["timestamp"].tolist()
     gaps = run("data", "gaps")
     assert "2 gaps" in gaps and "not asked yet" not in gaps
@@ -299,7 +299,7 @@ def test_fetch_killed_halfway_resumes_without_duplicates_or_holes(
         out = run("--config", str(config), "data", "fetch", "--symbol", "BTC/USDT",
                   "--since", since, "--until", until, env={"REDLINE_EXCHANGE_API_BASE": server.url})  # fmt: skip
         assert f"{partial:,} already stored" in out
-    stored = Store.open(home=redline_home).load_candles(BTC)
+    stored = Store.open(home=redline_home).candles.load_candles(BTC)
     expected = csv_rows(shared_data, "binance_BTC-USDT_1h.csv.gz", int(since), int(until))
     assert len(stored) == len(expected) == 8766
     assert stored["ts"].tolist() == expected["timestamp"].tolist()  # no duplicates, no holes
@@ -356,7 +356,7 @@ def test_import_on_postgres(postgres_url: str, shared_data: Path, tmp_path: Path
     assert "37,216" in run("data", "import", path, env=env)
     assert "│ 0 " in run("data", "import", path, env=env)
     with Store.open(url) as store:
-        assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+        assert store.candles.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
     admin.dispose()
@@ -401,9 +401,9 @@ def test_a_price_of_1e308_is_refused_and_skip_invalid_rejects_it(
         "row 17: high 1e+308 is outside the plausible price range [1e-12, 1e+12] "
         "(validation.min_price, validation.max_price)" in err
     )
-    assert Store.open(home=redline_home).series_info(BTC) is None
+    assert Store.open(home=redline_home).candles.series_info(BTC) is None
     run("data", "import", str(path), "--skip-invalid")
-    assert Store.open(home=redline_home).series_info(BTC).rows == len(frame) - 1
+    assert Store.open(home=redline_home).candles.series_info(BTC).rows == len(frame) - 1
     rejects = pd.read_csv(tmp_path / "binance_BTC-USDT_1h.rejects.csv")
     assert rejects["row"].tolist() == [17]
     assert rejects.loc[0, "reason"].startswith("high 1e+308 is outside the plausible price range")
@@ -421,7 +421,7 @@ def test_the_limits_come_from_the_config(
     tight.write_text("validation:\n  max_bar_move: 1.02\n")  # BTC moved more than 2% in an hour
     err = _main_fails(monkeypatch, capsys, "--config", str(tight), "data", "import", str(path))
     assert "a move beyond validation.max_bar_move 1.02" in err
-    assert "37,216" not in err and Store.open(home=redline_home).series_info(BTC) is None
+    assert "37,216" not in err and Store.open(home=redline_home).candles.series_info(BTC) is None
 
 
 def test_replace_corrects_stored_candles_and_keeps_the_old_rows(
@@ -439,14 +439,14 @@ def test_replace_corrects_stored_candles_and_keeps_the_old_rows(
     fixed = _write(day, fixed_dir / "binance_BTC-USDT_1h.csv.gz")
     assert "│ 0 " in run("data", "import", str(fixed))  # first write wins: nothing changes
     store = Store.open(home=redline_home)
-    assert store.load_candles(BTC)["close"].iloc[17] == wrong.loc[17, "close"]
+    assert store.candles.load_candles(BTC)["close"].iloc[17] == wrong.loc[17, "close"]
 
     out = run("data", "import", str(fixed), "--replace")
     assert "replaced" in out and "│ 24 " in out
-    loaded = store.load_candles(BTC)
+    loaded = store.candles.load_candles(BTC)
     assert loaded["close"].tolist() == real["close"].tolist()  # corrected; the rest as it was
     assert len(loaded) == len(real)
-    assert store.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
+    assert store.candles.series_info(SeriesKey("binance", "ETH/USDT", "1h")).rows == 37216
     (kept,) = fixed_dir.glob("binance_BTC-USDT_1h.replaced.*.csv")
     assert re.fullmatch(r"binance_BTC-USDT_1h\.replaced\.\d{8}T\d{6}Z\.csv", kept.name)
     old = pd.read_csv(kept)
@@ -467,7 +467,7 @@ def test_replace_over_a_range_leaves_the_files_other_rows_out(
     assert f"│ {len(real) - 3:,} " in out  # the rows outside 05:00..08:00, left out
     (kept,) = (tmp_path / "kept").glob("*.replaced.*.csv")
     assert pd.read_csv(kept)["ts"].tolist() == [start, start + 3_600_000, start + 7_200_000]
-    assert Store.open(home=redline_home).series_info(BTC).rows == len(real)
+    assert Store.open(home=redline_home).candles.series_info(BTC).rows == len(real)
 
 
 def test_a_bad_replace_changes_nothing(
@@ -511,7 +511,7 @@ def test_a_bad_replace_changes_nothing(
         "1704240000000); a replace would delete stored candles the file has no replacement for"
     ) in err
     assert list(bad_dir.glob("*.replaced.*")) == []
-    loaded = Store.open(home=redline_home).load_candles(BTC)
+    loaded = Store.open(home=redline_home).candles.load_candles(BTC)
     assert loaded["close"].tolist() == real["close"].tolist()
 
 
@@ -529,7 +529,9 @@ def test_fetch_writes_under_the_configs_limits(
         err = _main_fails(monkeypatch, capsys, "--config", str(tight), "data", "fetch",
                           "--symbol", "BTC/USDT", "--since", JAN_2024, "--until", MAR_2024)  # fmt: skip
     assert "a move beyond validation.max_bar_move 1.02" in err
-    assert Store.open(home=redline_home).series_info(BTC) is None  # the refused page: nothing
+    assert (
+        Store.open(home=redline_home).candles.series_info(BTC) is None
+    )  # the refused page: nothing
 
 
 def test_a_configs_regime_rules_sync_the_table(redline_home: Path, tmp_path: Path) -> None:
@@ -546,11 +548,11 @@ def test_a_configs_regime_rules_sync_the_table(redline_home: Path, tmp_path: Pat
         "    - {name: calm_ranging}\n"
     )
     run("--config", str(config), "data", "list")
-    rules = Store.open(home=redline_home).regime_rules()
+    rules = Store.open(home=redline_home).regimes.regime_rules()
     assert rules.window == "3d"
     assert [(r.name, r.trend_min, r.vol_min) for r in rules.rules] == [
         ("volatile_ranging", None, 0.9), ("bull_trending", 0.2, None),
         ("bear_trending", None, None), ("calm_ranging", None, None),
     ]  # fmt: skip
     run("data", "list")
-    assert Store.open(home=redline_home).regime_rules() == RegimeRules()
+    assert Store.open(home=redline_home).regimes.regime_rules() == RegimeRules()

@@ -27,7 +27,7 @@ from cli.main import app
 from cluster.config import load_config
 from store.db import Store
 from store.paths import DataRoot
-from store.records import AgentRecord
+from store.records.population import AgentRecord
 from store.runs import RunStore
 from tests.support.smoke import RunOnDisk
 from tests.support.waiting import table_rows
@@ -57,7 +57,7 @@ class Run:
 def run(smoke_run: RunOnDisk) -> Iterator[Run]:
     """The session's smoke run (tests/cluster/conftest.py): one evolution serves every module."""
     store = store_of(smoke_run.home)
-    runs = RunStore(store)
+    runs = store.runs
     agents = runs.agents(smoke_run.run_id)
     assert runs.kills(smoke_run.run_id), "the smoke config's kill bar must kill someone"
     assert any(a.generation == 1 and a.parents for a in agents), "generation 1 bred nobody"

@@ -23,10 +23,10 @@ from cluster.evolve import config_hash, start_or_resume
 from evolution.lineage import new_agent_id
 from evolution.mother import COORDINATOR
 from evolution.seeds import child_seed, initial_population
+from store.champions import ChampionStore
 from store.db import Store
 from store.paths import DataRoot
-from store.records import AgentRecord, RunRecord
-from store.runs import RunStore
+from store.records.population import AgentRecord, RunRecord
 from tests.support.smoke import evolve_config, only_run, open_runs, run_cli, sqlite_url
 from tests.support.waiting import wait_for
 
@@ -95,7 +95,7 @@ def test_a_child_whose_actor_is_killed_twice_is_failed_and_the_run_finishes(
     path = evolve_config(tmp_path / "killed.yaml", generations=1, population=population)
     config = load_config(path)
     store = Store.open(sqlite_url(home), home=home)
-    runs = RunStore(store)
+    runs = store.runs
     errors: list[BaseException] = []
 
     def evolve() -> None:
@@ -156,7 +156,7 @@ def test_a_whole_specialty_with_a_nan_loss_fails_and_the_run_breeds_on(
     evolve = config.evolve
     assert evolve is not None and evolve.generations == 2
     store = Store.open(sqlite_url(home), home=home)
-    runs = RunStore(store)
+    runs = store.runs
     run_id = "r-nan"
     runs.create_run(
         RunRecord(run_id=run_id, config=evolve.model_dump(mode="json"),
@@ -204,5 +204,5 @@ def test_a_whole_specialty_with_a_nan_loss_fails_and_the_run_breeds_on(
     assert failed >= {a.agent_id for a in first["technical_analyst"]}
     assert list(DataRoot(home).mother_brain.glob("*/training_stats.json"))
     ok = {a.agent_id for a in agents if a.status == "OK"}
-    best = runs.regime_best(run_id)
+    best = ChampionStore(runs.database).regime_best(run_id)
     assert best and all(row.agent_id in ok for row in best)

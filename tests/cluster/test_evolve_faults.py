@@ -34,7 +34,7 @@ from cluster.config import load_config
 from cluster.evolve import start_or_resume
 from store.db import Store
 from store.paths import DataRoot
-from store.records import AgentRecord
+from store.records.population import AgentRecord
 from store.runs import RunStore
 from tests.support.smoke import (
     REPO,
@@ -112,7 +112,7 @@ def test_a_child_process_killed_mid_training_is_trained_again_once(
     }
     target = max(reference.values(), key=lambda a: a.train_seconds or 0.0)
     store = Store.open(sqlite_url(home), home=home)
-    runs = RunStore(store)
+    runs = store.runs
     errors: list[BaseException] = []
 
     def evolve() -> None:
@@ -216,7 +216,7 @@ def test_a_driver_killed_at_random_resumes_to_the_uninterrupted_result(
     try:
         db = home / "redline.db"
         wait_for("the driver's database", db.exists, 120)
-        runs = RunStore(Store.open(sqlite_url(home), home=home))
+        runs = Store.open(sqlite_url(home), home=home).runs
 
         def trained() -> int:
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
@@ -271,7 +271,7 @@ def test_a_resume_writes_the_logs_a_kill_left_unwritten(
     in the database and without logs; resuming writes them, the same as an uninterrupted run's."""
     home = tmp_path / "redline_data"
     shutil.copytree(smoke_run.home, home)
-    runs = RunStore(Store.open(sqlite_url(home), home=home))
+    runs = Store.open(sqlite_url(home), home=home).runs
     root = DataRoot(home)
     names = ("generation_1.json", "kill_log.csv")
     expected = {name: (root.evolution_logs / name).read_text() for name in names}

@@ -24,9 +24,9 @@ from cli.main import app
 from cluster.config import ConfigError, load_config
 from cluster.evolve import run_config
 from evolution.brain import latest_brain
+from store.champions import ChampionStore
 from store.db import Store
-from store.records import RunRecord
-from store.training import TrainingStore
+from store.records.population import RunRecord
 from tests.support.smoke import (
     SMOKE_CONFIG,
     RunOnDisk,
@@ -40,10 +40,10 @@ from tests.support.smoke import (
 
 def decisions(home: Path) -> list[tuple[str, str, str, str, str]]:
     """The champion decisions logged, free of run ids and clocks."""
-    tstore = TrainingStore(Store.open(sqlite_url(home), home=home))
+    tstore = Store.open(sqlite_url(home), home=home).training
     return sorted(
         (p.specialty, p.regime, short_id(p.challenger.split("/", 1)[1]), p.decision, p.reason)
-        for p in tstore.promotions()
+        for p in ChampionStore(tstore.database).promotions()
     )
 
 

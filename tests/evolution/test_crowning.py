@@ -29,16 +29,12 @@ from evolution.champions import ChampionPolicy
 from evolution.crowning import consider_evolution_run, consider_tune_run
 from market.backtest import backtest_many
 from market.regimes import REGIMES, classify_regimes
+from store.champions import ChampionStore
 from store.db import Store
 from store.models import RegimeBestModel
-from store.records import (
-    AgentRecord,
-    InferenceBacktestRecord,
-    PromotionRecord,
-    RegimeBestRecord,
-    RunRecord,
-    TrainingRunRecord,
-)
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.population import AgentRecord, RunRecord
+from store.records.training import InferenceBacktestRecord, TrainingRunRecord
 from store.training import TrainingStore
 from tests.support.smoke import SMOKE_CONFIG, RunOnDisk, sqlite_url
 
@@ -62,7 +58,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def tstore(store: Store) -> TrainingStore:
-    training = TrainingStore(store)
+    training = store.training
     training.ensure_experiment(EXPERIMENT, {"grid": {"name": "champions-test"}}, 7)
     return training
 
@@ -169,7 +165,7 @@ def _finish(
 ) -> list[PromotionRecord]:
     record, backtests = _trained(index, **kw)
     tstore.finish_training_run(record, backtests)
-    return consider_tune_run(tstore, record, backtests, policy, "1h")
+    return consider_tune_run(Store(tstore.database), record, backtests, policy, "1h")
 
 
 def _regime_sharpe(index: int, regime: str) -> float:
@@ -188,7 +184,7 @@ def _champion_rows(store: Store) -> dict[tuple[str, str], int]:
         .where(RegimeBestModel.is_champion)
         .group_by(RegimeBestModel.specialty, RegimeBestModel.regime)
     )
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         return {(s, r): int(n) for s, r, n in connection.execute(query).all()}
 
 
@@ -270,9 +266,11 @@ def test_the_first_trial_is_crowned_in_every_regime_it_scored(
             assert re.search(r"Sharpe -\d+\.\d\d is not positive", promotion.reason)
         assert promotion.n_trials == len(tstore.regime_trial_sharpes(SPECIALTY, promotion.regime))
         assert promotion.before["challenger"]["stage"] == "DISCOVERY"
-    assert [_content(p) for p in tstore.promotions()] == [_content(p) for p in logged]
+    assert [_content(p) for p in ChampionStore(tstore.database).promotions()] == [
+        _content(p) for p in logged
+    ]
 
-    champions = tstore.champions()
+    champions = ChampionStore(tstore.database).champions()
     assert [c.regime for c in champions] == sorted(won)
     for champion in champions:
         best = max(
@@ -303,7 +301,9 @@ def test_challengers_replace_champions_only_by_the_rules(
         assert set(_champion_rows(store).values()) == {1}  # one champion per regime, always
     for promotion in logged:
         _check_log(promotion, LENIENT)
-    assert [_content(p) for p in tstore.promotions()] == [_content(p) for p in logged]
+    assert [_content(p) for p in ChampionStore(tstore.database).promotions()] == [
+        _content(p) for p in logged
+    ]
     dethroned = [p for p in logged if p.decision == "PROMOTED" and p.incumbent is not None]
     refused = [p for p in logged if p.decision == "REFUSED"]
     assert dethroned and refused  # the real numbers give both
@@ -317,12 +317,12 @@ def test_challengers_replace_champions_only_by_the_rules(
             if expected is None or sharpe - best >= LENIENT.margin:
                 expected, best = index, sharpe
         assert expected is not None
-        champion = tstore.champion(SPECIALTY, regime)
+        champion = ChampionStore(tstore.database).champion(SPECIALTY, regime)
         assert champion is not None
         assert champion.agent_id == _trained(expected)[0].agent_id
         assert champion.sharpe == best
     # A Tune experiment keeps one row per regime: the champion where it holds one.
-    rows = tstore.regime_best(EXPERIMENT)
+    rows = ChampionStore(tstore.database).regime_best(EXPERIMENT)
     assert len(rows) == len({(r.specialty, r.regime) for r in rows})
 
 
@@ -336,7 +336,7 @@ def test_a_better_challenger_with_a_poor_dsr_is_refused(tstore: TrainingStore) -
         for r in REGIMES
         if _regime_sharpe(i, r) - _regime_sharpe(0, r) >= STRICT.margin
     )
-    champion = tstore.champion(SPECIALTY, regime)
+    champion = ChampionStore(tstore.database).champion(SPECIALTY, regime)
     logged = {p.regime: p for p in _finish(tstore, index, STRICT)}
     refusal = logged[regime]
     _check_log(refusal, STRICT)
@@ -346,7 +346,7 @@ def test_a_better_challenger_with_a_poor_dsr_is_refused(tstore: TrainingStore) -
     assert refusal.n_trials == n_trials == 2 * len(THRESHOLDS) * len(SIZES)
     assert f"DSR {refusal.dsr:.2f} < 0.95 over {n_trials} trials" in refusal.reason
     assert "does not beat" not in refusal.reason  # it did beat the champion
-    assert tstore.champion(SPECIALTY, regime) == champion
+    assert ChampionStore(tstore.database).champion(SPECIALTY, regime) == champion
     assert refusal.before["incumbent"]["sharpe"] == champion.sharpe  # type: ignore[union-attr]
     assert refusal.before["challenger"]["sharpe"] == _regime_sharpe(index, regime)
     assert all(p.decision == "REFUSED" for p in logged.values())
@@ -359,15 +359,17 @@ def test_a_refused_trial_does_not_replace_a_better_row_of_its_experiment(
     # Strict from the start: nobody is crowned, each regime's row is the experiment's best so far.
     for index in range(4):
         _finish(tstore, index, STRICT)
-    assert tstore.champions() == []
-    rows = {r.regime: r for r in tstore.regime_best(EXPERIMENT)}
+    assert ChampionStore(tstore.database).champions() == []
+    rows = {r.regime: r for r in ChampionStore(tstore.database).regime_best(EXPERIMENT)}
     for regime, row in rows.items():
         best = max(range(4), key=lambda i: (_regime_sharpe(i, regime), -i))
         assert row.agent_id == _trained(best)[0].agent_id, regime
         assert row.sharpe == _regime_sharpe(best, regime)
         assert (row.is_champion, row.source) == (False, "tune")
         assert row.stage == "DISCOVERY"  # its DSR does not pass: not validated
-    assert len(tstore.promotions()) == sum(len(_regime_list(i)) for i in range(4))
+    assert len(ChampionStore(tstore.database).promotions()) == sum(
+        len(_regime_list(i)) for i in range(4)
+    )
 
 
 def _regime_list(index: int) -> list[str]:
@@ -381,26 +383,29 @@ def _regime_list(index: int) -> list[str]:
 def test_judging_again_logs_nothing_new(tstore: TrainingStore) -> None:
     for index in range(3):
         logged = _finish(tstore, index, LENIENT)
-        before = tstore.promotions()
+        before = ChampionStore(tstore.database).promotions()
         record, backtests = _trained(index)
         # A trial reported twice (a resumed queue): the same decisions, logged once.
-        assert consider_tune_run(tstore, record, backtests, LENIENT, "1h") == []
-        assert tstore.promotions() == before and logged
+        assert consider_tune_run(Store(tstore.database), record, backtests, LENIENT, "1h") == []
+        assert ChampionStore(tstore.database).promotions() == before and logged
     # Judged again after later trials, an old trial meets more trials and a new champion: new
     # refusals are logged, but no champion changes.
-    champions = tstore.champions()
+    champions = ChampionStore(tstore.database).champions()
     record, backtests = _trained(0)
-    for promotion in consider_tune_run(tstore, record, backtests, LENIENT, "1h"):
+    for promotion in consider_tune_run(Store(tstore.database), record, backtests, LENIENT, "1h"):
         assert promotion.decision == "REFUSED"
-    assert tstore.champions() == champions
+    assert ChampionStore(tstore.database).champions() == champions
 
 
 def test_a_trial_that_is_not_done_is_no_challenger(tstore: TrainingStore) -> None:
     record, backtests = _trained(0)
     failed = replace(record, status="FAILED", reason="trainer raised")
     tstore.finish_training_run(failed, [])
-    assert consider_tune_run(tstore, failed, backtests, LENIENT, "1h") == []
-    assert tstore.promotions() == [] and tstore.regime_best(EXPERIMENT) == []
+    assert consider_tune_run(Store(tstore.database), failed, backtests, LENIENT, "1h") == []
+    assert (
+        ChampionStore(tstore.database).promotions() == []
+        and ChampionStore(tstore.database).regime_best(EXPERIMENT) == []
+    )
 
 
 def test_a_dethroned_tune_model_retires_when_it_holds_no_regime(tstore: TrainingStore) -> None:
@@ -426,7 +431,7 @@ def test_a_dethroned_tune_model_retires_when_it_holds_no_regime(tstore: Training
         == "PAPER"
     )
     # Same experiment, same row: the new champion took it over.
-    (row,) = tstore.regime_best(EXPERIMENT)
+    (row,) = ChampionStore(tstore.database).regime_best(EXPERIMENT)
     assert (row.agent_id, row.is_champion) == (
         _trained(winner, regimes=(regime,))[0].agent_id,
         True,
@@ -475,7 +480,7 @@ def _evolution_run(tstore: TrainingStore, indices: tuple[int, ...]) -> list[Agen
     for regime in REGIMES:
         scored = [a for a in agents if math.isfinite(a.per_regime[regime]["sharpe"])]
         best = max(scored, key=lambda a: (a.per_regime[regime]["sharpe"], a.agent_id))
-        runs.set_regime_best(
+        ChampionStore(runs.database).set_regime_best(
             RegimeBestRecord(
                 run_id=EVOLUTION,
                 specialty=SPECIALTY,
@@ -490,15 +495,15 @@ def _evolution_run(tstore: TrainingStore, indices: tuple[int, ...]) -> list[Agen
 
 def test_evolution_champions_enter_by_the_same_rules(tstore: TrainingStore, store: Store) -> None:
     agents = {a.agent_id: a for a in _evolution_run(tstore, (0, 1, 2))}
-    logged = consider_evolution_run(tstore, tstore.runs, EVOLUTION, LENIENT, "1h")
-    best = {r.regime: r.sharpe for r in tstore.regime_best(EVOLUTION)}
+    logged = consider_evolution_run(Store(tstore.database), EVOLUTION, LENIENT, "1h")
+    best = {r.regime: r.sharpe for r in ChampionStore(tstore.database).regime_best(EVOLUTION)}
     assert [p.decision for p in logged] == [
         "PROMOTED" if (best[p.regime] or 0.0) > 0 else "REFUSED" for p in logged
     ]
     assert "PROMOTED" in {p.decision for p in logged}
     for promotion in logged:
         _check_log(promotion, LENIENT)
-    for champion in tstore.champions():
+    for champion in ChampionStore(tstore.database).champions():
         agent = agents[champion.agent_id]
         assert (champion.run_id, champion.source, champion.stage) == (
             EVOLUTION,
@@ -510,18 +515,20 @@ def test_evolution_champions_enter_by_the_same_rules(tstore: TrainingStore, stor
         # every OK child of the run counts as a trial
         assert champion.n_trials == len(tstore.regime_trial_sharpes(SPECIALTY, champion.regime))
     # Judging the finished run again changes nothing.
-    assert consider_evolution_run(tstore, tstore.runs, EVOLUTION, LENIENT, "1h") == []
-    assert len(tstore.promotions()) == len(logged)
+    assert consider_evolution_run(Store(tstore.database), EVOLUTION, LENIENT, "1h") == []
+    assert len(ChampionStore(tstore.database).promotions()) == len(logged)
 
     # Tune challengers meet the evolution champions under the same rules.
     for index in range(3, 6):
         for promotion in _finish(tstore, index, LENIENT):
             _check_log(promotion, LENIENT)
     assert set(_champion_rows(store).values()) == {1}
-    retired = [r for r in tstore.regime_best(EVOLUTION) if r.stage == "RETIRED"]
+    retired = [
+        r for r in ChampionStore(tstore.database).regime_best(EVOLUTION) if r.stage == "RETIRED"
+    ]
     for row in retired:
         assert not row.is_champion
-        champion = tstore.champion(SPECIALTY, row.regime)
+        champion = ChampionStore(tstore.database).champion(SPECIALTY, row.regime)
         assert champion is not None and champion.source == "tune"
         assert champion.sharpe is not None and row.sharpe is not None
         assert champion.sharpe - row.sharpe >= LENIENT.margin
@@ -542,16 +549,16 @@ def test_the_smoke_run_crowns_champions_by_its_config(smoke_run: RunOnDisk) -> N
     under the smoke config's lowered DSR bar (0.5), and logs every decision."""
     policy = load_config(SMOKE_CONFIG).champions.to_policy()
     with Store.open(sqlite_url(smoke_run.home), home=smoke_run.home) as store:
-        tstore = TrainingStore(store)
-        rows = tstore.regime_best(smoke_run.run_id)
-        logged = tstore.promotions()
+        tstore = store.training
+        rows = ChampionStore(tstore.database).regime_best(smoke_run.run_id)
+        logged = ChampionStore(tstore.database).promotions()
         assert sorted((p.specialty, p.regime) for p in logged) == sorted(
             (r.specialty, r.regime) for r in rows
         )
         for promotion in logged:
             _check_log(promotion, policy)
             assert promotion.challenger.startswith(f"{smoke_run.run_id}/")
-        champions = tstore.champions()
+        champions = ChampionStore(tstore.database).champions()
         assert champions, "the smoke config lowers the DSR bar so that a champion exists"
         assert set(_champion_rows(store).values()) == {1}
         for champion in champions:

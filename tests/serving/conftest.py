@@ -23,8 +23,7 @@ import pytest
 from market.regimes import classify_regimes
 from market.series import SeriesKey
 from store.db import Store
-from store.records import RegimeBestRecord
-from store.training import TrainingStore
+from store.records.champions import RegimeBestRecord
 from tests.support.smoke import SMOKE_CONFIG, run_cli, sqlite_url
 
 BTC_1H = SeriesKey("binance", "BTC/USDT", "1h")
@@ -56,14 +55,14 @@ def voting_champions(home: Path) -> list[RegimeBestRecord]:
     with open_store(home) as store:
         return [
             row
-            for row in TrainingStore(store).champions()
+            for row in store.champions.champions()
             if row.specialty in VOTERS and row.stage != "DECAY"
         ]
 
 
 def btc_candles(home: Path) -> pd.DataFrame:
     with open_store(home) as store:
-        return store.load_candles(BTC_1H)
+        return store.candles.load_candles(BTC_1H)
 
 
 def window_in_regime(home: Path, regime: str, *, back: int = 0) -> pd.DataFrame:
@@ -71,7 +70,7 @@ def window_in_regime(home: Path, regime: str, *, back: int = 0) -> pd.DataFrame:
     end of the sample, so a test can also take one whose next 24 hours exist)."""
     candles = btc_candles(home)
     with open_store(home) as store:
-        rules = store.regime_rules()
+        rules = store.regimes.regime_rules()
     labels = classify_regimes(candles, BTC_1H.timeframe, rules)
     ends = np.flatnonzero(labels == regime)
     ends = ends[(ends >= HISTORY - 1) & (ends < len(candles) - 25)]

@@ -11,16 +11,13 @@ import pytest
 
 from evolution.champions import ChampionPolicy
 from serving.feedback import apply_feedback, attribute, live_performance
+from store.champions import ChampionStore
 from store.db import Store
+from store.errors import NotFoundError
 from store.paths import DataRoot
-from store.records import (
-    PredictionMember,
-    PredictionRecord,
-    PromotionRecord,
-    RegimeBestRecord,
-    TradeRecord,
-)
-from store.runs import NotFoundError
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.trades import PredictionMember, PredictionRecord, TradeRecord
+from store.runs import RunStore
 from store.trades import TradesStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
 from tests.store.test_runs_contract import _run
@@ -64,7 +61,7 @@ def _winning_start(side: str, skip: int = 0) -> int:
 
 @pytest.fixture
 def trades(tmp_path: Path) -> TradesStore:
-    return TradesStore(Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path))
+    return Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path).trades
 
 
 def test_the_rule_on_a_winner_and_a_loser() -> None:
@@ -92,9 +89,9 @@ def test_the_rule_on_a_winner_and_a_loser() -> None:
 def test_feedback_updates_playgrounds_and_moves_the_champion(
     trades: TradesStore, tmp_path: Path
 ) -> None:
-    trades.training.runs.create_run(_run(RUN))
+    RunStore(trades.database).create_run(_run(RUN))
     champion = RegimeBestRecord(RUN, LONG.specialty, REGIME, LONG.agent_id, sharpe=1.2)
-    trades.training.promote(
+    ChampionStore(trades.database).promote(
         champion,
         PromotionRecord(LONG.specialty, REGIME, "PROMOTED", champion.model, None, "test", {}, {},
                         0.97, 10, 0.25),
@@ -110,9 +107,9 @@ def test_feedback_updates_playgrounds_and_moves_the_champion(
         request = f"req-{step}"
         trades.record_prediction(request, VERSION, [LONG, SHORT, FLAT], regime=REGIME)
         trade = _trade(request, "long", _winning_start("long", step))
-        outcome = apply_feedback(trades, trade, home=tmp_path, policy=policy)
+        outcome = apply_feedback(Store(trades.database), trade, home=tmp_path, policy=policy)
         assert not outcome.duplicate and len(outcome.attributions) == 3
-        stage = trades.training.champion(LONG.specialty, REGIME).stage  # type: ignore[union-attr]
+        stage = ChampionStore(trades.database).champion(LONG.specialty, REGIME).stage  # type: ignore[union-attr]
         assert stage == ("PAPER" if step == 0 else "MATURE")  # 2 live trades, all correct
 
     performance = json.loads((root.playground(LONG.agent_id) / "performance.json").read_text())
@@ -130,11 +127,11 @@ def test_feedback_updates_playgrounds_and_moves_the_champion(
                                      run_id=RUN, agent_id=SHORT.agent_id)))}  # fmt: skip
 
     # A replayed report changes nothing, not even the stage or the playground.
-    again = apply_feedback(trades, _trade("req-1", "long", _winning_start("long", 1)),
+    again = apply_feedback(Store(trades.database), _trade("req-1", "long", _winning_start("long", 1)),
                            home=tmp_path, policy=policy)  # fmt: skip
     assert again.duplicate
     assert json.loads((root.playground(LONG.agent_id) / "performance.json").read_text()) == (
         performance
     )
     with pytest.raises(NotFoundError, match=r"request_id 'req-9' is not a prediction"):
-        apply_feedback(trades, _trade("req-9", "long", 0), home=tmp_path)
+        apply_feedback(Store(trades.database), _trade("req-9", "long", 0), home=tmp_path)

@@ -25,7 +25,6 @@ from serving.ensemble import (
     ensemble_version,
 )
 from store.db import Store
-from store.training import TrainingStore
 from tests.serving.trained import (
     Champions,
     champions_fixture,  # noqa: F401  (the session fixture `champions`)
@@ -153,9 +152,7 @@ def test_a_checkpoint_whose_hash_does_not_match_is_refused(
         handle.write(b"\0")
     store = Store.open(sqlite_url(home), home=home)
     # The copied database still names the original file: point the row at the tampered copy.
-    promote(
-        TrainingStore(store), row_for(trained, regime, champions.home, checkpoint_path=str(copy))
-    )
+    promote(store.training, row_for(trained, regime, champions.home, checkpoint_path=str(copy)))
 
     with caplog.at_level("ERROR", logger="serving.ensemble"):
         ensemble = Ensemble.load(store, home)
@@ -174,11 +171,11 @@ def test_version_changes_with_a_promotion(champions: Champions, tmp_path: Path) 
     before = ensemble_version(store, home)
     assert before == Ensemble.load(store, home).version
     trained = champions.trained["volume_hunter"]
-    promote(TrainingStore(store), row_for(trained, "bull_trending", champions.home, sharpe=9.0))
+    promote(store.training, row_for(trained, "bull_trending", champions.home, sharpe=9.0))
     after = ensemble_version(store, home)
     assert after != before and Ensemble.load(store, home).version == after
     # New regime rules alone (queue start syncs them from its config) rename live regimes: a swap.
-    store.sync_regime_definitions(RegimeRules(window="3d"))
+    store.regimes.sync_regime_definitions(RegimeRules(window="3d"))
     renamed = ensemble_version(store, home)
     assert renamed != after
     assert Ensemble.load(store, home).rules.window == "3d"

@@ -14,7 +14,6 @@ from serving.client import RedlineClient, RedlineHTTPError
 from serving.ensemble import ensemble_version
 from serving.schemas import PredictResponse
 from store.paths import DataRoot
-from store.trades import TradesStore
 from tests.serving.conftest import (
     TOKEN,
     Served,
@@ -71,7 +70,7 @@ def test_predict_on_real_candles_answers_the_regime_and_the_champions_votes(
         assert answer.model_version == ensemble_version(store, served.home)
         # Written by the replica's writer just after the answer left (serving.writer).
         remembered = wait_for("the prediction's row",
-                              lambda: TradesStore(store).prediction(answer.request_id), 10)  # fmt: skip
+                              lambda: store.trades.prediction(answer.request_id), 10)  # fmt: skip
     assert remembered.model_version == answer.model_version
     assert [m.agent_id for m in remembered.members] == [m.agent_id for m in answer.members]
     assert client.health().model_version == answer.model_version
@@ -143,7 +142,7 @@ def test_feedback_lands_in_trades_and_moves_the_members_performance(
     } == expected
 
     with open_store(served.home) as store:
-        trades = TradesStore(store)
+        trades = store.trades
         stored = trades.trade(answer.request_id)
         assert stored is not None and stored.id == reply.trade_id and stored.side == side
         rows = trades.attributions(trade_id=reply.trade_id)

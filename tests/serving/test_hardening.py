@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from store.trades import TradesStore
 from tests.serving.conftest import TOKEN, Served, candle_rows, run_redline
 from tests.serving.trained import (
     Champions,
@@ -168,7 +167,7 @@ def test_feedback_is_checked_against_its_prediction(served: Served, champions: C
         assert error["loc"] == ["body", field] and error["msg"].startswith(message), error
     assert "got 0 (1970-01-01 00:00 UTC)" in error["msg"]
     with champions.store() as store:
-        assert TradesStore(store).trade(request) is None  # nothing stored
+        assert store.trades.trade(request) is None  # nothing stored
     answer = httpx.post(f"{served.url}/v1/feedback", json=trade, headers=AUTH, timeout=60)
     assert answer.status_code == 200, answer.text
 

@@ -13,7 +13,8 @@ import pytest
 
 from serving.client import RedlineClient, RedlineError
 from serving.ensemble import ensemble_version
-from store.records import PromotionRecord, RegimeBestRecord
+from store.champions import ChampionStore
+from store.records.champions import PromotionRecord, RegimeBestRecord
 from store.training import TrainingStore
 from tests.serving.conftest import (
     TOKEN,
@@ -42,7 +43,7 @@ def _challengers(home: Path) -> tuple[RegimeBestRecord, RegimeBestRecord]:
     of its run: promoting them in turn swaps a real model for another real model."""
     champion = voting_champions(home)[0]
     with open_store(home) as store:
-        agents = TrainingStore(store).runs.agents(champion.run_id, specialty=champion.specialty)
+        agents = store.training.runs.agents(champion.run_id, specialty=champion.specialty)
     other = next(
         a
         for a in agents
@@ -59,7 +60,7 @@ def _challengers(home: Path) -> tuple[RegimeBestRecord, RegimeBestRecord]:
 
 
 def _promote(tstore: TrainingStore, candidate: RegimeBestRecord, incumbent: str) -> None:
-    tstore.promote(
+    ChampionStore(tstore.database).promote(
         candidate,
         PromotionRecord(
             specialty=candidate.specialty,
@@ -103,7 +104,7 @@ def test_five_promotions_under_steady_load_fail_no_request(served: Served) -> No
         load.start()
         try:
             with open_store(served.home) as store:
-                tstore = TrainingStore(store)
+                tstore = store.training
                 current = champion
                 for step in range(PROMOTIONS):
                     # The two models in turn, each time with a new Sharpe: 5 distinct versions.

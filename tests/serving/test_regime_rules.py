@@ -22,9 +22,8 @@ from market.regimes import RegimeRule, RegimeRules, classify_regimes
 from serving.ensemble import Ensemble, ensemble_version
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records import PromotionRecord, RegimeBestRecord, RunRecord
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.population import RunRecord
 from tests.serving.trained import BTC, SERIES_GENES, TRAIN_BARS, row_for, sqlite_url, train
 
 BUILT_IN = RegimeRules()
@@ -43,12 +42,11 @@ HISTORY = 400
 
 def crown(store: Store, row: RegimeBestRecord, rules: RegimeRules) -> None:
     """``row``'s run stores ``rules`` (as `redline evolve` does), then its champion is crowned."""
-    RunStore(store).create_run(RunRecord(
+    store.runs.create_run(RunRecord(
         run_id=row.run_id, config={"test": row.run_id}, config_hash=row.run_id, root_seed=1,
         generations_planned=1, settings={"regimes": rules.to_dict()},
     ))  # fmt: skip
-    training = TrainingStore(store)
-    training.promote(row, PromotionRecord(
+    store.champions.promote(row, PromotionRecord(
         specialty=row.specialty, regime=row.regime, decision="PROMOTED", challenger=row.model,
         incumbent=None, reason="test champion", before={}, after={"sharpe": row.sharpe}, dsr=None,
         n_trials=1, margin=0.25,
@@ -77,14 +75,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_served_ensemble_keeps_the_rules_its_champion_was_judged_under(home: Path) -> None:
     with Store.open(sqlite_url(home), home=home) as store:
-        candles = store.load_candles(BTC)
+        candles = store.candles.load_candles(BTC)
         recent = candles.iloc[-TRAIN_BARS:].reset_index(drop=True)
         child = train(technical_dataset(recent, name=BTC.file_stem, timeframe="1h"),
                       SERIES_GENES, home, "ta-rules", 5)  # fmt: skip
         first = replace(row_for(child, "bull_trending", home), run_id="r-built-in", sharpe=1.0)
         crown(store, first, BUILT_IN)
-        store.sync_regime_definitions(STRICT)  # the rules change after the run
-        assert store.regime_rules() == STRICT
+        store.regimes.sync_regime_definitions(STRICT)  # the rules change after the run
+        assert store.regimes.regime_rules() == STRICT
 
         ensemble = Ensemble.load(store, home)
         assert ensemble.rules == BUILT_IN  # the run's, not the table's

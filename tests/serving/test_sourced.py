@@ -25,11 +25,11 @@ from market.sentiment import read_sentiment
 from market.series import SeriesKey
 from serving.app import ServeOptions
 from serving.ensemble import Ensemble
+from store.champions import ChampionStore
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records import PromotionRecord, RegimeBestRecord, RunRecord
-from store.runs import RunStore
-from store.training import TrainingStore
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.population import RunRecord
 from tests.serving.trained import SERIES_GENES, Trained, sqlite_url, train
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
@@ -49,7 +49,7 @@ class Sourced:
 
 def _crown(store: Store, trained: Trained, run_id: str) -> None:
     report = trained.report
-    training = TrainingStore(store)
+    training = store.training
     for regime in REGIMES:
         row = RegimeBestRecord(
             run_id=run_id, specialty=report.specialty, regime=regime, agent_id=report.agent_id,
@@ -57,7 +57,7 @@ def _crown(store: Store, trained: Trained, run_id: str) -> None:
             checkpoint_path=str(trained.path), checkpoint_sha256=trained.sha256,
             inference={"threshold": 0.0, "size": 1.0},
         )  # fmt: skip
-        training.promote(row, PromotionRecord(
+        ChampionStore(training.database).promote(row, PromotionRecord(
             specialty=row.specialty, regime=regime, decision="PROMOTED", challenger=row.model,
             incumbent=None, reason="test champion", before={}, after={"sharpe": 1.0}, dsr=None,
             n_trials=1, margin=0.25,
@@ -65,7 +65,7 @@ def _crown(store: Store, trained: Trained, run_id: str) -> None:
 
 
 def _run(store: Store, run_id: str, data: dict[str, object]) -> None:
-    RunStore(store).create_run(RunRecord(run_id=run_id, config={"data": data},
+    store.runs.create_run(RunRecord(run_id=run_id, config={"data": data},
                                          config_hash=run_id, root_seed=5,
                                          generations_planned=1))  # fmt: skip
 
@@ -77,7 +77,9 @@ def sourced(tmp_path_factory: pytest.TempPathFactory) -> Sourced:
     with Store.open(sqlite_url(home), home=home) as store:
         ensure_sample(store)
         candles = {
-            s: store.load_candles(SeriesKey("binance", s, "1h")).iloc[-BARS:].reset_index(drop=True)
+            s: store.candles.load_candles(SeriesKey("binance", s, "1h"))
+            .iloc[-BARS:]
+            .reset_index(drop=True)
             for s in SYMBOLS
         }
         genes = {**SERIES_GENES, "feature_set": "all"}

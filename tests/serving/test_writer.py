@@ -23,7 +23,7 @@ def rows(*ids: str) -> list[PredictionRow]:
 
 @pytest.fixture
 def trades(tmp_path: Path) -> TradesStore:
-    return TradesStore(Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path))
+    return Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path).trades
 
 
 def test_flush_waits_for_every_queued_prediction(trades: TradesStore) -> None:

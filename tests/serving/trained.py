@@ -28,9 +28,10 @@ from agents.models import save_checkpoint
 from agents.training import ChildReport, checkpoint_meta, train_child
 from market.regimes import REGIMES, classify_regimes
 from market.series import SeriesKey
+from store.champions import ChampionStore
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records import PromotionRecord, RegimeBestRecord
+from store.records.champions import PromotionRecord, RegimeBestRecord
 from store.training import TrainingStore
 
 BTC = SeriesKey("binance", "BTC/USDT", "1h")
@@ -105,8 +106,8 @@ def row_for(trained: Trained, regime: str, home: Path, **changes: object) -> Reg
 
 def promote(training: TrainingStore, row: RegimeBestRecord) -> None:
     training.ensure_experiment(RUN_ID, {"test": "serving"}, 11)
-    incumbent = training.champion(row.specialty, row.regime)
-    training.promote(row, PromotionRecord(
+    incumbent = ChampionStore(training.database).champion(row.specialty, row.regime)
+    ChampionStore(training.database).promote(row, PromotionRecord(
         specialty=row.specialty, regime=row.regime, decision="PROMOTED", challenger=row.model,
         incumbent=None if incumbent is None else incumbent.model, reason="test champion",
         before={}, after={"sharpe": row.sharpe}, dsr=None, n_trials=1, margin=0.25,
@@ -124,7 +125,7 @@ def champions_fixture(tmp_path_factory: pytest.TempPathFactory) -> Champions:
     home.mkdir()
     with Store.open(sqlite_url(home), home=home) as store:
         ensure_sample(store)
-        candles = store.load_candles(BTC)
+        candles = store.candles.load_candles(BTC)
         recent = candles.iloc[-TRAIN_BARS:].reset_index(drop=True)
         name = BTC.file_stem
         tokens = pd.read_csv(SAMPLE_DIR / "rugpull_uniswapv2_tokens.csv.gz")
@@ -135,7 +136,7 @@ def champions_fixture(tmp_path_factory: pytest.TempPathFactory) -> Champions:
                                    SERIES_GENES, home, "vh-serving", 11),
             "rugpull_detector": train(rugpull_dataset(tokens), RUGPULL_GENES, home, "rp-serving", 11),
         }  # fmt: skip
-        training = TrainingStore(store)
+        training = store.training
         crowned: dict[str, list[str]] = {regime: [] for regime in REGIMES}
         for specialty in ("technical_analyst", "volume_hunter"):
             for regime in REGIMES:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, inspect, select
 
+from store.database import Database
 from store.db import Store
 from store.engine import create_store_engine
 
@@ -33,7 +34,7 @@ def count_rows(store: Store, model: Any, **where: Any) -> int:
     query = select(func.count()).select_from(model)
     for name, value in where.items():
         query = query.where(getattr(model, name) == value)
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         return int(connection.execute(query).scalar_one())
 
 
@@ -50,3 +51,8 @@ def table_names(url: str) -> set[str]:
         return set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def clocked(store: Store, clock: Clock) -> Store:
+    """The repositories of ``store``'s database with ``clock`` stamping their writes."""
+    return Store(Database(store.database.engine, clock=clock))

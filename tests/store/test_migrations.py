@@ -40,31 +40,31 @@ TABLES = {
 
 
 def test_first_open_creates_the_schema_and_seeds_the_built_in_regimes(store: Store) -> None:
-    assert store.regime_rules() == RegimeRules()
+    assert store.regimes.regime_rules() == RegimeRules()
     assert count_rows(store, RegimeDefinition) == 4
-    assert store.regime_rules().rules[2].description == (
+    assert store.regimes.regime_rules().rules[2].description == (
         "no trend, annualized volatility of 60% or more"
     )
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0007"
+    assert migrate.current_revision(store.database.engine) == migrate.head_revision() == "0007"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
-    store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.upgrade() == "0007"
-    assert store.upgrade() == "0007"
+    store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+    assert store.database.upgrade() == "0007"
+    assert store.database.upgrade() == "0007"
     assert migrate.upgrade(fresh_url) == "0007"
     with Store.open(fresh_url) as again:
-        assert again.upgrade() == "0007"
+        assert again.database.upgrade() == "0007"
     assert count_rows(store, RegimeDefinition) == 4
     assert count_rows(store, MarketData) == 744
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     assert versions == [("0007",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     with Store.open(fresh_url) as store:
-        store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+        store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
     assert migrate.downgrade(fresh_url, revision="0001") == "0001"
     engine = create_store_engine(fresh_url)
     try:
@@ -80,13 +80,13 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
     assert migrate.upgrade(fresh_url) == "0007"
     assert table_names(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
-        assert store.list_series() == []
+        assert store.candles.list_series() == []
         assert count_rows(store, RegimeDefinition) == 4
-        assert store.regime_rules() == RegimeRules()
+        assert store.regimes.regime_rules() == RegimeRules()
 
 
 def test_models_match_the_migrations(store: Store) -> None:
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
 
@@ -95,10 +95,10 @@ def test_regimes_seed_the_built_in_rules(fresh_url: str) -> None:
     """Migration 0002 seeds ``RegimeRules()`` (their one home) and reads no config file: the
     table follows the loaded config from then on (``cli.state.open_store`` syncs it)."""
     with Store.open(fresh_url) as store:
-        assert store.regime_rules() == RegimeRules()
+        assert store.regimes.regime_rules() == RegimeRules()
     migrate.downgrade(fresh_url, revision="0001")
     with Store.open(fresh_url) as store:
-        assert store.regime_rules() == RegimeRules()
+        assert store.regimes.regime_rules() == RegimeRules()
 
 
 def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
@@ -111,11 +111,11 @@ def test_sync_regime_definitions_replaces_the_rules(store: Store) -> None:
             RegimeRule("calm_ranging", description="the rest"),
         ),
     )
-    store.sync_regime_definitions(rules)
-    assert store.regime_rules() == rules
+    store.regimes.sync_regime_definitions(rules)
+    assert store.regimes.regime_rules() == rules
     assert count_rows(store, RegimeDefinition) == 4
-    store.sync_regime_definitions(RegimeRules())
-    assert store.regime_rules() == RegimeRules()
+    store.regimes.sync_regime_definitions(RegimeRules())
+    assert store.regimes.regime_rules() == RegimeRules()
 
 
 def _open_and_write(url: str, barrier: Any, results: Any) -> None:
@@ -124,7 +124,7 @@ def _open_and_write(url: str, barrier: Any, results: Any) -> None:
     barrier.wait(timeout=120)
     try:
         with Store.open(url) as store:
-            results.put(store.write_candles(BTC_1H, jan))
+            results.put(store.candles.write_candles(BTC_1H, jan))
     except Exception as exc:  # reported to the test, which fails with it
         results.put(repr(exc))
 
@@ -147,10 +147,13 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert count_rows(store, MarketData) == 744
         assert count_rows(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.engine) == "0007"
+        assert migrate.current_revision(store.database.engine) == "0007"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    with Store.open(f"sqlite:///{tmp_path / 'wal.db'}") as store, store.engine.connect() as conn:
+    with (
+        Store.open(f"sqlite:///{tmp_path / 'wal.db'}") as store,
+        store.database.engine.connect() as conn,
+    ):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 30_000

@@ -28,18 +28,15 @@ from market.backtest import backtest
 from market.baselines import sma_cross
 from market.regimes import classify_regimes
 from store import migrate
+from store.champions import ChampionStore
 from store.db import Store
+from store.errors import NotFoundError
 from store.models import Agent, Generation, Kill, MarketData, RegimeBestModel, Run
-from store.records import (
-    AgentRecord,
-    GenerationRecord,
-    KillRecord,
-    RegimeBestRecord,
-    RunRecord,
-)
-from store.runs import NotFoundError, RunStore
+from store.records.champions import RegimeBestRecord
+from store.records.population import AgentRecord, GenerationRecord, KillRecord, RunRecord
+from store.runs import RunStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, MAR_2020, real_candles
-from tests.store.rows import Clock, count_rows, record_content, table_names
+from tests.store.rows import Clock, clocked, count_rows, record_content, table_names
 
 SPECIALTY = "technical_analyst"
 SPACE = get_specialty(SPECIALTY).space
@@ -58,7 +55,7 @@ POPULATION_TABLES = {"runs", "agents", "generations", "kills", "regime_best_mode
 
 @pytest.fixture
 def runs(store: Store, clock: Clock) -> RunStore:
-    return RunStore(store, clock=clock)
+    return clocked(store, clock).runs
 
 
 def _run(run_id: str = "evo-20240401-a", config_hash: str = CONFIG_HASH) -> RunRecord:
@@ -517,7 +514,7 @@ def test_generation_outcome_is_one_transaction(runs: RunStore, store: Store) -> 
         runs.upsert_agents(g0)
         runs.record_kill(KillRecord(run_id, "ta-g000-002", 0, "LOW_HIT_RATE"))
         runs.record_generation(_generation(run_id, 0, killed=1, alive=3))
-        runs.set_regime_best(best)
+        ChampionStore(runs.database).set_regime_best(best)
         runs.update_run(run_id, generations_done=1)
         # Reads inside the transaction see its writes.
         assert len(runs.agents(run_id, alive_at=0)) == 3
@@ -601,11 +598,11 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
             run_a, SPECIALTY, regime, winner.agent_id, winner.per_regime[regime]["sharpe"],
             winner.per_regime[regime],
         )  # fmt: skip
-        runs.set_regime_best(best[regime])
-        runs.set_regime_best(best[regime])
-    runs.set_regime_best(replace(best["calm_ranging"], run_id=run_b))
+        ChampionStore(runs.database).set_regime_best(best[regime])
+        ChampionStore(runs.database).set_regime_best(best[regime])
+    ChampionStore(runs.database).set_regime_best(replace(best["calm_ranging"], run_id=run_b))
     assert count_rows(store, RegimeBestModel) == 5
-    stored = runs.regime_best(run_a)
+    stored = ChampionStore(runs.database).regime_best(run_a)
     assert [r.regime for r in stored] == [
         "bear_trending",
         "bull_trending",
@@ -616,14 +613,14 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
     assert [record_content(r) for r in stored] == [
         record_content(replace(best[r.regime], updated_at=r.updated_at)) for r in stored
     ]
-    assert [r.run_id for r in runs.regime_best()] == [run_a] * 4 + [run_b]
+    assert [r.run_id for r in ChampionStore(runs.database).regime_best()] == [run_a] * 4 + [run_b]
 
     challenger = replace(
         best["bull_trending"], agent_id="ta-g002-001", sharpe=3.25, stage="VALIDATION"
     )
-    runs.set_regime_best(challenger)
+    ChampionStore(runs.database).set_regime_best(challenger)
     assert count_rows(store, RegimeBestModel) == 5
-    now = runs.regime_best(run_a)[1]
+    now = ChampionStore(runs.database).regime_best(run_a)[1]
     assert (now.agent_id, now.sharpe, now.stage) == ("ta-g002-001", 3.25, "VALIDATION")
     with pytest.raises(
         ValueError,
@@ -637,15 +634,15 @@ def test_regime_best_upserts_and_lifecycle_stage(runs: RunStore, store: Store) -
 
 def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
     with Store.open(fresh_url) as store:
-        store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-        runs = RunStore(store)
+        store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
+        runs = store.runs
         run_id = runs.create_run(_run()).run_id
         lineage = _lineage(run_id)
         runs.record_generation_outcome(
             _generation(run_id, 0), [a for a in lineage.values() if a.generation == 0],
             [KillRecord(run_id, "ta-g000-002", 0, "LOW_HIT_RATE")],
         )  # fmt: skip
-        runs.set_regime_best(
+        ChampionStore(runs.database).set_regime_best(
             RegimeBestRecord(run_id, SPECIALTY, "calm_ranging", "ta-g000-000", 1.2)
         )
     assert table_names(fresh_url) >= POPULATION_TABLES
@@ -653,10 +650,10 @@ def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
     assert migrate.downgrade(fresh_url, revision="0002") == "0002"
     assert not table_names(fresh_url) & POPULATION_TABLES
     with Store.open(fresh_url) as store:  # opening migrates back to head
-        assert migrate.current_revision(store.engine) == migrate.head_revision()
-        assert count_rows(store, MarketData) == 744 and store.regime_rules().window == "7d"
-        runs = RunStore(store)
-        assert runs.list_runs() == [] and runs.regime_best() == []
+        assert migrate.current_revision(store.database.engine) == migrate.head_revision()
+        assert count_rows(store, MarketData) == 744 and store.regimes.regime_rules().window == "7d"
+        runs = store.runs
+        assert runs.list_runs() == [] and ChampionStore(runs.database).regime_best() == []
         runs.create_run(_run())
         runs.upsert_agents(list(_lineage(run_id).values()))
         assert len(runs.ancestors("ta-g002-000")) == 5
@@ -667,7 +664,7 @@ def test_migration_0003_downgrades_and_upgrades(fresh_url: str) -> None:
 
 
 def test_timestamps_are_utc(store: Store) -> None:
-    runs = RunStore(store)  # the real clock
+    runs = store.runs  # the real clock
     before = datetime.now(UTC)
     created = runs.create_run(_run())
     assert created.created_at is not None and created.created_at.tzinfo is not None

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from store import engine as store_engine
-from store.db import Store, StoreConnectionError
+from store.db import Store
+from store.errors import StoreConnectionError
 
 
 @pytest.fixture
@@ -41,9 +42,9 @@ def test_first_use_waits_for_a_writer_of_the_new_database(
     try:
         with Store.open(f"sqlite:///{tmp_path / 'redline.db'}") as store:
             waited = time.monotonic() - started
-            with store.engine.connect() as connection:
+            with store.database.engine.connect() as connection:
                 mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()
-            assert store.regime_rules().window == "7d"  # migrated and seeded
+            assert store.regimes.regime_rules().window == "7d"  # migrated and seeded
     finally:
         release.join()
     assert mode == "wal"
@@ -64,4 +65,4 @@ def test_first_use_gives_up_after_the_busy_timeout_and_says_so(
         Store.open(url)
     writing.execute("ROLLBACK")
     with Store.open(url) as store:  # nothing was left half-made: the next open migrates
-        assert store.regime_rules().window == "7d"
+        assert store.regimes.regime_rules().window == "7d"

@@ -14,20 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from store.champions import ChampionStore
 from store.db import Store
+from store.errors import NotFoundError
 from store.models import Prediction, Trade, TradeAttribution
-from store.records import (
-    AttributionRecord,
-    PredictionMember,
-    PredictionRecord,
-    PromotionRecord,
-    RegimeBestRecord,
-    TradeRecord,
-)
-from store.runs import NotFoundError
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.trades import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
+from store.runs import RunStore
 from store.trades import FeedbackConflictError, TradesStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, real_candles
-from tests.store.rows import Clock, count_rows
+from tests.store.rows import Clock, clocked, count_rows
 from tests.store.test_runs_contract import _run
 
 VERSION = "3f9a1c2b7d4e"
@@ -41,7 +37,7 @@ MEMBERS = (
 
 @pytest.fixture
 def trades(store: Store, clock: Clock) -> TradesStore:
-    return TradesStore(store, clock=clock)
+    return clocked(store, clock).trades
 
 
 def _trade(request_id: str, side: str = "long", start: int = 100, hours: int = 24) -> TradeRecord:
@@ -264,7 +260,7 @@ def test_attributions_by_member_and_regime(trades: TradesStore) -> None:
 
 
 def test_concurrent_reports_of_one_trade_store_it_once(store: Store) -> None:
-    trades = TradesStore(store)
+    trades = store.trades
     trades.record_prediction("req-1", VERSION, MEMBERS, regime=REGIME)
     barrier = threading.Barrier(4)
     results: list[bool] = []
@@ -293,7 +289,7 @@ def test_concurrent_reports_of_one_trade_store_it_once(store: Store) -> None:
 def test_set_champion_stage_moves_only_the_current_champion(
     trades: TradesStore, clock: Clock
 ) -> None:
-    trades.training.runs.create_run(_run())
+    RunStore(trades.database).create_run(_run())
     member = MEMBERS[0]
     row = RegimeBestRecord(
         run_id=member.run_id,
@@ -315,22 +311,24 @@ def test_set_champion_stage_moves_only_the_current_champion(
         n_trials=12,
         margin=0.25,
     )
-    trades.training.promote(row, promotion)
+    ChampionStore(trades.database).promote(row, promotion)
     clock.tick()
-    assert trades.set_champion_stage(
+    assert ChampionStore(trades.database).set_stage(
         member.run_id, member.agent_id, member.specialty, REGIME, "MATURE"
     )
-    champion = trades.training.champion(member.specialty, REGIME)
+    champion = ChampionStore(trades.database).champion(member.specialty, REGIME)
     assert champion is not None and (champion.stage, champion.updated_at) == ("MATURE", clock.now)
     # Unchanged, or another model, or another regime: nothing moves.
-    assert not trades.set_champion_stage(
+    assert not ChampionStore(trades.database).set_stage(
         member.run_id, member.agent_id, member.specialty, REGIME, "MATURE"
     )
-    assert not trades.set_champion_stage(
+    assert not ChampionStore(trades.database).set_stage(
         member.run_id, "ta-g000-001", member.specialty, REGIME, "DECAY"
     )
-    assert not trades.set_champion_stage(
+    assert not ChampionStore(trades.database).set_stage(
         member.run_id, member.agent_id, member.specialty, "calm_ranging", "DECAY"
     )
     with pytest.raises(ValueError, match=r"stage must be one of DISCOVERY, .*; got 'GONE'"):
-        trades.set_champion_stage(member.run_id, member.agent_id, member.specialty, REGIME, "GONE")
+        ChampionStore(trades.database).set_stage(
+            member.run_id, member.agent_id, member.specialty, REGIME, "GONE"
+        )

@@ -26,8 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from market.backtest import backtest_many
 from market.regimes import REGIMES, classify_regimes
 from store import migrate
+from store.champions import ChampionStore
 from store.db import Store
 from store.engine import create_store_engine
+from store.errors import NotFoundError
 from store.models import (
     InferenceBacktest,
     Promotion,
@@ -37,17 +39,11 @@ from store.models import (
     TrainingRun,
     UTCDateTime,
 )
-from store.records import (
-    InferenceBacktestRecord,
-    PromotionRecord,
-    QueueItemRecord,
-    RegimeBestRecord,
-    TrainingRunRecord,
-)
-from store.runs import NotFoundError
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.training import InferenceBacktestRecord, QueueItemRecord, TrainingRunRecord
 from store.training import TrainingStore
 from tests.store.conftest import BTC_1H, JAN_2020, MAR_2020, real_candles
-from tests.store.rows import Clock, count_rows, record_content, table_names
+from tests.store.rows import Clock, clocked, count_rows, record_content, table_names
 from tests.store.test_runs_contract import _generation, _lineage, _run
 
 SPECIALTY = "technical_analyst"
@@ -62,7 +58,7 @@ TRAINING_TABLES = {"training_runs", "inference_backtests", "training_queue", "pr
 
 @pytest.fixture
 def tstore(store: Store, clock: Clock) -> TrainingStore:
-    return TrainingStore(store, clock=clock)
+    return clocked(store, clock).training
 
 
 def _hash(value: Any) -> str:
@@ -373,21 +369,21 @@ def test_promote_swaps_the_champion_atomically(
     _experiment(tstore, "tune-000000000002")
     first = _candidate(0, regime)
     second = _candidate(1, regime, "tune-000000000002")
-    assert tstore.champion(SPECIALTY, regime) is None
+    assert ChampionStore(tstore.database).champion(SPECIALTY, regime) is None
 
-    tstore.promote(first, _decision(first, None))
-    crowned = tstore.champion(SPECIALTY, regime)
+    ChampionStore(tstore.database).promote(first, _decision(first, None))
+    crowned = ChampionStore(tstore.database).champion(SPECIALTY, regime)
     assert crowned is not None and crowned.model == first.model
     assert (crowned.is_champion, crowned.stage, crowned.source) == (True, "PAPER", "tune")
     assert (crowned.dsr, crowned.inference) == (0.97, first.inference)
 
     clock.tick()
-    tstore.promote(second, _decision(second, first))
-    assert [c.model for c in tstore.champions()] == [second.model]
-    old = tstore.regime_best(EXPERIMENT)[0]
+    ChampionStore(tstore.database).promote(second, _decision(second, first))
+    assert [c.model for c in ChampionStore(tstore.database).champions()] == [second.model]
+    old = ChampionStore(tstore.database).regime_best(EXPERIMENT)[0]
     assert (old.agent_id, old.is_champion, old.stage) == (first.agent_id, False, "RETIRED")
     assert count_rows(store, RegimeBestModel, is_champion=True) == 1
-    log = tstore.promotions(specialty=SPECIALTY, regime=regime)
+    log = ChampionStore(tstore.database).promotions(specialty=SPECIALTY, regime=regime)
     assert [(p.decision, p.challenger, p.incumbent) for p in log] == [
         ("PROMOTED", first.model, None),
         ("PROMOTED", second.model, first.model),
@@ -397,15 +393,15 @@ def test_promote_swaps_the_champion_atomically(
 
     # A promotion that fails part-way leaves everything as it was.
     with pytest.raises(NotFoundError, match=r"run_id 'tune-missing' does not exist"):
-        tstore.promote(
+        ChampionStore(tstore.database).promote(
             replace(first, run_id="tune-missing"),
             _decision(replace(first, run_id="tune-missing"), second),
         )
-    assert [c.model for c in tstore.champions()] == [second.model]
+    assert [c.model for c in ChampionStore(tstore.database).champions()] == [second.model]
     assert count_rows(store, Promotion) == 2
 
     # The partial unique index refuses a second champion, whatever writes it.
-    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+    with pytest.raises(IntegrityError), store.database.engine.begin() as connection:
         connection.execute(
             update(RegimeBestModel)
             .where(RegimeBestModel.run_id == EXPERIMENT)
@@ -414,8 +410,8 @@ def test_promote_swaps_the_champion_atomically(
     assert count_rows(store, RegimeBestModel, is_champion=True) == 1
     # ... but not a champion of another regime.
     other = _candidate(0, "bear_trending")
-    tstore.promote(other, _decision(other, None))
-    assert [(c.regime, c.model) for c in tstore.champions()] == [
+    ChampionStore(tstore.database).promote(other, _decision(other, None))
+    assert [(c.regime, c.model) for c in ChampionStore(tstore.database).champions()] == [
         ("bear_trending", other.model), ("bull_trending", second.model),
     ]  # fmt: skip
 
@@ -425,34 +421,46 @@ def test_refuse_logs_and_keeps_the_champion(tstore: TrainingStore, store: Store)
     _experiment(tstore)
     _experiment(tstore, "tune-000000000002")
     champion = _candidate(0, regime)
-    tstore.promote(champion, _decision(champion, None))
+    ChampionStore(tstore.database).promote(champion, _decision(champion, None))
     challenger = replace(_candidate(1, regime, "tune-000000000002"), dsr=0.4, stage="DISCOVERY")
-    tstore.refuse(
+    ChampionStore(tstore.database).refuse(
         challenger, replace(_decision(challenger, champion, "REFUSED"), reason="DSR 0.40 < 0.95")
     )
-    assert [c.model for c in tstore.champions()] == [champion.model]
-    refused = tstore.regime_best("tune-000000000002")[0]
+    assert [c.model for c in ChampionStore(tstore.database).champions()] == [champion.model]
+    refused = ChampionStore(tstore.database).regime_best("tune-000000000002")[0]
     assert (refused.is_champion, refused.stage, refused.dsr) == (False, "DISCOVERY", 0.4)
-    assert [p.decision for p in tstore.promotions()] == ["PROMOTED", "REFUSED"]
-    assert tstore.promotions(regime="bull_trending") == []
+    assert [p.decision for p in ChampionStore(tstore.database).promotions()] == [
+        "PROMOTED",
+        "REFUSED",
+    ]
+    assert ChampionStore(tstore.database).promotions(regime="bull_trending") == []
 
     # Refusing the champion's own row (a rerun judging it again) never dethrones it.
-    tstore.refuse(champion, _decision(champion, champion, "REFUSED"))
-    assert tstore.champion(SPECIALTY, regime) == tstore.regime_best(EXPERIMENT)[0]
-    assert tstore.champion(SPECIALTY, regime).stage == "PAPER"  # type: ignore[union-attr]
+    ChampionStore(tstore.database).refuse(champion, _decision(champion, champion, "REFUSED"))
+    assert (
+        ChampionStore(tstore.database).champion(SPECIALTY, regime)
+        == ChampionStore(tstore.database).regime_best(EXPERIMENT)[0]
+    )
+    assert ChampionStore(tstore.database).champion(SPECIALTY, regime).stage == "PAPER"  # type: ignore[union-attr]
 
     with pytest.raises(
         ValueError, match=r"promote: PromotionRecord.decision must be PROMOTED; got 'REFUSED'"
     ):
-        tstore.promote(challenger, _decision(challenger, champion, "REFUSED"))
+        ChampionStore(tstore.database).promote(
+            challenger, _decision(challenger, champion, "REFUSED")
+        )
     with pytest.raises(
         ValueError, match=r"challenger must be the candidate 'tune-000000000002/tr-"
     ):
-        tstore.promote(challenger, replace(_decision(challenger, champion), challenger="x/y"))
+        ChampionStore(tstore.database).promote(
+            challenger, replace(_decision(challenger, champion), challenger="x/y")
+        )
     with pytest.raises(
         ValueError, match=r"the promotion is for \(technical_analyst, bull_trending\)"
     ):
-        tstore.promote(challenger, replace(_decision(challenger, champion), regime="bull_trending"))
+        ChampionStore(tstore.database).promote(
+            challenger, replace(_decision(challenger, champion), regime="bull_trending")
+        )
     with pytest.raises(
         ValueError, match=r"PromotionRecord.decision must be one of PROMOTED, REFUSED"
     ):
@@ -472,23 +480,33 @@ def test_the_mother_never_demotes_a_champion(tstore: TrainingStore, store: Store
         best.per_regime[regime],
     )  # fmt: skip
     runs.record_generation_outcome(_generation(run_id, 0), g0, [], [mothers])
-    tstore.promote(
+    ChampionStore(tstore.database).promote(
         replace(mothers, dsr=0.99, n_trials=4), replace(_decision(mothers, None), dsr=0.99)
     )
-    crowned = tstore.champion(SPECIALTY, regime)
+    crowned = ChampionStore(tstore.database).champion(SPECIALTY, regime)
     assert crowned is not None and (crowned.stage, crowned.source) == ("PAPER", "evolution")
 
     # The Mother resumes and writes its generation again, then a later best for the regime.
     runs.record_generation_outcome(_generation(run_id, 0), g0, [], [mothers])
-    runs.set_regime_best(replace(mothers, agent_id="ta-g000-003", sharpe=9.0))
-    assert tstore.champion(SPECIALTY, regime) == crowned
+    ChampionStore(runs.database).set_regime_best(
+        replace(mothers, agent_id="ta-g000-003", sharpe=9.0)
+    )
+    assert ChampionStore(tstore.database).champion(SPECIALTY, regime) == crowned
     assert count_rows(store, RegimeBestModel) == 1
     with pytest.raises(ValueError, match=r"is_champion must be False; got True"):
-        runs.set_regime_best(replace(mothers, is_champion=True))
+        ChampionStore(runs.database).set_regime_best(replace(mothers, is_champion=True))
     # Rows that are not the champion still follow the Mother.
-    runs.set_regime_best(replace(mothers, regime="calm_ranging", sharpe=0.5))
-    runs.set_regime_best(replace(mothers, regime="calm_ranging", sharpe=0.75))
-    assert [r.sharpe for r in runs.regime_best(run_id) if r.regime == "calm_ranging"] == [0.75]
+    ChampionStore(runs.database).set_regime_best(
+        replace(mothers, regime="calm_ranging", sharpe=0.5)
+    )
+    ChampionStore(runs.database).set_regime_best(
+        replace(mothers, regime="calm_ranging", sharpe=0.75)
+    )
+    assert [
+        r.sharpe
+        for r in ChampionStore(runs.database).regime_best(run_id)
+        if r.regime == "calm_ranging"
+    ] == [0.75]
 
 
 # -- history and the number of trials ----------------------------------------------------------------
@@ -589,9 +607,9 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
     assert not table_names(fresh_url) & TRAINING_TABLES
 
     with Store.open(fresh_url) as store:  # opening migrates to head
-        assert migrate.current_revision(store.engine) == migrate.head_revision()
-        tstore = TrainingStore(store)
-        (old,) = tstore.regime_best()
+        assert migrate.current_revision(store.database.engine) == migrate.head_revision()
+        tstore = store.training
+        (old,) = ChampionStore(tstore.database).regime_best()
         assert (old.agent_id, old.sharpe, old.metrics) == ("ta-g002-001", 1.5, {"sharpe": 1.5})
         assert (old.source, old.is_champion, old.dsr, old.inference) == (
             "evolution",
@@ -599,7 +617,7 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
             None,
             {},
         )
-        tstore.promote(old, _decision(old, None))
+        ChampionStore(tstore.database).promote(old, _decision(old, None))
         _experiment(tstore)
         tstore.finish_training_run(*_trained(0))
         tstore.enqueue([_queue_item(1)])
@@ -617,9 +635,9 @@ def test_migration_0004_keeps_regime_best_rows_and_round_trips(fresh_url: str) -
     assert "is_champion" not in columns and "stage" in columns
     assert [tuple(row) for row in rows] == [("ta-g002-001", "PAPER")]
     with Store.open(fresh_url) as store:
-        tstore = TrainingStore(store)
-        assert tstore.champions() == [] and tstore.queue_items() == []
-        assert [r.agent_id for r in tstore.regime_best()] == ["ta-g002-001"]
+        tstore = store.training
+        assert ChampionStore(tstore.database).champions() == [] and tstore.queue_items() == []
+        assert [r.agent_id for r in ChampionStore(tstore.database).regime_best()] == ["ta-g002-001"]
         assert tstore.runs.require_run(EXPERIMENT).generations_planned == 0
     assert migrate.downgrade(fresh_url) is None
     assert table_names(fresh_url) <= {"alembic_version"}

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from store.db import Store, StoreConnectionError
+from store.db import Store
+from store.errors import StoreConnectionError
 from store.paths import DataRoot, DataRootError, absolute_home, home_from_env
 from store.urls import default_url, mask_url, normalize_url
 from tests.store.conftest import BTC_1H, JAN_2020, real_candles
@@ -39,12 +40,14 @@ def test_postgres_spellings_become_psycopg() -> None:
 def test_default_is_sqlite_in_the_data_root(redline_home: Path) -> None:
     assert default_url() == f"sqlite:///{(redline_home / 'redline.db').resolve()}"
     with Store.open() as store:
-        assert store.dialect == "sqlite"
+        assert store.database.dialect == "sqlite"
         assert store.url_for_display == f"sqlite:///{(redline_home / 'redline.db').resolve()}"
-        store.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, JAN_2020 + 3_600_000 * 24))
+        store.candles.write_candles(
+            BTC_1H, real_candles(BTC_1H, JAN_2020, JAN_2020 + 3_600_000 * 24)
+        )
     assert (redline_home / "redline.db").is_file()
     with Store.open(home=redline_home) as store:  # reopened: the candles are still there
-        assert store.series_info(BTC_1H) is not None
+        assert store.candles.series_info(BTC_1H) is not None
 
 
 def test_environment_url_wins_over_home(
@@ -88,7 +91,7 @@ def test_postgres_url_is_shown_without_its_password(store_pg_admin: tuple[object
     with_password = make_url(url).set(password="hunter2").render_as_string(hide_password=False)
     plain = with_password.replace("postgresql+psycopg://", "postgresql://")
     with Store.open(plain) as store:
-        assert store.dialect == "postgresql"
+        assert store.database.dialect == "postgresql"
         assert "hunter2" not in store.url_for_display and "***" in store.url_for_display
         assert "hunter2" not in repr(store)
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from store.db import Store
-from store.records import AgentRecord
+from store.records.population import AgentRecord
 from store.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def sqlite_url(home: Path) -> str:
 
 def open_runs(home: Path) -> RunStore:
     """The run store of a data root (its SQLite file, whatever REDLINE_DATABASE_URL says)."""
-    return RunStore(Store.open(sqlite_url(home), home=home))
+    return Store.open(sqlite_url(home), home=home).runs
 
 
 def cli_env(home: Path) -> dict[str, str | None]:

@@ -31,15 +31,10 @@ import pytest
 import ray
 import yaml
 
+from store.champions import ChampionStore
 from store.db import Store
-from store.records import (
-    AgentRecord,
-    GenerationRecord,
-    PromotionRecord,
-    RegimeBestRecord,
-    RunRecord,
-)
-from store.runs import RunStore
+from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.population import AgentRecord, GenerationRecord, RunRecord
 from store.training import TrainingStore
 from tests.support.smoke import REPO, run_cli, sqlite_url
 from tests.support.waiting import table_rows, wait_for
@@ -67,7 +62,7 @@ def free_cpus() -> float:
 
 
 def tstore_of(home: Path) -> TrainingStore:
-    return TrainingStore(Store.open(sqlite_url(home), home=home))
+    return Store.open(sqlite_url(home), home=home).training
 
 
 @dataclass
@@ -325,7 +320,7 @@ def evolution_family(home: Path, tstore: TrainingStore) -> dict[str, Path]:
     """A finished volume_hunter evolution run of three generations, written as the Mother writes
     it, with checkpoint files: c0 (generation 2) is the champion of calm_ranging, born of b0,
     born of a0 and a1. a2 and b1 are neither elites nor ancestors of one."""
-    runs = RunStore(Store.open(sqlite_url(home), home=home))
+    runs = Store.open(sqlite_url(home), home=home).runs
     run_id = "r1-family"
     runs.create_run(RunRecord(run_id, {"population": {"volume_hunter": 3}}, "f" * 64, 1, 3))
     import hashlib
@@ -373,7 +368,7 @@ def evolution_family(home: Path, tstore: TrainingStore) -> dict[str, Path]:
         challenger=champion.model, incumbent=None, reason="test family", before={}, after={},
         dsr=0.99, n_trials=6, margin=0.25,
     )  # fmt: skip
-    tstore.promote(champion, promotion)
+    ChampionStore(tstore.database).promote(champion, promotion)
     return files
 
 
@@ -384,7 +379,7 @@ def test_models_list_stats_and_prune_never_delete_a_champion_or_its_ancestors(
     tstore = queue.tstore
     assert tstore.queue_counts()["DONE"] == CONFIGS
     family = evolution_family(queue.home, tstore)
-    champions = tstore.champions()
+    champions = ChampionStore(tstore.database).champions()
     tune_champions = {r.agent_id for r in champions if r.source == "tune"}
     assert tune_champions, "the smoke grid's lowered thresholds make a champion"
 
@@ -418,7 +413,7 @@ def test_models_list_stats_and_prune_never_delete_a_champion_or_its_ancestors(
     orphan = queue.home / "checkpoints" / "tune" / f"{'e' * 64}.pt"
     orphan.write_bytes(b"x")
     family["a2"].unlink()
-    named = {(r.run_id, r.agent_id) for r in tstore.regime_best()}
+    named = {(r.run_id, r.agent_id) for r in ChampionStore(tstore.database).regime_best()}
     runs_before = tstore.training_runs()
     spare = [r for r in runs_before if (r.experiment, r.agent_id) not in named]
     if spare:
@@ -437,15 +432,15 @@ def test_models_list_stats_and_prune_never_delete_a_champion_or_its_ancestors(
 
     run_cli("models", "prune", home=queue.home)
     # The champions and every ancestor of one stay, rows and files.
-    runs = RunStore(Store.open(sqlite_url(queue.home), home=queue.home))
-    protected = {row.model for row in tstore.champions()}
-    for row in tstore.champions():
+    runs = Store.open(sqlite_url(queue.home), home=queue.home).runs
+    protected = {row.model for row in ChampionStore(tstore.database).champions()}
+    for row in ChampionStore(tstore.database).champions():
         if row.source == "evolution":
             protected |= {f"{a.run_id}/{a.agent_id}" for a in runs.ancestors(row.agent_id)}
     assert protected >= {f"r1-family/r1-family.vh-{n}" for n in ("c0", "b0", "a0", "a1")}
     for name in ("c0", "b0", "a0", "a1"):
         assert family[name].exists(), name
-    for row in tstore.champions():
+    for row in ChampionStore(tstore.database).champions():
         if row.source == "tune":
             assert row.checkpoint_path and (queue.home / row.checkpoint_path).is_file(), row
     assert {r.config_hash for r in tstore.training_runs()} == survivors

@@ -15,7 +15,7 @@ import torch
 
 from agents.models import load_model
 from store.db import Store
-from store.records import QueueItemRecord
+from store.records.training import QueueItemRecord
 from store.training import TrainingStore
 from tuning.grids import compute_config_hash, expand, grid_hash, inference_configs, parse_grid
 from tuning.runner import (
@@ -48,7 +48,7 @@ def url(home: Path) -> str:
 
 
 def training(home: Path) -> TrainingStore:
-    return TrainingStore(Store.open(url(home), home=home))
+    return Store.open(url(home), home=home).training
 
 
 def file_state(home: Path) -> dict[str, tuple[int, str]]:
