@@ -54,10 +54,9 @@ from agents.banks import (
     whale_dataset,
 )
 from agents.dataset import Dataset
-from agents.flow import FlowSpec, read_trades
+from agents.flow import FlowSpec
 from agents.specialties import get_specialty
 from market.regimes import RegimeRules
-from market.sentiment import read_sentiment
 from market.series import SeriesKey, normalize_symbol
 from market.timeframes import timeframe_ms
 from store.db import Store
@@ -75,9 +74,12 @@ __all__ = [
     "DailySentiment",
     "DataSources",
     "build_datasets",
+    "candles_of",
     "daily_sentiment",
     "dataset_path",
+    "need_file",
     "panel_dataset",
+    "per_symbol",
     "read_dataset",
     "rugpull_dataset",
     "sentiment_dataset",
@@ -141,7 +143,9 @@ class DataSources:
         return SeriesKey(self.exchange, symbol, self.timeframe)
 
 
-def _candles(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
+def candles_of(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
+    """The store's candles of ``symbol`` for ``sources``; ValueError naming ``specialty`` when
+    there are none."""
     key = sources.key(symbol)
     frame = sources.store.load_candles(key, sources.start_ms, sources.end_ms)
     if frame.empty:
@@ -153,7 +157,8 @@ def _candles(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
     return frame
 
 
-def _need(path: Path | None, specialty: str, attribute: str) -> Path:
+def need_file(path: Path | None, specialty: str, attribute: str) -> Path:
+    """``path`` (the ``DataSources`` field ``attribute``), which must be an existing file."""
     if path is None:
         raise FileNotFoundError(
             f"{specialty}: DataSources.{attribute} is not set; it needs that file"
@@ -163,13 +168,15 @@ def _need(path: Path | None, specialty: str, attribute: str) -> Path:
     return path
 
 
-def _per_symbol(
+def per_symbol(
     specialty: str, build: Callable[..., Dataset]
 ) -> Callable[[DataSources], list[Dataset]]:
+    """A specialty's ``build``: ``build(candles, name=, timeframe=, rules=)`` once per symbol."""
+
     def run(sources: DataSources) -> list[Dataset]:
         return [
             build(
-                _candles(sources, symbol, specialty),
+                candles_of(sources, symbol, specialty),
                 name=sources.key(symbol).file_stem,
                 timeframe=sources.timeframe,
                 rules=sources.regime_rules,
@@ -180,85 +187,14 @@ def _per_symbol(
     return run
 
 
-def _build_panel(sources: DataSources) -> list[Dataset]:
-    candles = {s: _candles(sources, s, "market_scanner") for s in sources.symbols}
-    name = f"{sources.exchange}_panel_{sources.timeframe}"
-    return [
-        panel_dataset(candles, name=name, timeframe=sources.timeframe, rules=sources.regime_rules)
-    ]
-
-
-def _build_whale(sources: DataSources) -> list[Dataset]:
-    if not sources.trades:
-        raise FileNotFoundError("whale_watcher: DataSources.trades names no trades file")
-    out = []
-    for path in sources.trades:
-        trades = read_trades(_need(path, "whale_watcher", "trades"))
-        stem = path.name.split(".", 1)[0]
-        out.append(
-            whale_dataset(
-                trades,
-                name=f"{stem}_{sources.trades_timeframe}",
-                timeframe=sources.trades_timeframe,
-                spec=sources.flow,
-                rules=sources.regime_rules,
-            )
-        )
-    return out
-
-
-def _build_sentiment(sources: DataSources) -> list[Dataset]:
-    symbol = sources.sentiment_symbol
-    fear_greed = read_sentiment(_need(sources.fear_greed, "sentiment_scout", "fear_greed"))
-    social = None
-    if sources.social_sentiment is not None:
-        path = _need(sources.social_sentiment, "sentiment_scout", "social_sentiment")
-        social = {stream: read_sentiment(path, label=stream) for stream in SOCIAL_STREAMS}
-    key = sources.key(symbol)
-    return [
-        sentiment_dataset(
-            _candles(sources, symbol, "sentiment_scout"),
-            fear_greed,
-            name=f"{key.file_stem}_sentiment",
-            timeframe=sources.timeframe,
-            social=social,
-            rules=sources.regime_rules,
-        )
-    ]
-
-
-def _build_rugpull(sources: DataSources) -> list[Dataset]:
-    path = _need(sources.rugpull_tokens, "rugpull_detector", "rugpull_tokens")
-    return [rugpull_dataset(pd.read_csv(path))]
-
-
-def _build_coordinator(sources: DataSources) -> list[Dataset]:
-    raise ValueError(
-        "report_coordinator: its dataset is stacked from the members' out-of-sample scores; "
-        "build it with stacked_dataset(base, predictions) once the members are scored"
-    )
-
-
-_BUILDERS: dict[str, Callable[[DataSources], list[Dataset]]] = {
-    "technical_analyst": _per_symbol("technical_analyst", technical_dataset),
-    "volume_hunter": _per_symbol("volume_hunter", volume_dataset),
-    "market_scanner": _build_panel,
-    "whale_watcher": _build_whale,
-    "sentiment_scout": _build_sentiment,
-    "rugpull_detector": _build_rugpull,
-    "report_coordinator": _build_coordinator,
-}
-
-
 def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
-    """The datasets of ``specialty`` for the run ``sources`` describes.
+    """The datasets of ``specialty`` for the run ``sources`` describes (its ``Specialty.build``).
 
     technical_analyst and volume_hunter: one per symbol; market_scanner: one panel; whale_watcher:
     one per trades file; sentiment_scout: one (``sentiment_symbol``); rugpull_detector: one;
     report_coordinator: none to build up front (raises; see :func:`stacked_dataset`).
     """
-    get_specialty(specialty)  # raises naming the known specialties
-    return _BUILDERS[specialty](sources)
+    return get_specialty(specialty).datasets(sources)  # raises naming the known specialties
 
 
 # -- Parquet -------------------------------------------------------------------------------------

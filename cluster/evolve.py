@@ -121,6 +121,7 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         coordinator_members=evolve.coordinator_members,
         fee_bps=evolve.training.fee_bps,
         torch_threads=evolve.training.torch_threads,
+        plugins=evolve.plugins,
     )
 
 

@@ -32,7 +32,7 @@ from agents.child import TrainOutcome, TrainTask, read_oos
 from agents.dataset import Dataset
 from agents.datasets import stacked_dataset
 from agents.genome import Genome
-from agents.specialties import get_specialty
+from agents.specialties import get_specialty, load_plugins
 from evolution.lineage import new_agent_id
 from evolution.seeds import child_seed, generation_rng, initial_population
 from evolution.selection import (
@@ -74,8 +74,10 @@ class EvolutionSettings:
     coordinator_members: int = 2  # best children per member specialty stacked for the coordinator
     fee_bps: float = 10.0
     torch_threads: int = 1
+    plugins: tuple[str, ...] = ()  # import paths of plug-in specialties (agents.specialties)
 
     def __post_init__(self) -> None:
+        load_plugins(self.plugins)
         if self.generations < 1:
             raise ValueError(f"evolution.generations must be at least 1; got {self.generations}")
         for name, size in self.population.items():
@@ -113,6 +115,7 @@ class Mother:
         on_progress: Callable[[Progress], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        load_plugins(settings.plugins)  # settings may come unpickled in another process
         self.run_id = run_id
         self.runs = runs
         self.pool = pool

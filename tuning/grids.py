@@ -36,8 +36,9 @@ A **trial config** (:func:`expand`, :func:`config_from_params`) is a plain dict:
     {"specialty", "dataset", "data": {exchange, timeframe, symbols, start, end}, "genome": {...},
      "seed", "inference": {"threshold": [...], "horizon": [...], "size": [...]}, "fee_bps", "grid"}
 
-One trial per dataset the specialty builds from ``data`` (technical_analyst and volume_hunter:
-one per symbol; sentiment_scout: the first symbol; panels and files are not searchable yet) and per genome.
+One trial per dataset the specialty builds from ``data`` (its ``Specialty.grid_datasets``:
+technical_analyst and volume_hunter: one per symbol; sentiment_scout: the first symbol; panels and
+files are not searchable yet) and per genome.
 :func:`compute_config_hash` is its identity (the ``grid`` name is left out: the same config added
 by two grids trains once).
 """
@@ -58,12 +59,11 @@ import yaml
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GeneValue, GenomeSpace, IntGene
 from agents.specialties import SPECIALTIES, get_specialty
-from market.series import SeriesKey, normalize_symbol
+from market.series import normalize_symbol
 from market.timeframes import timeframe_ms
 
 __all__ = [
     "CHAMPION_KEYS",
-    "GRID_SPECIALTIES",
     "SEARCHES",
     "GridError",
     "GridSpec",
@@ -80,9 +80,6 @@ __all__ = [
 ]
 
 SEARCHES: tuple[str, ...] = ("grid", "random", "optuna")
-#: Specialties a grid can search: their datasets come from the ``data`` section alone, and their
-#: models trade one series (``agents.inference`` backtests single-series models only).
-GRID_SPECIALTIES: tuple[str, ...] = ("technical_analyst", "volume_hunter", "sentiment_scout")
 #: ``champions:`` override keys and whether each is an integer.
 CHAMPION_KEYS: dict[str, bool] = {
     "margin": False,
@@ -370,14 +367,14 @@ def parse_grid(raw: Any, *, name: str = "grid", path: Path | None = None) -> Gri
     if not isinstance(grid_name, str) or not 0 < len(grid_name) <= 128:
         raise GridError(f"grid.name: must be a string of 1 to 128 characters; got {grid_name!r}")
     specialty = grid.get("specialty")
-    if specialty not in SPECIALTIES:
+    if not isinstance(specialty, str) or specialty not in SPECIALTIES:
         raise GridError(
             f"grid.specialty: {specialty!r} is not a specialty; one of {', '.join(SPECIALTIES)}"
         )
-    if specialty not in GRID_SPECIALTIES:
+    if not get_specialty(specialty).searchable:
         raise GridError(
             f"grid.specialty: {specialty!r} cannot be searched by a grid yet (its datasets do not "
-            f"come from candles alone); one of {', '.join(GRID_SPECIALTIES)}"
+            f"come from candles alone); one of {', '.join(_searchable())}"
         )
     search = grid.get("search", "grid")
     if search not in SEARCHES:
@@ -433,15 +430,18 @@ def load_grid(path: str | Path) -> GridSpec:
 # --- expansion ---------------------------------------------------------------------------------
 
 
+def _searchable() -> list[str]:
+    """The specialties a grid may search (``Specialty.grid_datasets`` set)."""
+    return [name for name, specialty in SPECIALTIES.items() if specialty.searchable]
+
+
 def dataset_names(specialty: str, data: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """``[(dataset name, its symbols)]`` that ``agents.datasets.build_datasets`` builds from
-    ``data`` for ``specialty`` (names as the builders give them)."""
-    exchange, timeframe, symbols = data["exchange"], data["timeframe"], list(data["symbols"])
-    if specialty in ("technical_analyst", "volume_hunter"):
-        return [(SeriesKey(exchange, s, timeframe).file_stem, [s]) for s in symbols]
-    if specialty == "sentiment_scout":
-        return [(f"{SeriesKey(exchange, symbols[0], timeframe).file_stem}_sentiment", symbols[:1])]
-    raise GridError(f"grid.specialty: {specialty!r} is not one of {', '.join(GRID_SPECIALTIES)}")
+    ``data`` for ``specialty`` (names as the builders give them: ``Specialty.grid_datasets``)."""
+    grid_datasets = get_specialty(specialty).grid_datasets
+    if grid_datasets is None:
+        raise GridError(f"grid.specialty: {specialty!r} is not one of {', '.join(_searchable())}")
+    return grid_datasets(data["exchange"], data["timeframe"], list(data["symbols"]))
 
 
 def _trial(
