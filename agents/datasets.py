@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,7 @@ from agents.banks import (
 )
 from agents.dataset import Dataset
 from agents.flow import FlowSpec
+from agents.spec import plain
 from agents.specialties import get_specialty
 from market.regimes import RegimeRules
 from market.series import SeriesKey, normalize_symbol
@@ -80,6 +82,7 @@ __all__ = [
     "need_file",
     "panel_dataset",
     "per_symbol",
+    "prepare_datasets",
     "read_dataset",
     "rugpull_dataset",
     "sentiment_dataset",
@@ -142,6 +145,56 @@ class DataSources:
     def key(self, symbol: str) -> SeriesKey:
         return SeriesKey(self.exchange, symbol, self.timeframe)
 
+    def to_json(self) -> dict[str, Any]:
+        """The data spec: every field but the store, as plain JSON values (regime rules and flow
+        as their fields); what ``agents.spec.spec_hash`` hashes for a run's data."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            if item.name != "store":
+                out[item.name] = plain(_json_value(getattr(self, item.name)), item.name)
+        return out
+
+    @classmethod
+    def from_config(
+        cls,
+        store: Store,
+        data: Mapping[str, Any],
+        rules: RegimeRules,
+        *,
+        where: str = "data",
+    ) -> DataSources:
+        """The sources of a config's ``data`` section (evolve's or a trial config's): exchange,
+        timeframe, symbols, start and end (dates or ms, parsed naming ``<where>.start``), the
+        side files it names; the sentiment scout reads the first symbol. ``rules`` label the bars."""
+        from market.when import parse_when
+
+        def ms(name: str) -> int | None:
+            value = data.get(name)
+            return None if value is None else parse_when(str(value), f"{where}.{name}")
+
+        files = {
+            name: data[name]
+            for name in ("fear_greed", "social_sentiment", "trades", "rugpull_tokens")
+            if name in data
+        }
+        return cls(
+            store=store,
+            exchange=data["exchange"],
+            timeframe=data["timeframe"],
+            symbols=tuple(data["symbols"]),
+            start_ms=ms("start"),
+            end_ms=ms("end"),
+            sentiment_symbol=data["symbols"][0],
+            regime_rules=rules,
+            **files,
+        )
+
+
+def _json_value(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
 
 def candles_of(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
     """The store's candles of ``symbol`` for ``sources``; ValueError naming ``specialty`` when
@@ -195,6 +248,35 @@ def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
     report_coordinator: none to build up front (raises; see :func:`stacked_dataset`).
     """
     return get_specialty(specialty).datasets(sources)  # raises naming the known specialties
+
+
+def prepare_datasets(
+    specialties: Iterable[str],
+    sources: DataSources,
+    home: Path | None,
+    *,
+    import_sample: bool = True,
+) -> dict[str, Dataset]:
+    """Every dataset of ``specialties`` (in that order) for ``sources``, keyed
+    ``"<specialty>/<name>"``: the one dataset preparation of evolution and Tune.
+
+    With ``import_sample``, the shipped sample is imported first when the store lacks one of the
+    run's series (``store.ingest.ensure_sample``). With ``home``, each is written under
+    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`).
+    """
+    from store.ingest import ensure_sample
+
+    if import_sample and any(
+        sources.store.series_info(sources.key(s)) is None for s in sources.symbols
+    ):
+        ensure_sample(sources.store)
+    out: dict[str, Dataset] = {}
+    for specialty in specialties:
+        for dataset in build_datasets(specialty, sources):
+            out[f"{specialty}/{dataset.name}"] = dataset
+            if home is not None:
+                write_dataset(dataset, home)
+    return out
 
 
 # -- Parquet -------------------------------------------------------------------------------------

@@ -45,9 +45,7 @@ by two grids trains once).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ import numpy as np
 import yaml
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GeneValue, GenomeSpace, IntGene
+from agents.spec import plain, spec_hash
 from agents.specialties import SPECIALTIES, get_specialty
 from market.series import normalize_symbol
 from market.timeframes import timeframe_ms
@@ -136,42 +135,15 @@ class GridSpec:
 # --- hashing -----------------------------------------------------------------------------------
 
 
-def _plain(value: Any, where: str = "config") -> Any:
-    """``value`` with numpy scalars, arrays and tuples turned into plain Python (for JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, str | int | float):
-        return value
-    raise TypeError(f"{where}: {type(value).__name__} {value!r} is not a JSON value")
-
-
-def _digest(value: Any) -> str:
-    try:
-        text = json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except ValueError as exc:  # NaN or infinity
-        raise ValueError(f"a config must hold finite numbers only: {exc}") from None
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def compute_config_hash(config: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the trial config's canonical JSON (sorted keys, no spaces, no NaN), with
-    numpy scalars and tuples made plain and the ``grid`` key left out."""
-    return _digest({key: value for key, value in config.items() if key != "grid"})
+    """The trial config's identity: ``agents.spec.spec_hash`` (the one spec hash) of it without the
+    ``grid`` key; equals ``TrainSpec.from_json(config).hash``."""
+    return spec_hash({key: value for key, value in config.items() if key != "grid"})
 
 
 def grid_hash(spec: GridSpec) -> str:
     """SHA-256 hex of the spec's canonical dict (its ``path`` left out)."""
-    return _digest(spec.canonical())
+    return spec_hash(spec.canonical())
 
 
 # --- loading and validation --------------------------------------------------------------------
@@ -563,7 +535,7 @@ def config_from_params(spec: GridSpec, params: Mapping[str, Any]) -> dict[str, A
     chosen: dict[str, Any] = {}
     for name, entry in spec.genome.items():
         if name in params:
-            chosen[name] = _gene_value(genes[name], _plain(params[name]), f"params.{name}")
+            chosen[name] = _gene_value(genes[name], plain(params[name]), f"params.{name}")
         elif isinstance(entry, list):
             chosen[name] = entry[0]
         elif isinstance(entry, Mapping):

@@ -160,7 +160,7 @@ def test_a_whole_specialty_with_a_nan_loss_fails_and_the_run_breeds_on(
     run_id = "r-nan"
     runs.create_run(
         RunRecord(run_id=run_id, config=evolve.model_dump(mode="json"),
-                  config_hash=config_hash(evolve), root_seed=evolve.seed,
+                  config_hash=config_hash(evolve, config.regimes.to_rules()), root_seed=evolve.seed,
                   generations_planned=evolve.generations)
     )  # fmt: skip
     births = []
@@ -181,7 +181,7 @@ def test_a_whole_specialty_with_a_nan_loss_fails_and_the_run_breeds_on(
                     genome_json=genome.to_json(),
                     genome_digest=genome.digest(),
                     seed=child_seed(evolve.seed, 0, index, specialty=specialty),
-                    config_hash=config_hash(evolve),
+                    config_hash=config_hash(evolve, config.regimes.to_rules()),
                 )
             )
     runs.add_agents(births)
