@@ -58,7 +58,7 @@ from agents.dataset import Dataset
 from agents.flow import FlowSpec
 from agents.spec import plain
 from agents.specialties import get_specialty
-from market.regimes import RegimeRules
+from market.regimes import RegimeRule, RegimeRules
 from market.series import SeriesKey, normalize_symbol
 from market.timeframes import timeframe_ms
 from store.db import Store
@@ -84,6 +84,7 @@ __all__ = [
     "per_symbol",
     "prepare_datasets",
     "read_dataset",
+    "regime_rules_from_json",
     "rugpull_dataset",
     "sentiment_dataset",
     "stacked_dataset",
@@ -188,6 +189,14 @@ class DataSources:
             regime_rules=rules,
             **files,
         )
+
+
+def regime_rules_from_json(payload: Mapping[str, Any]) -> RegimeRules:
+    """The ``RegimeRules`` of their JSON (``DataSources.to_json()["regime_rules"]``)."""
+    return RegimeRules(
+        window=str(payload["window"]),
+        rules=tuple(RegimeRule(**dict(rule)) for rule in payload["rules"]),
+    )
 
 
 def _json_value(value: Any) -> Any:

@@ -38,10 +38,12 @@ def add_cmd(
 ) -> None:
     """Queue every config of each grid (a config already queued or trained is skipped)."""
     from store.training import TrainingStore
-    from tuning.grids import grid_hash, load_grid
+    from tuning.grids import grid_hash, load_grid, with_regime_rules
     from tuning.queue import add_grid, experiment_id
 
-    specs = [load_grid(path) for path in grids]  # every file validated before any is queued
+    rules = ctx.obj.config.regimes.to_rules()  # a trial's identity includes its regime rules
+    # Every file validated before any is queued.
+    specs = [with_regime_rules(load_grid(path), rules) for path in grids]
     tstore = TrainingStore(open_store(ctx.obj))
     for spec in specs:
         added, skipped = add_grid(tstore, spec)

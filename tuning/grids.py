@@ -48,7 +48,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ import yaml
 from agents.genome import ChoiceGene, FloatGene, Gene, GeneValue, GenomeSpace, IntGene
 from agents.spec import plain, spec_hash
 from agents.specialties import SPECIALTIES, get_specialty
+from market.regimes import RegimeRules
 from market.series import normalize_symbol
 from market.timeframes import timeframe_ms
 
@@ -76,6 +77,7 @@ __all__ = [
     "optuna_space",
     "params_of",
     "parse_grid",
+    "with_regime_rules",
 ]
 
 SEARCHES: tuple[str, ...] = ("grid", "random", "optuna")
@@ -397,6 +399,14 @@ def load_grid(path: str | Path) -> GridSpec:
         return parse_grid(raw, name=path.name.split(".", 1)[0], path=path)
     except GridError as exc:
         raise GridError(f"{path}: {exc}") from None
+
+
+def with_regime_rules(spec: GridSpec, rules: RegimeRules) -> GridSpec:
+    """``spec`` whose trials label their bars with ``rules``: the rules join every trial config's
+    ``data`` (``data.regime_rules``), so a trial's hash covers them and its datasets are built with
+    them whatever the store's definitions say when it trains (``redline queue add`` uses the
+    config's rules)."""
+    return replace(spec, data={**spec.data, "regime_rules": plain(asdict(rules))})
 
 
 # --- expansion ---------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ import ray
 
 from agents.child import train_and_checkpoint
 from agents.dataset import Dataset
-from agents.datasets import DataSources, prepare_datasets
+from agents.datasets import DataSources, prepare_datasets, regime_rules_from_json
 from agents.inference import evaluate_inference_grid
 from agents.spec import TrainSpec
 from agents.training import ChildReport
+from market.regimes import RegimeRules
 from store.db import Store
 from store.records import InferenceBacktestRecord, TrainingRunRecord
 from store.training import TrainingStore
@@ -259,18 +260,25 @@ def _metrics(
 # --- the driver --------------------------------------------------------------------------------
 
 
+def _rules(store: Store, config: TrainSpec) -> RegimeRules:
+    """The regime rules a trial's bars are labelled with: its config's (``data.regime_rules``,
+    part of its hash), else, for a config queued without them, the store's definitions."""
+    raw = config.data.get("regime_rules")
+    return store.regime_rules() if raw is None else regime_rules_from_json(raw)
+
+
 def _datasets(store: Store, home: Path, configs: Sequence[TrainSpec]) -> dict[str, Dataset]:
     """Every dataset the configs name, built once per (specialty, data) by
     ``agents.datasets.prepare_datasets`` (as evolution builds its own), keyed
     ``"<specialty>/<dataset>"``; the shipped sample is imported for a missing series. Bars are
-    labelled with the store's regime rules (``queue start`` syncs them from its config)."""
+    labelled with the config's regime rules (:func:`_rules`)."""
     out: dict[str, Dataset] = {}
     done: set[str] = set()
     for config in configs:
         group = json.dumps([config.specialty, config.data], sort_keys=True)
         if config.key not in out and group not in done:
             done.add(group)
-            sources = DataSources.from_config(store, config.data, store.regime_rules())
+            sources = DataSources.from_config(store, config.data, _rules(store, config))
             out |= prepare_datasets([config.specialty], sources, home)
         if config.key not in out:
             raise ValueError(f"{config.key}: no such dataset is built from {dict(config.data)}")
