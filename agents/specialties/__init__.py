@@ -40,6 +40,7 @@ from agents.specialties.base import (
     Specialty,
     Task,
     model_genes,
+    one_per_symbol,
     series_space,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "get_specialty",
     "load_plugins",
     "model_genes",
+    "one_per_symbol",
     "register",
     "series_space",
     "specialty_of_prefix",

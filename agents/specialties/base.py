@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GenomeSpace, IntGene
+from market.series import SeriesKey
 
 if TYPE_CHECKING:  # agents.datasets imports the registry: only types from it here
     from agents.dataset import Dataset
@@ -33,6 +34,7 @@ __all__ = [
     "Specialty",
     "Task",
     "model_genes",
+    "one_per_symbol",
     "series_space",
 ]
 
@@ -144,6 +146,14 @@ class Specialty:
         if self.build is None:
             raise ValueError(f"{self.name}: no datasets are built for it up front")
         return self.build(sources)
+
+
+def one_per_symbol(
+    exchange: str, timeframe: str, symbols: Sequence[str]
+) -> list[tuple[str, list[str]]]:
+    """``grid_datasets`` of a specialty built once per symbol (``agents.datasets.per_symbol``):
+    each dataset is named after its series (``binance_BTC-USDT_1h``)."""
+    return [(SeriesKey(exchange, s, timeframe).file_stem, [s]) for s in symbols]
 
 
 def model_genes(hidden: int = 64, depth: int = 3, dropout: float = 0.4) -> tuple[Gene, ...]:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from agents.banks import technical_dataset
 from agents.datasets import per_symbol
-from agents.specialties.base import LiveInput, Specialty, series_space
-from market.series import SeriesKey
+from agents.specialties.base import LiveInput, Specialty, one_per_symbol, series_space
 
 NAME = "technical_analyst"
-
-
-def one_per_symbol(
-    exchange: str, timeframe: str, symbols: Sequence[str]
-) -> list[tuple[str, list[str]]]:
-    """The datasets of a specialty built once per symbol (``agents.datasets.per_symbol``)."""
-    return [(SeriesKey(exchange, s, timeframe).file_stem, [s]) for s in symbols]
 
 
 SPECIALTY = Specialty(

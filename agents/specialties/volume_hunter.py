@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from agents.banks import volume_dataset
 from agents.datasets import per_symbol
-from agents.specialties.base import LiveInput, Specialty, series_space
-from agents.specialties.technical_analyst import one_per_symbol
+from agents.specialties.base import LiveInput, Specialty, one_per_symbol, series_space
 
 NAME = "volume_hunter"
 

@@ -14,8 +14,7 @@ from agents.banks import series_dataset
 from agents.dataset import Dataset
 from agents.datasets import per_symbol
 from agents.genome import ChoiceGene, FloatGene, GenomeSpace, IntGene
-from agents.specialties import LiveInput, Specialty
-from agents.specialties.technical_analyst import one_per_symbol
+from agents.specialties import LiveInput, Specialty, one_per_symbol
 from market.regimes import RegimeRules
 from market.series import Candles
 

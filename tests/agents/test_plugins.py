@@ -110,3 +110,19 @@ def test_registration_refuses_clashes_and_bad_paths() -> None:
     with pytest.raises(ValueError, match="'volume_hunter' is built in and cannot be unregistered"):
         unregister("volume_hunter")
     assert NAME not in SPECIALTIES
+
+
+def test_a_config_naming_a_missing_plugin_says_which_key(tmp_path: Path) -> None:
+    from cluster.config import ConfigError, load_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("evolve:\n  plugins: ['tests.agents.nothing_here:SPECIALTY']\n"
+                    "  population: {technical_analyst: 2}\n")  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"evolve\.plugins.*cannot import tests\.agents\.nothing_here"
+    ):
+        load_config(path)
+    path.write_text(f"evolve:\n  plugins: ['{PATH}']\n  population: {{{NAME}: 2}}\n")
+    config = load_config(path)
+    assert config.evolve is not None and config.evolve.population == {NAME: 2}
+    assert get_specialty(NAME) is SPECIALTY
