@@ -18,7 +18,7 @@ import pandas as pd
 import market
 from agents.dataset import Dataset
 from agents.flow import FlowSpec, whale_features
-from agents.specialties import FEATURE_SETS
+from agents.specialties import get_specialty
 from market import features as ft
 from market import kernels
 from market.regimes import REGIMES, RegimeRules, classify_regimes
@@ -98,12 +98,11 @@ def _assemble(
     which reads the last rows' windows; see ``_tail``).
     """
     names = tuple(columns)
-    known = set(FEATURE_SETS[specialty])
+    declared = get_specialty(specialty).feature_sets
+    known = set(declared)
     if (not set(sets) < known) if partial else ({*sets, "all"} != known):
-        raise AssertionError(
-            f"{specialty}: feature sets {sorted(sets)} != {FEATURE_SETS[specialty]}"
-        )
-    keys = tuple(sets) if partial else FEATURE_SETS[specialty]
+        raise AssertionError(f"{specialty}: feature sets {sorted(sets)} != {declared}")
+    keys = tuple(sets) if partial else declared
     features = _tail(columns, names, tail) if keep is None else None
     if features is not None:  # the last bars, every one complete: the dataset's last rows
         last = slice(-len(features), None)
@@ -206,10 +205,10 @@ def _only(specialty: str, feature_set: str | None) -> tuple[str, ...] | None:
     """
     if feature_set is None or feature_set == "all":
         return None
-    if feature_set not in FEATURE_SETS[specialty]:
+    declared = get_specialty(specialty).feature_sets
+    if feature_set not in declared:
         raise ValueError(
-            f"{specialty}: feature_set must be one of {list(FEATURE_SETS[specialty])}; "
-            f"got {feature_set!r}"
+            f"{specialty}: feature_set must be one of {list(declared)}; got {feature_set!r}"
         )
     return (feature_set,)
 
@@ -270,6 +269,26 @@ def _series_dataset(
         partial=partial,
         tail=tail,
     )
+
+
+def series_dataset(
+    specialty: str,
+    candles: Candles,
+    banks: Mapping[str, Columns],
+    *,
+    name: str,
+    timeframe: str,
+    rules: RegimeRules | None = None,
+    regimes: np.ndarray | None = None,
+    tail: int | None = None,
+) -> Dataset:
+    """A candle specialty's Dataset (what a plug-in's builder returns; see agents/specialties).
+
+    ``banks`` maps each of the specialty's feature sets but ``all`` to its columns (arrays as long
+    as the candles, causal and scale-free; a column name in one bank only); ``logret_1`` joins every
+    set, ``all`` is every column. Regimes, warm-up and ``tail`` as for the built-in builders.
+    """
+    return _series_dataset(specialty, candles, banks, name, timeframe, rules, regimes, tail=tail)
 
 
 def technical_dataset(

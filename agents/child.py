@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,38 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def train_and_checkpoint(
+    dataset: Dataset,
+    genome: Genome,
+    target: Path,
+    *,
+    seed: int,
+    agent_id: str,
+    generation: int,
+    fee_bps: float,
+    torch_threads: int,
+    meta: Mapping[str, Any] | None = None,
+) -> tuple[ChildReport, str]:
+    """Train one genome (``agents.training.train_child``) and, when it trained, write its
+    weights-only checkpoint at ``target`` (written beside it and renamed into place) with
+    ``checkpoint_meta(report)`` and ``meta``: the one train-and-checkpoint step of evolution's
+    children and Tune's trials. Returns the report and the checkpoint's SHA-256 ("" when the
+    child failed and nothing was written)."""
+    report, state = train_child(
+        dataset,
+        genome,
+        seed=seed,
+        agent_id=agent_id,
+        generation=generation,
+        torch_threads=torch_threads,
+        fee_bps=fee_bps,
+    )
+    if not report.ok or state is None:
+        return report, ""
+    save_checkpoint(target, state, checkpoint_meta(report) | dict(meta or {}))
+    return report, file_sha256(target)
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -108,20 +141,18 @@ class ChildWorker:
             )
         self.current = task.actor_label
         try:
-            report, state = train_child(
+            target = self.root.checkpoints / f"{task.agent_id}_gen{task.generation}.pt"
+            report, sha = train_and_checkpoint(
                 dataset,
                 task.genome,
+                target,
                 seed=task.seed,
                 agent_id=task.agent_id,
                 generation=task.generation,
                 torch_threads=task.torch_threads,
                 fee_bps=task.fee_bps,
             )
-            path, sha = "", ""
-            if report.ok and state is not None:
-                target = self.root.checkpoints / f"{task.agent_id}_gen{task.generation}.pt"
-                save_checkpoint(target, state, checkpoint_meta(report))
-                path, sha = str(target), file_sha256(target)
+            path = str(target) if sha else ""
             self._write_playground(task, report, path)
             return TrainOutcome(report, path, sha)
         finally:

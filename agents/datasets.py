@@ -27,9 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,10 +55,10 @@ from agents.banks import (
     whale_dataset,
 )
 from agents.dataset import Dataset
-from agents.flow import FlowSpec, read_trades
+from agents.flow import FlowSpec
+from agents.spec import plain
 from agents.specialties import get_specialty
-from market.regimes import RegimeRules
-from market.sentiment import read_sentiment
+from market.regimes import RegimeRule, RegimeRules
 from market.series import SeriesKey, normalize_symbol
 from market.timeframes import timeframe_ms
 from store.db import Store
@@ -75,10 +76,15 @@ __all__ = [
     "DailySentiment",
     "DataSources",
     "build_datasets",
+    "candles_of",
     "daily_sentiment",
     "dataset_path",
+    "need_file",
     "panel_dataset",
+    "per_symbol",
+    "prepare_datasets",
     "read_dataset",
+    "regime_rules_from_json",
     "rugpull_dataset",
     "sentiment_dataset",
     "stacked_dataset",
@@ -140,8 +146,68 @@ class DataSources:
     def key(self, symbol: str) -> SeriesKey:
         return SeriesKey(self.exchange, symbol, self.timeframe)
 
+    def to_json(self) -> dict[str, Any]:
+        """The data spec: every field but the store, as plain JSON values (regime rules and flow
+        as their fields); what ``agents.spec.spec_hash`` hashes for a run's data."""
+        out: dict[str, Any] = {}
+        for item in fields(self):
+            if item.name != "store":
+                out[item.name] = plain(_json_value(getattr(self, item.name)), item.name)
+        return out
 
-def _candles(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
+    @classmethod
+    def from_config(
+        cls,
+        store: Store,
+        data: Mapping[str, Any],
+        rules: RegimeRules,
+        *,
+        where: str = "data",
+    ) -> DataSources:
+        """The sources of a config's ``data`` section (evolve's or a trial config's): exchange,
+        timeframe, symbols, start and end (dates or ms, parsed naming ``<where>.start``), the
+        side files it names; the sentiment scout reads the first symbol. ``rules`` label the bars."""
+        from market.when import parse_when
+
+        def ms(name: str) -> int | None:
+            value = data.get(name)
+            return None if value is None else parse_when(str(value), f"{where}.{name}")
+
+        files = {
+            name: data[name]
+            for name in ("fear_greed", "social_sentiment", "trades", "rugpull_tokens")
+            if name in data
+        }
+        return cls(
+            store=store,
+            exchange=data["exchange"],
+            timeframe=data["timeframe"],
+            symbols=tuple(data["symbols"]),
+            start_ms=ms("start"),
+            end_ms=ms("end"),
+            sentiment_symbol=data["symbols"][0],
+            regime_rules=rules,
+            **files,
+        )
+
+
+def regime_rules_from_json(payload: Mapping[str, Any]) -> RegimeRules:
+    """The ``RegimeRules`` of their JSON (``DataSources.to_json()["regime_rules"]``)."""
+    return RegimeRules(
+        window=str(payload["window"]),
+        rules=tuple(RegimeRule(**dict(rule)) for rule in payload["rules"]),
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+def candles_of(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
+    """The store's candles of ``symbol`` for ``sources``; ValueError naming ``specialty`` when
+    there are none."""
     key = sources.key(symbol)
     frame = sources.store.candles.load_candles(key, sources.start_ms, sources.end_ms)
     if frame.empty:
@@ -153,7 +219,8 @@ def _candles(sources: DataSources, symbol: str, specialty: str) -> pd.DataFrame:
     return frame
 
 
-def _need(path: Path | None, specialty: str, attribute: str) -> Path:
+def need_file(path: Path | None, specialty: str, attribute: str) -> Path:
+    """``path`` (the ``DataSources`` field ``attribute``), which must be an existing file."""
     if path is None:
         raise FileNotFoundError(
             f"{specialty}: DataSources.{attribute} is not set; it needs that file"
@@ -163,13 +230,15 @@ def _need(path: Path | None, specialty: str, attribute: str) -> Path:
     return path
 
 
-def _per_symbol(
+def per_symbol(
     specialty: str, build: Callable[..., Dataset]
 ) -> Callable[[DataSources], list[Dataset]]:
+    """A specialty's ``build``: ``build(candles, name=, timeframe=, rules=)`` once per symbol."""
+
     def run(sources: DataSources) -> list[Dataset]:
         return [
             build(
-                _candles(sources, symbol, specialty),
+                candles_of(sources, symbol, specialty),
                 name=sources.key(symbol).file_stem,
                 timeframe=sources.timeframe,
                 rules=sources.regime_rules,
@@ -180,85 +249,43 @@ def _per_symbol(
     return run
 
 
-def _build_panel(sources: DataSources) -> list[Dataset]:
-    candles = {s: _candles(sources, s, "market_scanner") for s in sources.symbols}
-    name = f"{sources.exchange}_panel_{sources.timeframe}"
-    return [
-        panel_dataset(candles, name=name, timeframe=sources.timeframe, rules=sources.regime_rules)
-    ]
-
-
-def _build_whale(sources: DataSources) -> list[Dataset]:
-    if not sources.trades:
-        raise FileNotFoundError("whale_watcher: DataSources.trades names no trades file")
-    out = []
-    for path in sources.trades:
-        trades = read_trades(_need(path, "whale_watcher", "trades"))
-        stem = path.name.split(".", 1)[0]
-        out.append(
-            whale_dataset(
-                trades,
-                name=f"{stem}_{sources.trades_timeframe}",
-                timeframe=sources.trades_timeframe,
-                spec=sources.flow,
-                rules=sources.regime_rules,
-            )
-        )
-    return out
-
-
-def _build_sentiment(sources: DataSources) -> list[Dataset]:
-    symbol = sources.sentiment_symbol
-    fear_greed = read_sentiment(_need(sources.fear_greed, "sentiment_scout", "fear_greed"))
-    social = None
-    if sources.social_sentiment is not None:
-        path = _need(sources.social_sentiment, "sentiment_scout", "social_sentiment")
-        social = {stream: read_sentiment(path, label=stream) for stream in SOCIAL_STREAMS}
-    key = sources.key(symbol)
-    return [
-        sentiment_dataset(
-            _candles(sources, symbol, "sentiment_scout"),
-            fear_greed,
-            name=f"{key.file_stem}_sentiment",
-            timeframe=sources.timeframe,
-            social=social,
-            rules=sources.regime_rules,
-        )
-    ]
-
-
-def _build_rugpull(sources: DataSources) -> list[Dataset]:
-    path = _need(sources.rugpull_tokens, "rugpull_detector", "rugpull_tokens")
-    return [rugpull_dataset(pd.read_csv(path))]
-
-
-def _build_coordinator(sources: DataSources) -> list[Dataset]:
-    raise ValueError(
-        "report_coordinator: its dataset is stacked from the members' out-of-sample scores; "
-        "build it with stacked_dataset(base, predictions) once the members are scored"
-    )
-
-
-_BUILDERS: dict[str, Callable[[DataSources], list[Dataset]]] = {
-    "technical_analyst": _per_symbol("technical_analyst", technical_dataset),
-    "volume_hunter": _per_symbol("volume_hunter", volume_dataset),
-    "market_scanner": _build_panel,
-    "whale_watcher": _build_whale,
-    "sentiment_scout": _build_sentiment,
-    "rugpull_detector": _build_rugpull,
-    "report_coordinator": _build_coordinator,
-}
-
-
 def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
-    """The datasets of ``specialty`` for the run ``sources`` describes.
+    """The datasets of ``specialty`` for the run ``sources`` describes (its ``Specialty.build``).
 
     technical_analyst and volume_hunter: one per symbol; market_scanner: one panel; whale_watcher:
     one per trades file; sentiment_scout: one (``sentiment_symbol``); rugpull_detector: one;
     report_coordinator: none to build up front (raises; see :func:`stacked_dataset`).
     """
-    get_specialty(specialty)  # raises naming the known specialties
-    return _BUILDERS[specialty](sources)
+    return get_specialty(specialty).datasets(sources)  # raises naming the known specialties
+
+
+def prepare_datasets(
+    specialties: Iterable[str],
+    sources: DataSources,
+    home: Path | None,
+    *,
+    import_sample: bool = True,
+) -> dict[str, Dataset]:
+    """Every dataset of ``specialties`` (in that order) for ``sources``, keyed
+    ``"<specialty>/<name>"``: the one dataset preparation of evolution and Tune.
+
+    With ``import_sample``, the shipped sample is imported first when the store lacks one of the
+    run's series (``store.ingest.ensure_sample``). With ``home``, each is written under
+    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`).
+    """
+    from store.ingest import ensure_sample
+
+    if import_sample and any(
+        sources.store.candles.series_info(sources.key(s)) is None for s in sources.symbols
+    ):
+        ensure_sample(sources.store)
+    out: dict[str, Dataset] = {}
+    for specialty in specialties:
+        for dataset in build_datasets(specialty, sources):
+            out[f"{specialty}/{dataset.name}"] = dataset
+            if home is not None:
+                write_dataset(dataset, home)
+    return out
 
 
 # -- Parquet -------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ import ray  # noqa: E402
 import yaml  # noqa: E402
 
 from agents.inference import evaluate_inference_grid  # noqa: E402
+from agents.spec import TrainSpec  # noqa: E402
 from agents.specialties import get_specialty  # noqa: E402
 from agents.training import train_child  # noqa: E402
 from evolution.champions import ChampionPolicy  # noqa: E402
@@ -157,7 +158,9 @@ def run_loop(
     backtest_s: list[float] = []
     sharpes: dict[tuple[str, str], float | None] = {}
     began = time.perf_counter()
-    datasets = _datasets(store, home, configs[:1], store.regime_rules())
+    datasets = _datasets(
+        store, home, [TrainSpec.from_json(configs[0])], store.regimes.regime_rules()
+    )
     for config in configs:
         dataset = datasets[f"{config['specialty']}/{config['dataset']}"]
         config_hash = compute_config_hash(config)

@@ -90,7 +90,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 @app.command("demo")
 def demo(
     ctx: typer.Context,
-    evolve: bool = typer.Option(True, help="Also run the small evolution (2 to 3 minutes on 2 cores)."),
+    evolve: bool = typer.Option(
+        True, help="Also run the small evolution (2 to 3 minutes on 2 cores)."
+    ),
 ) -> None:
     """The shipped real sample: load and summarize it, evolve the seven specialties on it, and
     serve one prediction from the champions."""

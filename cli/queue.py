@@ -37,10 +37,12 @@ def add_cmd(
     grids: list[Path] = typer.Argument(..., help="Grid files, e.g. configs/grids/smoke.yaml."),
 ) -> None:
     """Queue every config of each grid (a config already queued or trained is skipped)."""
-    from tuning.grids import grid_hash, load_grid
+    from tuning.grids import grid_hash, load_grid, with_regime_rules
     from tuning.queue import add_grid, experiment_id
 
-    specs = [load_grid(path) for path in grids]  # every file validated before any is queued
+    rules = ctx.obj.config.regimes  # a trial's identity includes its regime rules
+    # Every file validated before any is queued.
+    specs = [with_regime_rules(load_grid(path), rules) for path in grids]
     tstore = open_store(ctx.obj).training
     for spec in specs:
         added, skipped = add_grid(tstore, spec, ctx.obj.config.regimes)

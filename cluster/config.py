@@ -113,6 +113,9 @@ class ClusterConfig(_Frozen):
 class EvolveConfig(_Frozen):
     seed: int = Field(42, ge=0)
     generations: int = Field(3, ge=1)
+    # Import paths ("package.module:ATTRIBUTE") of plug-in specialties the population may name;
+    # loaded when the config is validated, and by the Mother actor (agents.specialties).
+    plugins: tuple[str, ...] = ()
     population: dict[str, int]
     data: EvolveDataConfig = EvolveDataConfig()
     selection: str = "nsga2"
@@ -130,6 +133,14 @@ class EvolveConfig(_Frozen):
     def _selection(cls, value: str) -> str:
         if value not in ("nsga2", "tournament"):
             raise ValueError(f"must be 'nsga2' or 'tournament'; got {value!r}")
+        return value
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from agents.specialties import load_plugins
+
+        load_plugins(value)  # before population: it may name them
         return value
 
     @field_validator("population")

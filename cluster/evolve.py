@@ -7,28 +7,27 @@ child actors. The driver only shows progress; killing it loses nothing a resume 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 
 from agents.dataset import Dataset
-from agents.datasets import DataSources, build_datasets, write_dataset
+from agents.datasets import DataSources
+from agents.datasets import prepare_datasets as build_all
+from agents.spec import spec_hash
 from cluster.config import ConfigError, EvolveConfig, RedlineConfig, load_config
 from cluster.session import ensure_ray
 from evolution.crowning import consider_evolution_run
 from evolution.mother import COORDINATOR, EvolutionSettings, Progress
 from evolution.selection import KillRule
 from market.regimes import RegimeRules
-from market.series import SeriesKey
 from store.db import Store
-from store.ingest import ensure_sample
 from store.records.champions import PromotionRecord
 from store.records.population import RunRecord, RunStatus
 
@@ -36,59 +35,29 @@ logger = logging.getLogger(__name__)
 
 
 def config_hash(evolve: EvolveConfig, rules: RegimeRules) -> str:
-    """SHA-256 of the canonical JSON of the evolve section and the regime rules its children are
-    judged under: the run's identity with its seed (new rules, a new run)."""
-    payload = {"evolve": evolve.model_dump(mode="json"), "regimes": rules.to_dict()}
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _ms(text: str | None) -> int | None:
-    if text is None:
-        return None
-    from market.when import parse_when
-
-    return parse_when(text, "evolve.data.start/end")
+    """A run's identity with its seed: ``agents.spec.spec_hash`` (the one spec hash) of its evolve
+    section and the regime rules its bars are labelled with (other rules are another run)."""
+    return spec_hash({"evolve": evolve.model_dump(mode="json"), "regime_rules": asdict(rules)})
 
 
 def data_sources(evolve: EvolveConfig, store: Store, config: RedlineConfig) -> DataSources:
-    data = evolve.data
-    return DataSources(
-        store=store,
-        exchange=data.exchange,
-        timeframe=data.timeframe,
-        symbols=data.symbols,
-        start_ms=_ms(data.start),
-        end_ms=_ms(data.end),
-        sentiment_symbol=data.symbols[0],
-        fear_greed=data.fear_greed,
-        social_sentiment=data.social_sentiment,
-        trades=data.trades,
-        rugpull_tokens=data.rugpull_tokens,
-        regime_rules=config.regimes,
+    """The run's data spec (``evolve.data``, the config's regime rules) on ``store``."""
+    return DataSources.from_config(
+        store, evolve.data.model_dump(), config.regimes, where="evolve.data"
     )
 
 
 def prepare_datasets(
     evolve: EvolveConfig, store: Store, config: RedlineConfig, home: Path, *, write: bool = True
 ) -> dict[str, Dataset]:
-    """Every dataset the run's specialties eat, keyed ``"<specialty>/<name>"``."""
-    if evolve.data.import_sample:
-        wanted = {
-            SeriesKey(evolve.data.exchange, s, evolve.data.timeframe) for s in evolve.data.symbols
-        }
-        if any(store.candles.series_info(key) is None for key in wanted):
-            ensure_sample(store)
-    sources = data_sources(evolve, store, config)
-    out: dict[str, Dataset] = {}
-    for specialty in evolve.population:
-        if specialty == COORDINATOR:
-            continue
-        for dataset in build_datasets(specialty, sources):
-            out[f"{specialty}/{dataset.name}"] = dataset
-            if write:
-                write_dataset(dataset, home)
-    return out
+    """Every dataset the run's specialties eat, keyed ``"<specialty>/<name>"``
+    (``agents.datasets.prepare_datasets``; the coordinator's are stacked later)."""
+    return build_all(
+        [specialty for specialty in evolve.population if specialty != COORDINATOR],
+        data_sources(evolve, store, config),
+        home if write else None,
+        import_sample=evolve.data.import_sample,
+    )
 
 
 def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> EvolutionSettings:
@@ -123,6 +92,7 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         coordinator_members=evolve.coordinator_members,
         fee_bps=evolve.training.fee_bps,
         torch_threads=evolve.training.torch_threads,
+        plugins=evolve.plugins,
     )
 
 

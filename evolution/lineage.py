@@ -1,8 +1,9 @@
 """Lineage: every child's parents, operators and seed, so a family tree is a query.
 
-Agent ids are readable and deterministic: ``<prefix>-g<generation>-<index>``, e.g. ``ta-g002-003``
-for the fourth technical_analyst child born in generation 2. They are unique within a run (the run
-id scopes them in the database), and the same root seed gives the same ids.
+Agent ids are readable and deterministic: ``<prefix>-g<generation>-<index>`` (the prefix is the
+specialty's ``Specialty.prefix``), e.g. ``ta-g002-003`` for the fourth technical_analyst child born
+in generation 2. They are unique within a run (the run id scopes them in the database), and the
+same root seed gives the same ids.
 """
 
 from __future__ import annotations
@@ -12,38 +13,29 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agents.specialties import get_specialty, specialty_of_prefix
+
 logger = logging.getLogger(__name__)
 
-SPECIALTY_PREFIXES: dict[str, str] = {
-    "technical_analyst": "ta",
-    "volume_hunter": "vh",
-    "market_scanner": "ms",
-    "whale_watcher": "ww",
-    "sentiment_scout": "ss",
-    "rugpull_detector": "rd",
-    "report_coordinator": "rc",
-}
-_SPECIALTY_OF_PREFIX = {prefix: name for name, prefix in SPECIALTY_PREFIXES.items()}
 _AGENT_ID = re.compile(r"^(?P<prefix>[a-z]{2})-g(?P<generation>\d{3,})-(?P<index>\d{3,})$")
 
 
 def new_agent_id(specialty: str, generation: int, index: int) -> str:
     """``ta-g002-003``: specialty prefix, generation and index, zero-padded to three digits."""
-    if specialty not in SPECIALTY_PREFIXES:
-        names = ", ".join(SPECIALTY_PREFIXES)
-        raise ValueError(f"specialty must be one of {names}; got {specialty!r}")
+    prefix = get_specialty(specialty).prefix  # raises naming the known specialties
     for name, value in (("generation", generation), ("index", index)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
-    return f"{SPECIALTY_PREFIXES[specialty]}-g{generation:03d}-{index:03d}"
+    return f"{prefix}-g{generation:03d}-{index:03d}"
 
 
 def parse_agent_id(agent_id: str) -> tuple[str, int, int]:
     """(specialty, generation, index) of an id made by ``new_agent_id``."""
     match = _AGENT_ID.match(agent_id)
-    if match is None or match["prefix"] not in _SPECIALTY_OF_PREFIX:
+    specialty = specialty_of_prefix(match["prefix"]) if match is not None else None
+    if match is None or specialty is None:
         raise ValueError(f"agent_id must look like 'ta-g002-003'; got {agent_id!r}")
-    return _SPECIALTY_OF_PREFIX[match["prefix"]], int(match["generation"]), int(match["index"])
+    return specialty.name, int(match["generation"]), int(match["index"])
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from agents.dataset import Dataset
 from agents.datasets import stacked_dataset
 from agents.genome import Genome
 from agents.pool import TrainerPool
-from agents.specialties import get_specialty
+from agents.specialties import get_specialty, load_plugins
 from evolution.brain import COORDINATOR, fit_mother_brain
 from evolution.lineage import new_agent_id
 from evolution.seeds import child_seed, generation_rng, initial_population
@@ -82,8 +82,10 @@ class EvolutionSettings:
     coordinator_members: int = 2  # best children per member specialty stacked for the coordinator
     fee_bps: float = DEFAULT_FEE_BPS
     torch_threads: int = 1
+    plugins: tuple[str, ...] = ()  # import paths of plug-in specialties (agents.specialties)
 
     def __post_init__(self) -> None:
+        load_plugins(self.plugins)
         if self.generations < 1:
             raise ValueError(f"evolution.generations must be at least 1; got {self.generations}")
         for name, size in self.population.items():
@@ -121,6 +123,7 @@ class Mother:
         on_progress: Callable[[Progress], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        load_plugins(settings.plugins)  # settings may come unpickled in another process
         self.run_id = run_id
         self.runs = runs
         self.pool = pool

@@ -90,13 +90,12 @@ from agents.banks import (
     daily_sentiment,
     panel_dataset,
     sentiment_dataset,
-    technical_dataset,
-    volume_dataset,
 )
 from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import ChildNet, FrozenNet, load_model
+from agents.specialties import LiveInput, get_specialty
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels
 from market.sentiment import DAY_MS, read_sentiment
@@ -118,7 +117,6 @@ from store.paths import DataRoot
 from store.records.champions import RegimeBestRecord, Stage
 
 __all__ = [
-    "CANDLE_SPECIALTIES",
     "CheckpointRefused",
     "Ensemble",
     "Member",
@@ -130,18 +128,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Specialties whose features come from OHLCV candles alone, and the dataset builder of each.
-CANDLE_SPECIALTIES = {"technical_analyst": technical_dataset, "volume_hunter": volume_dataset}
-#: Specialties that read the candles and what their run's sources name: the daily sentiment
-#: files, the store's candles of the panel's other symbols.
-SOURCED_SPECIALTIES = ("sentiment_scout", "market_scanner")
-_NOT_FED = {
-    "whale_watcher": "needs the series' public trades (its 5m flow bars); /v1/predict carries "
-    "candles",
-    "rugpull_detector": "scores tokens: POST /v1/rugpull",
-    "report_coordinator": "the coordinators are the mother brain's",
-}
-_SENTIMENT, _PANEL = SOURCED_SPECIALTIES
 _VOTING_STAGES = (Stage.PAPER, Stage.MATURE)
 _RUGPULL = "rugpull_detector"
 _TOP_FEATURES = 5
@@ -351,13 +337,14 @@ def _source(
 ) -> Source | None:
     """What ``row``'s specialty reads beside the candles, from its run's ``data`` config
     (ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
-    if row.specialty not in SOURCED_SPECIALTIES:
+    live = get_specialty(row.specialty).live
+    if live not in (LiveInput.DAILY_SENTIMENT, LiveInput.PANEL):
         return None
     run = store.runs.get_run(row.run_id)
     data = (run.config.get("data") if run is not None else None) or {}
     if not data:
         raise ValueError(f"its run {row.run_id!r} records no data sources (evolve.data)")
-    if row.specialty == _PANEL:
+    if live is LiveInput.PANEL:
         return PanelSource(str(data.get("exchange", "binance")), str(data.get("timeframe", "1h")),
                            tuple(normalize_symbol(s) for s in data.get("symbols") or ()))  # fmt: skip
     fear_greed, social = data.get("fear_greed"), data.get("social_sentiment")
@@ -490,10 +477,11 @@ class _CandleWork:
         self, specialty: str, source: Source | None, feature_set: str | None, tail: int | None
     ) -> Dataset | str:
         timeframe, rules = self._series.timeframe, self._rules
-        if specialty in CANDLE_SPECIALTIES:
-            return CANDLE_SPECIALTIES[specialty](self._candles, name="live", timeframe=timeframe,
-                                                 rules=rules, regimes=self._regimes,
-                                                 feature_set=feature_set, tail=tail)  # fmt: skip
+        live_dataset = get_specialty(specialty).live_dataset  # set for live inputs CANDLES
+        if live_dataset is not None:
+            return live_dataset(self._candles, name="live", timeframe=timeframe, rules=rules,
+                                regimes=self._regimes, feature_set=feature_set,
+                                tail=tail)  # fmt: skip
         if isinstance(source, SentimentSource):
             stale = source.stale(int(self._candles["ts"][-1]))
             if stale is not None:
@@ -664,7 +652,13 @@ class Ensemble:
         unavailable: list[ModelEntry] = []
         rugpull: list[Member] = []
         for row in rows:
-            reason = _NOT_FED.get(row.specialty) if row.specialty != _RUGPULL else None
+            try:
+                specialty = get_specialty(row.specialty)  # a plug-in loads by REDLINE_SPECIALTIES
+            except ValueError as exc:
+                unavailable.append(_entry(row, None, None, False, f"refused: {exc}"))
+                continue
+            fed = specialty.votes or specialty.live is LiveInput.TOKENS  # tokens: /v1/rugpull
+            reason = None if fed else specialty.live_reason
             if row.stage not in _VOTING_STAGES:
                 reason = f"stage {row.stage}: only {' and '.join(_VOTING_STAGES)} champions vote"
             if reason is not None:

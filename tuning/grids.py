@@ -36,20 +36,19 @@ A **trial config** (:func:`expand`, :func:`config_from_params`) is a plain dict:
     {"specialty", "dataset", "data": {exchange, timeframe, symbols, start, end}, "genome": {...},
      "seed", "inference": {"threshold": [...], "horizon": [...], "size": [...]}, "fee_bps", "grid"}
 
-One trial per dataset the specialty builds from ``data`` (technical_analyst and volume_hunter:
-one per symbol; sentiment_scout: the first symbol; panels and files are not searchable yet) and per genome.
+One trial per dataset the specialty builds from ``data`` (its ``Specialty.grid_datasets``:
+technical_analyst and volume_hunter: one per symbol; sentiment_scout: the first symbol; panels and
+files are not searchable yet) and per genome.
 :func:`compute_config_hash` is its identity (the ``grid`` name is left out: the same config added
 by two grids trains once).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +56,15 @@ import numpy as np
 import yaml
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GeneValue, GenomeSpace, IntGene
+from agents.spec import plain, spec_hash
 from agents.specialties import SPECIALTIES, get_specialty
 from market.backtest import DEFAULT_FEE_BPS
-from market.series import SeriesKey, normalize_symbol
+from market.regimes import RegimeRules
+from market.series import normalize_symbol
 from market.timeframes import timeframe_ms
 
 __all__ = [
     "CHAMPION_KEYS",
-    "GRID_SPECIALTIES",
     "SEARCHES",
     "GridError",
     "GridSpec",
@@ -78,12 +78,10 @@ __all__ = [
     "optuna_space",
     "params_of",
     "parse_grid",
+    "with_regime_rules",
 ]
 
 SEARCHES: tuple[str, ...] = ("grid", "random", "optuna")
-#: Specialties a grid can search: their datasets come from the ``data`` section alone, and their
-#: models trade one series (``agents.inference`` backtests single-series models only).
-GRID_SPECIALTIES: tuple[str, ...] = ("technical_analyst", "volume_hunter", "sentiment_scout")
 #: ``champions:`` override keys and whether each is an integer.
 CHAMPION_KEYS: dict[str, bool] = {
     "margin": False,
@@ -140,42 +138,15 @@ class GridSpec:
 # --- hashing -----------------------------------------------------------------------------------
 
 
-def _plain(value: Any, where: str = "config") -> Any:
-    """``value`` with numpy scalars, arrays and tuples turned into plain Python (for JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, str | int | float):
-        return value
-    raise TypeError(f"{where}: {type(value).__name__} {value!r} is not a JSON value")
-
-
-def _digest(value: Any) -> str:
-    try:
-        text = json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except ValueError as exc:  # NaN or infinity
-        raise ValueError(f"a config must hold finite numbers only: {exc}") from None
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def compute_config_hash(config: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the trial config's canonical JSON (sorted keys, no spaces, no NaN), with
-    numpy scalars and tuples made plain and the ``grid`` key left out."""
-    return _digest({key: value for key, value in config.items() if key != "grid"})
+    """The trial config's identity: ``agents.spec.spec_hash`` (the one spec hash) of it without the
+    ``grid`` key; equals ``TrainSpec.from_json(config).hash``."""
+    return spec_hash({key: value for key, value in config.items() if key != "grid"})
 
 
 def grid_hash(spec: GridSpec) -> str:
     """SHA-256 hex of the spec's canonical dict (its ``path`` left out)."""
-    return _digest(spec.canonical())
+    return spec_hash(spec.canonical())
 
 
 # --- loading and validation --------------------------------------------------------------------
@@ -371,14 +342,14 @@ def parse_grid(raw: Any, *, name: str = "grid", path: Path | None = None) -> Gri
     if not isinstance(grid_name, str) or not 0 < len(grid_name) <= 128:
         raise GridError(f"grid.name: must be a string of 1 to 128 characters; got {grid_name!r}")
     specialty = grid.get("specialty")
-    if specialty not in SPECIALTIES:
+    if not isinstance(specialty, str) or specialty not in SPECIALTIES:
         raise GridError(
             f"grid.specialty: {specialty!r} is not a specialty; one of {', '.join(SPECIALTIES)}"
         )
-    if specialty not in GRID_SPECIALTIES:
+    if not get_specialty(specialty).searchable:
         raise GridError(
             f"grid.specialty: {specialty!r} cannot be searched by a grid yet (its datasets do not "
-            f"come from candles alone); one of {', '.join(GRID_SPECIALTIES)}"
+            f"come from candles alone); one of {', '.join(_searchable())}"
         )
     search = grid.get("search", "grid")
     if search not in SEARCHES:
@@ -431,18 +402,29 @@ def load_grid(path: str | Path) -> GridSpec:
         raise GridError(f"{path}: {exc}") from None
 
 
+def with_regime_rules(spec: GridSpec, rules: RegimeRules) -> GridSpec:
+    """``spec`` whose trials label their bars with ``rules``: the rules join every trial config's
+    ``data`` (``data.regime_rules``), so a trial's hash covers them and its datasets are built with
+    them whatever the store's definitions say when it trains (``redline queue add`` uses the
+    config's rules)."""
+    return replace(spec, data={**spec.data, "regime_rules": plain(asdict(rules))})
+
+
 # --- expansion ---------------------------------------------------------------------------------
+
+
+def _searchable() -> list[str]:
+    """The specialties a grid may search (``Specialty.grid_datasets`` set)."""
+    return [name for name, specialty in SPECIALTIES.items() if specialty.searchable]
 
 
 def dataset_names(specialty: str, data: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     """``[(dataset name, its symbols)]`` that ``agents.datasets.build_datasets`` builds from
-    ``data`` for ``specialty`` (names as the builders give them)."""
-    exchange, timeframe, symbols = data["exchange"], data["timeframe"], list(data["symbols"])
-    if specialty in ("technical_analyst", "volume_hunter"):
-        return [(SeriesKey(exchange, s, timeframe).file_stem, [s]) for s in symbols]
-    if specialty == "sentiment_scout":
-        return [(f"{SeriesKey(exchange, symbols[0], timeframe).file_stem}_sentiment", symbols[:1])]
-    raise GridError(f"grid.specialty: {specialty!r} is not one of {', '.join(GRID_SPECIALTIES)}")
+    ``data`` for ``specialty`` (names as the builders give them: ``Specialty.grid_datasets``)."""
+    grid_datasets = get_specialty(specialty).grid_datasets
+    if grid_datasets is None:
+        raise GridError(f"grid.specialty: {specialty!r} is not one of {', '.join(_searchable())}")
+    return grid_datasets(data["exchange"], data["timeframe"], list(data["symbols"]))
 
 
 def _trial(
@@ -564,7 +546,7 @@ def config_from_params(spec: GridSpec, params: Mapping[str, Any]) -> dict[str, A
     chosen: dict[str, Any] = {}
     for name, entry in spec.genome.items():
         if name in params:
-            chosen[name] = _gene_value(genes[name], _plain(params[name]), f"params.{name}")
+            chosen[name] = _gene_value(genes[name], plain(params[name]), f"params.{name}")
         elif isinstance(entry, list):
             chosen[name] = entry[0]
         elif isinstance(entry, Mapping):

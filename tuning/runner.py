@@ -11,12 +11,13 @@ killed at any point is resumed by running its configs again.
 Each trial, in its Tune worker (one CPU, actors reused between trials):
 
 1. skips a config whose queue row was paused or cancelled meanwhile, else marks it RUNNING;
-2. trains with ``agents.training.train_child`` (the function evolution uses), agent id
-   ``tr-<config_hash[:12]>``, one torch thread;
-3. writes the weights-only checkpoint ``<home>/checkpoints/tune/<config_hash>.pt`` (written beside
-   its name and renamed into place; ``agents.models.save_checkpoint``);
-4. backtests the inference grid on the out-of-sample rows (``agents.inference``);
-5. writes the training run, its inference backtests and its queue row's status in one transaction
+2. trains and checkpoints with ``agents.child.train_and_checkpoint`` (the step evolution's
+   children take), agent id ``tr-<config_hash[:12]>``, one torch thread, the weights-only
+   checkpoint at ``<home>/checkpoints/tune/<config_hash>.pt`` (written beside its name and renamed
+   into place);
+3. backtests the inference grid on the out-of-sample rows (``agents.inference``); a checkpoint
+   whose backtest fails is deleted again;
+4. writes the training run, its inference backtests and its queue row's status in one transaction
    (``TrainingStore.finish_training_run``), then ``tune.report``\\ s ``sharpe`` (the best inference
    backtest's) and ``objective`` (what the Bayesian search maximizes: that Sharpe, 0.0 when no
    inference config traded).
@@ -43,13 +44,12 @@ from typing import Any
 
 import ray
 
-from agents.child import file_sha256
+from agents.child import train_and_checkpoint
 from agents.dataset import Dataset
-from agents.datasets import DataSources, build_datasets, write_dataset
+from agents.datasets import DataSources, prepare_datasets, regime_rules_from_json
 from agents.inference import evaluate_inference_grid
-from agents.models import save_checkpoint
-from agents.specialties import get_specialty
-from agents.training import ChildReport, checkpoint_meta, train_child
+from agents.spec import TrainSpec
+from agents.training import ChildReport
 from market.regimes import RegimeRules
 from store.db import Store
 from store.records.training import InferenceBacktestRecord, TrainingRunRecord, TrainingStatus
@@ -58,7 +58,6 @@ from tuning.grids import (
     GridSpec,
     compute_config_hash,
     config_from_params,
-    inference_configs,
     optuna_space,
     params_of,
 )
@@ -121,17 +120,15 @@ def _training_store(store_url: str, home: str) -> TrainingStore:
     return Store.open(store_url, home=Path(home)).training
 
 
-def _record(
-    config: Mapping[str, Any], config_hash: str, experiment: str, report: ChildReport | None
-) -> TrainingRunRecord:
+def _record(spec: TrainSpec, experiment: str, report: ChildReport | None) -> TrainingRunRecord:
     """The FAILED/DONE record skeleton of a config (status FAILED until filled in)."""
     return TrainingRunRecord(
-        config_hash=config_hash,
+        config_hash=spec.hash,
         experiment=experiment,
-        specialty=str(config["specialty"]),
-        dataset=str(config["dataset"]),
-        config=json.loads(json.dumps(config)),
-        seed=int(config["seed"]),
+        specialty=spec.specialty,
+        dataset=spec.dataset,
+        config=spec.to_json(),
+        seed=spec.seed,
         status=TrainingStatus.FAILED,
         dataset_digest=report.dataset_digest if report else "",
         train_seconds=report.train_seconds if report else None,
@@ -139,28 +136,34 @@ def _record(
 
 
 def _train_and_store(
-    config: Mapping[str, Any],
-    config_hash: str,
+    spec: TrainSpec,
     dataset: Dataset,
     tstore: TrainingStore,
     home: Path,
     experiment: str,
 ) -> tuple[TrainingRunRecord, list[InferenceBacktestRecord]]:
-    """Train, checkpoint, backtest and store one config; returns what was stored."""
-    genome = get_specialty(str(config["specialty"])).space.validate(config["genome"])
-    report, state = train_child(
-        dataset, genome, seed=int(config["seed"]), agent_id=f"tr-{config_hash[:12]}",
-        generation=0, fee_bps=float(config["fee_bps"]), torch_threads=1,
-    )  # fmt: skip
-    record = _record(config, config_hash, experiment, report)
-    backtests: list[InferenceBacktestRecord] = []
+    """Train and checkpoint (``agents.child.train_and_checkpoint``, as evolution's children do),
+    backtest and store one config; returns what was stored."""
+    config_hash = spec.hash
     target = home / checkpoint_relpath(config_hash)
-    if not report.ok or state is None:
+    meta = {
+        "config_hash": config_hash,
+        "experiment": experiment,
+        "config_json": json.dumps(spec.to_json(), sort_keys=True),
+    }
+    report, sha = train_and_checkpoint(
+        dataset, spec.validated_genome(), target, seed=spec.seed,
+        agent_id=f"tr-{config_hash[:12]}", generation=0, fee_bps=spec.fee_bps, torch_threads=1,
+        meta=meta,
+    )  # fmt: skip
+    record = _record(spec, experiment, report)
+    backtests: list[InferenceBacktestRecord] = []
+    if not sha:
         record = replace(record, reason=report.reason or "training failed")
     else:
         try:
             results = evaluate_inference_grid(
-                report, dataset, inference_configs(config), fee_bps=float(config["fee_bps"])
+                report, dataset, spec.inference_configs(), fee_bps=spec.fee_bps
             )
             backtests = [
                 InferenceBacktestRecord(
@@ -173,18 +176,12 @@ def _train_and_store(
                 )
                 for inference, metrics, per_regime in results
             ]
-            meta = checkpoint_meta(report) | {
-                "config_hash": config_hash,
-                "experiment": experiment,
-                "config_json": json.dumps(config, sort_keys=True),
-            }
-            save_checkpoint(target, state, meta)
             metrics = report.metrics
             record = replace(
                 record, status=TrainingStatus.DONE, metrics=metrics, per_regime=report.per_regime,
                 sharpe=metrics.get("sharpe"), max_drawdown=metrics.get("max_drawdown"),
                 hit_rate=metrics.get("direction_hit_rate"), model_path=checkpoint_relpath(config_hash),
-                model_sha256=file_sha256(target),
+                model_sha256=sha,
             )  # fmt: skip
         except Exception as exc:  # a model we cannot backtest is a result, not a crash
             logger.warning("trial %s: %s", config_hash[:12], exc, exc_info=True)
@@ -210,7 +207,7 @@ def _remove_unrecorded(tstore: TrainingStore, config_hash: str, target: Path) ->
 def _tune_trial(
     params: dict[str, Any],
     *,
-    configs: dict[str, dict[str, Any]] | None,
+    configs: dict[str, TrainSpec] | None,
     spec: GridSpec | None,
     datasets: dict[str, Dataset],
     store_url: str,
@@ -224,8 +221,8 @@ def _tune_trial(
         config = configs[params["config_hash"]]
     else:
         assert spec is not None
-        config = config_from_params(spec, params)
-    config_hash = compute_config_hash(config)
+        config = TrainSpec.from_json(config_from_params(spec, params))
+    config_hash = config.hash
     tstore = _training_store(store_url, home)
     stored = tstore.training_run(config_hash)
     if stored is not None and stored.status == "DONE":  # e.g. Optuna proposed a config again
@@ -237,10 +234,8 @@ def _tune_trial(
         tune.report(_metrics(config_hash, "STOPPED", None, 0.0, "queue paused or cancelled"))
         return
     tstore.set_queue_status([config_hash], "RUNNING")
-    dataset = datasets[f"{config['specialty']}/{config['dataset']}"]
-    record, backtests = _train_and_store(
-        config, config_hash, dataset, tstore, Path(home), experiment
-    )
+    dataset = datasets[config.key]
+    record, backtests = _train_and_store(config, dataset, tstore, Path(home), experiment)
     score = trial_score(backtests)
     tune.report(
         _metrics(config_hash, record.status, score, record.train_seconds or 0.0, record.reason)
@@ -265,52 +260,31 @@ def _metrics(
 # --- the driver --------------------------------------------------------------------------------
 
 
-def _sources(store: Store, specialty_data: Mapping[str, Any], rules: RegimeRules) -> DataSources:
-    from market.when import parse_when
-
-    def ms(value: str | None, name: str) -> int | None:
-        return None if value is None else parse_when(str(value), f"data.{name}")
-
-    return DataSources(
-        store=store,
-        exchange=specialty_data["exchange"],
-        timeframe=specialty_data["timeframe"],
-        symbols=tuple(specialty_data["symbols"]),
-        start_ms=ms(specialty_data.get("start"), "start"),
-        end_ms=ms(specialty_data.get("end"), "end"),
-        sentiment_symbol=specialty_data["symbols"][0],
-        regime_rules=rules,
-    )
+def _rules(config: TrainSpec, fallback: RegimeRules) -> RegimeRules:
+    """The regime rules a trial's bars are labelled with: its config's (``data.regime_rules``,
+    part of its hash), else, for a config queued without them, ``fallback`` (its experiment's
+    stored rules, else the store's definitions)."""
+    raw = config.data.get("regime_rules")
+    return fallback if raw is None else regime_rules_from_json(raw)
 
 
 def _datasets(
-    store: Store, home: Path, configs: Sequence[Mapping[str, Any]], rules: RegimeRules
+    store: Store, home: Path, configs: Sequence[TrainSpec], fallback: RegimeRules
 ) -> dict[str, Dataset]:
-    """Every dataset the configs name, built once per (specialty, data), keyed
-    ``"<specialty>/<dataset>"`` and labelled with the regime ``rules``; the shipped sample is
-    imported for a missing series."""
-    from market.series import SeriesKey
-    from store.ingest import ensure_sample
-
+    """Every dataset the configs name, built once per (specialty, data) by
+    ``agents.datasets.prepare_datasets`` (as evolution builds its own), keyed
+    ``"<specialty>/<dataset>"``; the shipped sample is imported for a missing series. Bars are
+    labelled with the config's regime rules (:func:`_rules`)."""
     out: dict[str, Dataset] = {}
     done: set[str] = set()
     for config in configs:
-        key = f"{config['specialty']}/{config['dataset']}"
-        group = json.dumps([config["specialty"], config["data"]], sort_keys=True)
-        if key in out or group in done:
-            if key not in out:
-                raise ValueError(f"{key}: no such dataset is built from {config['data']}")
-            continue
-        done.add(group)
-        data = config["data"]
-        keys = [SeriesKey(data["exchange"], s, data["timeframe"]) for s in data["symbols"]]
-        if any(store.candles.series_info(k) is None for k in keys):
-            ensure_sample(store)
-        for dataset in build_datasets(str(config["specialty"]), _sources(store, data, rules)):
-            out[f"{config['specialty']}/{dataset.name}"] = dataset
-            write_dataset(dataset, home)
-        if key not in out:
-            raise ValueError(f"{key}: no such dataset is built from {config['data']}")
+        group = json.dumps([config.specialty, config.data], sort_keys=True)
+        if config.key not in out and group not in done:
+            done.add(group)
+            sources = DataSources.from_config(store, config.data, _rules(config, fallback))
+            out |= prepare_datasets([config.specialty], sources, home)
+        if config.key not in out:
+            raise ValueError(f"{config.key}: no such dataset is built from {dict(config.data)}")
     return out
 
 
@@ -439,7 +413,7 @@ def _stopper(should_stop: Callable[[], bool], poll_s: float) -> Any:
 
 
 def run_trials(
-    configs: Sequence[Mapping[str, Any]],
+    configs: Sequence[Mapping[str, Any] | TrainSpec],
     *,
     store_url: str,
     home: Path,
@@ -480,7 +454,7 @@ def run_trials(
             )
         outcomes = _Outcomes(on_trial)
         skipped: list[TrialOutcome] = []
-        pending: dict[str, dict[str, Any]] = {}
+        pending: dict[str, TrainSpec] = {}
         spec: GridSpec | None = None
         if search == "optuna":
             if optuna is None:
@@ -488,10 +462,10 @@ def run_trials(
             spec, n_trials, history = optuna
             if n_trials < 1:
                 return []
-            wanted = [config_from_params(spec, {})]
+            wanted = [TrainSpec.from_json(config_from_params(spec, {}))]
         else:
-            for config in configs:
-                config_hash = compute_config_hash(config)
+            for config in map(TrainSpec.from_json, configs):  # typed from here on
+                config_hash = config.hash
                 if config_hash in pending:
                     continue
                 stored = tstore.training_run(config_hash)
@@ -504,13 +478,13 @@ def run_trials(
                     if on_trial is not None:
                         on_trial(outcome)
                 else:
-                    pending[config_hash] = json.loads(json.dumps(dict(config)))
+                    pending[config_hash] = config
             if not pending:
                 return skipped
             wanted = list(pending.values())
         # Trials are labelled with the rules their experiment was added under (`queue add`
         # stores them); an experiment from before that: the table's, as it always was.
-        rules = tstore.runs.require_run(experiment).regime_rules or store.regimes.regime_rules()
+        rules = store.runs.require_run(experiment).regime_rules or store.regimes.regime_rules()
         datasets = _datasets(store, home, wanted, rules)
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -559,7 +533,7 @@ def _dirname(trial: Any) -> str:
 def _finish(
     outcomes: _Outcomes,
     tstore: TrainingStore,
-    pending: Mapping[str, dict[str, Any]],
+    pending: Mapping[str, TrainSpec],
     spec: GridSpec | None,
     experiment: str,
     home: Path,
@@ -575,10 +549,10 @@ def _finish(
         if params.get("config_hash") in pending:
             config = pending[params["config_hash"]]
         elif spec is not None:
-            config = config_from_params(spec, params)
+            config = TrainSpec.from_json(config_from_params(spec, params))
         else:
             continue
-        config_hash = compute_config_hash(config)
+        config_hash = config.hash
         if config_hash in seen:
             continue
         seen.add(config_hash)
@@ -589,7 +563,7 @@ def _finish(
         reason = f"trial raised: {_first_line(error) if error else 'unknown error'}"
         stored = tstore.training_run(config_hash)
         if stored is None or stored.status != "DONE":
-            failed = replace(_record(config, config_hash, experiment, None), reason=reason)
+            failed = replace(_record(config, experiment, None), reason=reason)
             tstore.finish_training_run(failed, [])
             (home / checkpoint_relpath(config_hash)).unlink(missing_ok=True)
         outcome = TrialOutcome(config_hash, "FAILED", None, 0.0, 0.0, reason)

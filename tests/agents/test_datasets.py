@@ -34,7 +34,7 @@ from agents.datasets import (
 )
 from agents.flow import FlowSpec, read_trades, trades_to_candles, whale_flow
 from agents.genome import Genome
-from agents.specialties import FEATURE_SETS
+from agents.specialties import BUILTIN, get_specialty
 from agents.training import window_inputs
 from market.files import write_parquet
 from market.regimes import classify_regimes
@@ -87,7 +87,7 @@ def sample(sample_store: Store, shared_data: Path) -> DataSources:
 
 @pytest.fixture(scope="module")
 def sample_sets(sample: DataSources) -> dict[str, list[Dataset]]:
-    names = [name for name in FEATURE_SETS if name != "report_coordinator"]
+    names = [name for name in BUILTIN if name != "report_coordinator"]
     return {name: build_datasets(name, sample) for name in names}
 
 
@@ -154,7 +154,7 @@ def test_each_specialty_builds_clean_datasets(
         assert ds.features.dtype == np.float32 and ds.features.flags.c_contiguous
         assert np.isfinite(ds.features).all()  # warm-up rows dropped, nothing else missing
         assert ds.ts.dtype == np.int64
-        assert tuple(ds.feature_sets) == FEATURE_SETS[specialty]
+        assert tuple(ds.feature_sets) == get_specialty(specialty).feature_sets
         assert ds.feature_sets["all"] == tuple(range(len(ds.feature_names)))
         for key, columns in ds.feature_sets.items():
             assert columns and len(set(columns)) == len(columns), key

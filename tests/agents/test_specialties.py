@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agents.genome import ChoiceGene, FloatGene, GenomeSpace, IntGene
-from agents.specialties import FEATURE_SETS, SPECIALTIES, TASKS, Specialty, get_specialty
+from agents.specialties import SPECIALTIES, TASKS, Specialty, get_specialty
 
 SEVEN = (
     "technical_analyst",
@@ -44,9 +44,9 @@ def test_unknown_specialty_names_the_known_ones() -> None:
 def test_a_specialty_checks_its_task_and_space() -> None:
     space = SPECIALTIES["technical_analyst"].space
     with pytest.raises(ValueError, match="task must be one of direction, rank, classify; got 'x'"):
-        Specialty("technical_analyst", "d", "x", space, "i")  # type: ignore[arg-type]
+        Specialty("technical_analyst", "d", "x", space, "i", prefix="ta")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="its genome space is for 'technical_analyst'"):
-        Specialty("volume_hunter", "d", "direction", space, "i")
+        Specialty("volume_hunter", "d", "direction", space, "i", prefix="vh")
 
 
 @pytest.mark.parametrize("name", SEVEN)
@@ -56,7 +56,7 @@ def test_spaces_use_contract_gene_names_and_cpu_sized_bounds(name: str) -> None:
     genes = {gene.name: gene for gene in space.genes}
     feature_set = genes["feature_set"]
     assert isinstance(feature_set, ChoiceGene)
-    assert feature_set.choices == FEATURE_SETS[name] and "all" in feature_set.choices
+    assert feature_set.choices == get_specialty(name).feature_sets and "all" in feature_set.choices
     hidden, depth, epochs = genes["hidden"], genes["depth"], genes["epochs"]
     assert isinstance(hidden, IntGene) and hidden.low >= 8 and hidden.high <= 64
     assert isinstance(depth, IntGene) and depth.low == 1 and depth.high <= 3

@@ -72,12 +72,11 @@ def _run(scenario: str, home: Path) -> None:
     from store.db import Store
     from store.ingest import import_file, sample_files
     from store.paths import DataRoot
-    from store.records import AgentRecord, RunRecord
-    from store.runs import RunStore
+    from store.records.population import AgentRecord, RunRecord
 
     # The store's clock too: rows stamped when they are written compare across runs.
     store = Store.open(f"sqlite:///{home / 'redline.db'}", home=home, clock=lambda: NOW)
-    runs = RunStore(store, clock=lambda: NOW)
+    runs = store.runs  # the same clock: one database object hands it to every repository
     if scenario != "resume":
         (btc,) = (path for path in sample_files() if path.name.startswith("binance_BTC-USDT_1h"))
         import_file(store, btc)

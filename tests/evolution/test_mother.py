@@ -37,7 +37,7 @@ from evolution.seeds import child_seed, initial_population
 from evolution.selection import DEFAULT_WEIGHTS
 from store.db import Store
 from store.paths import DataRoot
-from store.records import AgentRecord
+from store.records.population import AgentRecord
 from store.runs import RunStore
 from tests.evolution.mother_scenarios import (
     CRASH_EXIT,
@@ -65,7 +65,7 @@ class Ran:
 
     @cached_property
     def runs(self) -> RunStore:
-        return RunStore(Store.open(f"sqlite:///{self.home / 'redline.db'}", home=self.home))
+        return Store.open(f"sqlite:///{self.home / 'redline.db'}", home=self.home).runs
 
     def agents(self) -> list[AgentRecord]:
         return self.runs.agents(RUN_ID)

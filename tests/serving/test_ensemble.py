@@ -14,11 +14,11 @@ import torch
 from agents.banks import RUGPULL_FEATURES, SAMPLE_DIR
 from agents.genome import Genome
 from agents.models import ChildNet, load_model
+from agents.specialties import get_specialty
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_frame
 from market.series import CANDLE_COLUMNS
 from serving.ensemble import (
-    CANDLE_SPECIALTIES,
     Ensemble,
     _Coordinator,
     candle_columns,
@@ -58,7 +58,9 @@ def test_predict_reads_the_regime_and_the_champions_votes(champions: Champions) 
         trained = champions.trained[member.specialty]
         assert member.agent_id == trained.report.agent_id and member.generation == 3
         # The member's score is its model on the features its training dataset builder makes.
-        ds = CANDLE_SPECIALTIES[member.specialty](candles, name="x", timeframe="1h")
+        live_dataset = get_specialty(member.specialty).live_dataset
+        assert live_dataset is not None
+        ds = live_dataset(candles, name="x", timeframe="1h")
         x = window_inputs(ds, trained.report.genome, np.array([ds.n_rows - 1]))
         model = load_model(trained.path)[0]
         with torch.no_grad():

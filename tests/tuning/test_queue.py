@@ -31,6 +31,7 @@ import pytest
 import ray
 import yaml
 
+from cluster.config import load_config
 from store.champions import ChampionStore
 from store.db import Store
 from store.records.champions import PromotionRecord, RegimeBestRecord
@@ -38,7 +39,14 @@ from store.records.population import AgentRecord, GenerationRecord, RunRecord
 from store.training import TrainingStore
 from tests.support.smoke import REPO, run_cli, sqlite_url
 from tests.support.waiting import table_rows, wait_for
-from tuning.grids import GridError, compute_config_hash, expand, load_grid
+from tuning.grids import (
+    GridError,
+    GridSpec,
+    compute_config_hash,
+    expand,
+    load_grid,
+    with_regime_rules,
+)
 from tuning.queue import experiment_id, queue_running, tune_checkpoint
 
 SMOKE_GRID = REPO / "configs" / "grids" / "smoke.yaml"
@@ -55,6 +63,11 @@ def small_grid(path: Path) -> Path:
     raw["grid"]["inference"] = {"threshold": [0.1, 0.3], "horizon": [1, 4], "size": [1.0]}
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def queued_spec(grid: Path) -> GridSpec:
+    """The grid as ``redline queue add`` queues it: with the config's regime rules."""
+    return with_regime_rules(load_grid(grid), load_config().regimes.to_rules())
 
 
 def free_cpus() -> float:
@@ -86,7 +99,7 @@ class Queue:
 
     @property
     def hashes(self) -> set[str]:
-        return {compute_config_hash(config) for config in expand(load_grid(self.grid))}
+        return {compute_config_hash(config) for config in expand(queued_spec(self.grid))}
 
     def start(self, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "REDLINE_DATABASE_URL"}
@@ -177,7 +190,7 @@ def test_add_queues_each_config_once_and_status_counts_them(tmp_path: Path) -> N
 
     tstore = tstore_of(home)
     items = tstore.queue_items()
-    spec = load_grid(grid)
+    spec = queued_spec(grid)
     assert [i.config_hash for i in items[:CONFIGS]] == [
         compute_config_hash(c) for c in expand(spec)
     ]

@@ -1,0 +1,34 @@
+"""rugpull_detector: classifies Uniswap V2 tokens as rug pulls from on-chain features."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from agents.banks import rugpull_dataset
+from agents.dataset import Dataset
+from agents.datasets import DataSources, need_file
+from agents.genome import ChoiceGene, GenomeSpace
+from agents.specialties.base import LiveInput, Specialty, model_genes
+
+NAME = "rugpull_detector"
+
+
+def build(sources: DataSources) -> list[Dataset]:
+    """One dataset of the tokens file."""
+    return [rugpull_dataset(pd.read_csv(need_file(sources.rugpull_tokens, NAME, "rugpull_tokens")))]
+
+
+SPECIALTY = Specialty(
+    NAME,
+    "Classifies Uniswap V2 tokens as rug pulls from 18 on-chain features (about 9 in 10 "
+    "tokens of the data set are rug pulls: judged by AUC, precision and recall).",
+    "classify",
+    # Tokens are not a time series: no lookback, no horizon, no trading threshold.
+    GenomeSpace(NAME, (ChoiceGene("feature_set", ("activity", "holders", "all")), *model_genes())),
+    "rugpull_uniswapv2_tokens.csv.gz: 18 token features and is_rugpull",
+    prefix="rd",
+    eats=("rugpull_tokens",),
+    build=build,
+    live=LiveInput.TOKENS,
+    live_reason="scores tokens: POST /v1/rugpull",
+)
