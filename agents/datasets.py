@@ -58,7 +58,7 @@ from agents.dataset import Dataset
 from agents.flow import FlowSpec
 from agents.spec import plain
 from agents.specialties import get_specialty
-from market.regimes import RegimeRule, RegimeRules
+from market.regimes import RegimeRules
 from market.series import SeriesKey, normalize_symbol
 from market.timeframes import timeframe_ms
 from store.db import Store
@@ -84,7 +84,6 @@ __all__ = [
     "per_symbol",
     "prepare_datasets",
     "read_dataset",
-    "regime_rules_from_json",
     "rugpull_dataset",
     "sentiment_dataset",
     "stacked_dataset",
@@ -178,10 +177,13 @@ class DataSources:
             for name in ("fear_greed", "social_sentiment", "trades", "rugpull_tokens")
             if name in data
         }
+        if not data.get("symbols"):
+            raise ValueError(f"{where}.symbols: a data spec names at least one symbol; got none")
         return cls(
             store=store,
-            exchange=data["exchange"],
-            timeframe=data["timeframe"],
+            # An older run's data may leave them out: the defaults it was built with.
+            exchange=str(data.get("exchange", cls.exchange)),
+            timeframe=str(data.get("timeframe", cls.timeframe)),
             symbols=tuple(data["symbols"]),
             start_ms=ms("start"),
             end_ms=ms("end"),
@@ -189,14 +191,6 @@ class DataSources:
             regime_rules=rules,
             **files,
         )
-
-
-def regime_rules_from_json(payload: Mapping[str, Any]) -> RegimeRules:
-    """The ``RegimeRules`` of their JSON (``DataSources.to_json()["regime_rules"]``)."""
-    return RegimeRules(
-        window=str(payload["window"]),
-        rules=tuple(RegimeRule(**dict(rule)) for rule in payload["rules"]),
-    )
 
 
 def _json_value(value: Any) -> Any:

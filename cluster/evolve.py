@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 def config_hash(evolve: EvolveConfig, rules: RegimeRules) -> str:
     """A run's identity with its seed: ``agents.spec.spec_hash`` (the one spec hash) of its evolve
     section and the regime rules its bars are labelled with (other rules are another run)."""
-    return spec_hash({"evolve": evolve.model_dump(mode="json"), "regime_rules": asdict(rules)})
+    return spec_hash({"evolve": evolve.model_dump(mode="json"), "regime_rules": rules.to_dict()})
 
 
 def data_sources(evolve: EvolveConfig, store: Store, config: RedlineConfig) -> DataSources:

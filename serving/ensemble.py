@@ -93,6 +93,7 @@ from agents.banks import (
 )
 from agents.child import file_sha256
 from agents.dataset import Dataset
+from agents.datasets import DataSources
 from agents.genome import Genome
 from agents.models import ChildNet, FrozenNet, load_model
 from agents.specialties import LiveInput, get_specialty
@@ -334,9 +335,11 @@ def _source(
     store: Store,
     sentiment: dict[str, SentimentSource],
     max_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS,
+    rules: RegimeRules = RegimeRules(),
 ) -> Source | None:
-    """What ``row``'s specialty reads beside the candles, from its run's ``data`` config
-    (ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
+    """What ``row``'s specialty reads beside the candles, from its run's ``data`` config read as
+    the run's data spec (``DataSources.from_config`` with the ``rules`` the run was judged under;
+    ValueError naming what is missing); ``sentiment`` shares the files' frames across members."""
     live = get_specialty(row.specialty).live
     if live not in (LiveInput.DAILY_SENTIMENT, LiveInput.PANEL):
         return None
@@ -344,10 +347,12 @@ def _source(
     data = (run.config.get("data") if run is not None else None) or {}
     if not data:
         raise ValueError(f"its run {row.run_id!r} records no data sources (evolve.data)")
+    # The run's data spec, typed as the run built its datasets (and labelled with its rules).
+    spec = DataSources.from_config(store, data, rules, where=f"run {row.run_id} data")
     if live is LiveInput.PANEL:
-        return PanelSource(str(data.get("exchange", "binance")), str(data.get("timeframe", "1h")),
-                           tuple(normalize_symbol(s) for s in data.get("symbols") or ()))  # fmt: skip
-    fear_greed, social = data.get("fear_greed"), data.get("social_sentiment")
+        return PanelSource(spec.exchange, spec.timeframe,
+                           tuple(normalize_symbol(s) for s in spec.symbols))  # fmt: skip
+    fear_greed, social = spec.fear_greed, spec.social_sentiment
     if not fear_greed:
         raise ValueError(f"its run {row.run_id!r} names no fear_greed file")
     key = f"{fear_greed}|{social}"
@@ -665,7 +670,7 @@ class Ensemble:
                 unavailable.append(_entry(row, None, None, False, reason))
                 continue
             try:
-                source = _source(row, store, sentiment, max_input_age_days)
+                source = _source(row, store, sentiment, max_input_age_days, judged[row.run_id])
                 member = replace(_load_member(row, home), source=source, rules=judged[row.run_id])
             except (CheckpointRefused, ValueError, KeyError, OSError) as exc:
                 logger.error("champion %s (%s/%s) refused: %s", row.model, row.specialty,

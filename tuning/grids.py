@@ -48,7 +48,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -407,7 +407,7 @@ def with_regime_rules(spec: GridSpec, rules: RegimeRules) -> GridSpec:
     ``data`` (``data.regime_rules``), so a trial's hash covers them and its datasets are built with
     them whatever the store's definitions say when it trains (``redline queue add`` uses the
     config's rules)."""
-    return replace(spec, data={**spec.data, "regime_rules": plain(asdict(rules))})
+    return replace(spec, data={**spec.data, "regime_rules": rules.to_dict()})
 
 
 # --- expansion ---------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import ray
 
 from agents.child import train_and_checkpoint
 from agents.dataset import Dataset
-from agents.datasets import DataSources, prepare_datasets, regime_rules_from_json
+from agents.datasets import DataSources, prepare_datasets
 from agents.inference import evaluate_inference_grid
 from agents.spec import TrainSpec
 from agents.training import ChildReport
@@ -265,7 +265,7 @@ def _rules(config: TrainSpec, fallback: RegimeRules) -> RegimeRules:
     part of its hash), else, for a config queued without them, ``fallback`` (its experiment's
     stored rules, else the store's definitions)."""
     raw = config.data.get("regime_rules")
-    return fallback if raw is None else regime_rules_from_json(raw)
+    return fallback if raw is None else RegimeRules.from_dict(raw, where="data.regime_rules")
 
 
 def _datasets(

@@ -93,7 +93,7 @@ def test_the_data_spec_is_every_source_but_the_store(tmp_path: Path) -> None:
 def test_a_run_hash_covers_its_regime_rules() -> None:
     config = load_config(REPO / "configs" / "evolve-smoke.yaml")
     assert config.evolve is not None
-    rules = config.regimes.to_rules()
+    rules = config.regimes
     assert config_hash(config.evolve, rules) == config_hash(config.evolve, rules)
     assert config_hash(config.evolve, dataclasses.replace(rules, window="3d")) != config_hash(
         config.evolve, rules

@@ -81,7 +81,8 @@ def test_the_run_stores_its_whole_config(smoke_run: RunOnDisk) -> None:
     run = smoke_run.runs.require_run(smoke_run.run_id)
     config = load_config(SMOKE_CONFIG)
     assert run.settings["champions"]["dsr_threshold"] == 0.5
-    assert run.settings["regimes"] == config.regimes.model_dump(mode="json")
+    assert run.settings["regimes"] == config.regimes.to_dict()
+    assert run.regime_rules == config.regimes
     assert run_config(run) == config
 
 

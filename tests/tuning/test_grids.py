@@ -232,7 +232,6 @@ def test_optuna_space_and_params_round_trip() -> None:
 def test_regime_rules_join_every_trial_and_its_hash() -> None:
     from dataclasses import asdict, replace
 
-    from agents.datasets import regime_rules_from_json
     from agents.spec import TrainSpec
     from market.regimes import RegimeRules
     from tuning.grids import with_regime_rules
@@ -245,7 +244,7 @@ def test_regime_rules_join_every_trial_and_its_hash() -> None:
     ruled_configs = expand(ruled)
     assert [c["data"]["regime_rules"] for c in ruled_configs] == [asdict(rules) | {
         "rules": [asdict(r) for r in rules.rules]}] * 2  # fmt: skip
-    assert regime_rules_from_json(ruled_configs[0]["data"]["regime_rules"]) == rules
+    assert RegimeRules.from_dict(ruled_configs[0]["data"]["regime_rules"]) == rules
     ruled_hashes = [TrainSpec.from_json(c).hash for c in ruled_configs]
     other_hashes = [compute_config_hash(c) for c in expand(other)]
     assert len({*plain_hashes, *ruled_hashes, *other_hashes}) == 6

@@ -67,7 +67,7 @@ def small_grid(path: Path) -> Path:
 
 def queued_spec(grid: Path) -> GridSpec:
     """The grid as ``redline queue add`` queues it: with the config's regime rules."""
-    return with_regime_rules(load_grid(grid), load_config().regimes.to_rules())
+    return with_regime_rules(load_grid(grid), load_config().regimes)
 
 
 def free_cpus() -> float:
