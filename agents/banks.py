@@ -10,12 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import market
 from agents.dataset import Dataset
 from agents.flow import FlowSpec, whale_features
 from agents.specialties import get_specialty
@@ -27,7 +25,6 @@ from market.series import Candles
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(market.__file__).resolve().parent / "sample"
 REGIME_DTYPE = f"<U{max(len(name) for name in REGIMES)}"
 
 #: Fast and slow windows (bars) of the technical feature bank; no window is in both, so every

@@ -6,7 +6,7 @@
 (sorted keys, no spaces, no NaN or infinity), numpy scalars, tuples and paths made plain.
 
 :class:`TrainSpec` is one model to train and judge: specialty, dataset, the data spec it was built
-from (the JSON of :class:`agents.datasets.DataSources` minus the store: exchange, timeframe,
+from (the JSON of :class:`agents.sources.DataSources` minus the store: exchange, timeframe,
 symbols, start, end, ...), genome, seed, fee and inference grid. Its JSON (:meth:`TrainSpec.to_json`)
 is the trial config the training queue stores; :attr:`TrainSpec.hash` leaves out ``grid`` (which grid
 added it), so the same config added by two grids trains once.
@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from agents.genome import Genome
 
 __all__ = ["TrainSpec", "plain", "spec_hash"]
 
@@ -141,12 +139,6 @@ class TrainSpec:
             genome=payload["genome"], seed=payload["seed"], inference=payload["inference"],
             fee_bps=payload["fee_bps"], grid=str(payload.get("grid") or ""),
         )  # fmt: skip
-
-    def validated_genome(self) -> Genome:
-        """Its genome, checked against its specialty's space."""
-        from agents.specialties import get_specialty
-
-        return get_specialty(self.specialty).space.validate(dict(self.genome))
 
     def inference_configs(self) -> list[dict[str, Any]]:
         """The inference grid: every threshold x horizon x size, in that nesting order."""

@@ -92,8 +92,9 @@ import ray  # noqa: E402
 from agents.actor import RayPool  # noqa: E402
 from agents.child import TrainOutcome, TrainTask  # noqa: E402
 from agents.dataset import Dataset  # noqa: E402
-from agents.datasets import DataSources, build_datasets  # noqa: E402
+from agents.datasets import build_datasets  # noqa: E402
 from agents.genome import Genome  # noqa: E402
+from agents.sources import DataSources  # noqa: E402
 from agents.specialties import get_specialty  # noqa: E402
 from agents.training import ChildReport, train_child  # noqa: E402
 from evolution.seeds import child_seed, initial_population  # noqa: E402

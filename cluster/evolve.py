@@ -18,8 +18,8 @@ from typing import Any
 import ray
 
 from agents.dataset import Dataset
-from agents.datasets import DataSources
 from agents.datasets import prepare_datasets as build_all
+from agents.sources import DataSources
 from agents.spec import spec_hash
 from cluster.config import ConfigError, EvolveConfig, RedlineConfig, load_config
 from cluster.session import ensure_ray

@@ -93,9 +93,9 @@ from agents.banks import (
 )
 from agents.child import file_sha256
 from agents.dataset import Dataset
-from agents.datasets import DataSources
 from agents.genome import Genome
 from agents.models import ChildNet, FrozenNet, load_model
+from agents.sources import DataSources
 from agents.specialties import LiveInput, get_specialty
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels

@@ -46,9 +46,11 @@ import ray
 
 from agents.child import train_and_checkpoint
 from agents.dataset import Dataset
-from agents.datasets import DataSources, prepare_datasets
+from agents.datasets import prepare_datasets
 from agents.inference import evaluate_inference_grid
+from agents.sources import DataSources
 from agents.spec import TrainSpec
+from agents.specialties import get_specialty
 from agents.training import ChildReport
 from market.regimes import RegimeRules
 from store.db import Store
@@ -152,7 +154,7 @@ def _train_and_store(
         "config_json": json.dumps(spec.to_json(), sort_keys=True),
     }
     report, sha = train_and_checkpoint(
-        dataset, spec.validated_genome(), target, seed=spec.seed,
+        dataset, get_specialty(spec.specialty).space.validate(dict(spec.genome)), target, seed=spec.seed,
         agent_id=f"tr-{config_hash[:12]}", generation=0, fee_bps=spec.fee_bps, torch_threads=1,
         meta=meta,
     )  # fmt: skip

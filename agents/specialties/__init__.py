@@ -114,7 +114,7 @@ def _load_builtins() -> None:
 def _check_eats(specialty: Specialty) -> None:
     import dataclasses
 
-    from agents.datasets import DataSources  # here: agents.datasets imports this registry
+    from agents.sources import DataSources  # here: agents.sources imports store, not needed before
 
     fields = [f.name for f in dataclasses.fields(DataSources)]
     for name in specialty.eats:

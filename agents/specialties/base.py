@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Literal
 from agents.genome import ChoiceGene, FloatGene, Gene, GenomeSpace, IntGene
 from market.series import SeriesKey
 
-if TYPE_CHECKING:  # agents.datasets imports the registry: only types from it here
+if TYPE_CHECKING:
     from agents.dataset import Dataset
-    from agents.datasets import DataSources
+    from agents.sources import DataSources
 
 __all__ = [
     "TASKS",
@@ -70,7 +70,7 @@ class Specialty:
     - ``name``, ``description``, ``task``, ``space`` (its genomes), ``inputs`` (what it eats, for
       people);
     - ``prefix``: two lowercase letters starting its agent ids (``ta-g002-003``);
-    - ``eats``: the :class:`~agents.datasets.DataSources` fields ``build`` reads;
+    - ``eats``: the :class:`~agents.sources.DataSources` fields ``build`` reads;
     - ``build``: its datasets of a run's sources (None: none are built up front, as for the
       report_coordinator, whose dataset is stacked from the members' scores);
     - ``grid_datasets``: the datasets a Tune grid of it trains on (None: a grid may not search

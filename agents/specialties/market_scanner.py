@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agents.banks import panel_dataset
 from agents.dataset import Dataset
-from agents.datasets import DataSources, candles_of
+from agents.datasets import candles_of
+from agents.sources import DataSources
 from agents.specialties.base import LiveInput, Specialty, series_space
 
 NAME = "market_scanner"

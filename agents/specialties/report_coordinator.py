@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agents.dataset import Dataset
-from agents.datasets import DataSources
 from agents.genome import ChoiceGene, FloatGene, GenomeSpace, IntGene
+from agents.sources import DataSources
 from agents.specialties.base import LiveInput, Specialty, model_genes
 
 NAME = "report_coordinator"

@@ -6,8 +6,9 @@ import pandas as pd
 
 from agents.banks import rugpull_dataset
 from agents.dataset import Dataset
-from agents.datasets import DataSources, need_file
+from agents.datasets import need_file
 from agents.genome import ChoiceGene, GenomeSpace
+from agents.sources import DataSources
 from agents.specialties.base import LiveInput, Specialty, model_genes
 
 NAME = "rugpull_detector"

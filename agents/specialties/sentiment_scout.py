@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from agents.banks import SOCIAL_STREAMS, sentiment_dataset
 from agents.dataset import Dataset
-from agents.datasets import DataSources, candles_of, need_file
+from agents.datasets import candles_of, need_file
+from agents.sources import DataSources
 from agents.specialties.base import LiveInput, Specialty, series_space
 from market.sentiment import read_sentiment
 from market.series import SeriesKey

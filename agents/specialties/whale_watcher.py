@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from agents.banks import whale_dataset
 from agents.dataset import Dataset
-from agents.datasets import DataSources, need_file
+from agents.datasets import need_file
 from agents.flow import read_trades
+from agents.sources import DataSources
 from agents.specialties.base import LiveInput, Specialty, series_space
 
 NAME = "whale_watcher"

@@ -18,8 +18,6 @@ import pytest
 from agents.dataset import Dataset
 from agents.datasets import (
     RUGPULL_SHUFFLE_SEED,
-    SAMPLE_DIR,
-    DataSources,
     build_datasets,
     daily_sentiment,
     dataset_path,
@@ -34,6 +32,7 @@ from agents.datasets import (
 )
 from agents.flow import FlowSpec, read_trades, trades_to_candles, whale_flow
 from agents.genome import Genome
+from agents.sources import SAMPLE_DIR, DataSources
 from agents.specialties import BUILTIN, get_specialty
 from agents.training import window_inputs
 from market.files import write_parquet

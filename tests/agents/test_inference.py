@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.banks import SAMPLE_DIR, technical_dataset
+from agents.banks import technical_dataset
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.inference import evaluate_inference_grid, inference_positions, oos_breaks
 from agents.scoring import positions_from_scores
+from agents.sources import SAMPLE_DIR
 from agents.training import ChildReport, train_child
 from market.backtest import backtest
 from market.regimes import RegimeRules

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.datasets import DataSources, build_datasets
+from agents.datasets import build_datasets
+from agents.sources import DataSources
 from agents.specialties import (
     BUILTIN,
     PLUGINS_ENV,

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.datasets import DataSources
+from agents.sources import DataSources
 from agents.spec import TrainSpec, spec_hash
+from agents.specialties import get_specialty
 from cluster.config import load_config
 from cluster.evolve import config_hash
 from market.regimes import RegimeRules
@@ -40,7 +41,10 @@ def test_a_trial_config_is_a_train_spec_with_the_same_identity() -> None:
         assert spec.hash == compute_config_hash(config)
         assert TrainSpec.from_json(spec.to_json()) == spec
         assert spec.key == f"technical_analyst/{config['dataset']}"
-        assert spec.validated_genome().as_dict() == config["genome"]
+        assert (
+            get_specialty(spec.specialty).space.validate(dict(spec.genome)).as_dict()
+            == config["genome"]
+        )
     assert len({spec.hash for spec in specs}) == 4
     renamed = dataclasses.replace(specs[0], grid="another")
     assert renamed.hash == specs[0].hash  # the grid that added it is not its identity

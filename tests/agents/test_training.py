@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.banks import SAMPLE_DIR, technical_dataset
+from agents.banks import technical_dataset
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.scoring import positions_from_scores
+from agents.sources import SAMPLE_DIR
 from agents.training import (
     ChildReport,
     ChildStatus,

@@ -58,9 +58,10 @@ def main(scenario: str, home: Path) -> None:
 
 def _run(scenario: str, home: Path) -> None:
     # Imported only now: the caller has made ``import ray`` fail before this point.
-    from agents.datasets import DataSources, build_datasets
+    from agents.datasets import build_datasets
     from agents.genome import Genome
     from agents.pool import LocalPool
+    from agents.sources import DataSources
     from agents.specialties import get_specialty
     from evolution.brain import COORDINATOR
     from evolution.lineage import new_agent_id

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.banks import RUGPULL_FEATURES, SAMPLE_DIR
+from agents.banks import RUGPULL_FEATURES
 from agents.genome import Genome
 from agents.models import ChildNet, load_model
+from agents.sources import SAMPLE_DIR
 from agents.specialties import get_specialty
 from agents.training import window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_frame

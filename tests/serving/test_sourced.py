@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.banks import SAMPLE_DIR, panel_dataset, sentiment_dataset
+from agents.banks import panel_dataset, sentiment_dataset
 from agents.models import load_model
+from agents.sources import SAMPLE_DIR
 from agents.training import window_inputs
 from market.regimes import REGIMES, classify_regimes
 from market.sentiment import read_sentiment

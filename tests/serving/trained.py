@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.banks import SAMPLE_DIR, rugpull_dataset, technical_dataset, volume_dataset
+from agents.banks import rugpull_dataset, technical_dataset, volume_dataset
 from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import save_checkpoint
+from agents.sources import SAMPLE_DIR
 from agents.training import ChildReport, checkpoint_meta, train_child
 from market.regimes import REGIMES, classify_regimes
 from market.series import SeriesKey
