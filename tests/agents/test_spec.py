@@ -102,3 +102,18 @@ def test_a_run_hash_covers_its_regime_rules() -> None:
     assert config_hash(config.evolve, dataclasses.replace(rules, window="3d")) != config_hash(
         config.evolve, rules
     )
+
+
+def test_a_data_spec_read_back_from_a_run_names_what_is_missing(tmp_path: Path) -> None:
+    """Serve reads a run's ``data`` as its typed spec: an older run's data without exchange or
+    timeframe gets the defaults it was built with; one without symbols is refused by name."""
+    store = Store.open(f"sqlite:///{tmp_path / 'redline.db'}", home=tmp_path)
+    spec = DataSources.from_config(
+        store, {"symbols": ["btc-usdt"]}, RegimeRules(), where="run r1 data"
+    )
+    assert (spec.exchange, spec.timeframe, spec.symbols) == ("binance", "1h", ("BTC/USDT",))
+    with pytest.raises(
+        ValueError, match=r"^run r1 data\.symbols: a data spec names at least one symbol"
+    ):
+        DataSources.from_config(store, {"exchange": "kraken"}, RegimeRules(), where="run r1 data")
+    store.close()

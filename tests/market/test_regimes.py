@@ -256,3 +256,30 @@ def test_regime_has_no_look_ahead_on_generated_series(
     )
     named = full["regime"].to_numpy() != NO_REGIME
     assert named.sum() == max(len(closes) - 7, 0)
+
+
+def test_rules_round_trip_through_json_and_errors_name_the_key() -> None:
+    from market.regimes import RegimeRules
+
+    rules = RegimeRules()
+    assert RegimeRules.from_dict(rules.to_dict()) == rules
+    assert RegimeRules.from_dict(rules.to_dict()).digest() == rules.digest()
+    other = RegimeRules(window="3d", rules=rules.rules)
+    assert other.digest() != rules.digest()
+    bad_name = {**rules.to_dict(), "rules": [{"name": "sideways"}, *rules.to_dict()["rules"][1:]]}
+    with pytest.raises(
+        ValueError, match=r"^run r1 settings\.regimes\.rules\.0\.name: must be one of .*'sideways'"
+    ):
+        RegimeRules.from_dict(bad_name, where="run r1 settings.regimes")
+    with pytest.raises(ValueError, match=r"^regimes: unknown key 'windw' \(known: window, rules\)"):
+        RegimeRules.from_dict({"windw": "7d"})
+    with pytest.raises(
+        ValueError, match=r"^regimes\.window: duration must look like .*'fortnight'"
+    ):
+        RegimeRules.from_dict({**rules.to_dict(), "window": "fortnight"})
+    with pytest.raises(ValueError, match=r"^regimes\.rules: must name each of .* exactly once"):
+        RegimeRules.from_dict({"window": "7d", "rules": [{"name": "bull_trending"}]})
+    with pytest.raises(
+        ValueError, match=r"^regimes\.rules\.0: .*unexpected keyword argument 'trend'"
+    ):
+        RegimeRules.from_dict({"rules": [{"name": "bull_trending", "trend": 0.1}]})

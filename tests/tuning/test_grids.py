@@ -249,3 +249,28 @@ def test_regime_rules_join_every_trial_and_its_hash() -> None:
     other_hashes = [compute_config_hash(c) for c in expand(other)]
     assert len({*plain_hashes, *ruled_hashes, *other_hashes}) == 6
     assert grid_hash(ruled) != grid_hash(other)
+
+
+def test_an_experiment_added_under_other_regime_rules_is_refused(tmp_path: Path) -> None:
+    """`queue add` stores the rules a grid's experiment is judged under; the same experiment
+    under other rules is refused naming both digests, and nothing is queued twice."""
+    from market.regimes import RegimeRules
+    from store.db import Store
+    from tuning.queue import add_grid, experiment_id
+
+    home = tmp_path / "redline_data"
+    home.mkdir()
+    spec = load_grid(SMOKE)
+    strict = RegimeRules(window="3d", rules=RegimeRules().rules)
+    with Store.open(f"sqlite:///{home / 'redline.db'}", home=home) as store:
+        added, skipped = add_grid(store.training, spec, RegimeRules())
+        assert (added, skipped) == (8, 0)
+        experiment = experiment_id(grid_hash(spec))
+        assert store.runs.require_run(experiment).regime_rules == RegimeRules()
+        with pytest.raises(
+            ValueError,
+            match=rf"regimes: experiment {experiment} was added under regime rules "
+            rf"{RegimeRules().digest()}; this config's are {strict.digest()}",
+        ):
+            add_grid(store.training, spec, strict)
+        assert store.training.queue_counts()["QUEUED"] == 8
