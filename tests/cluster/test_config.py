@@ -104,3 +104,22 @@ def test_ray_cluster_yaml_passes_rays_own_schema() -> None:
     validate_config(prepare_config(config))
     assert config["provider"]["type"] == "local"
     assert any("-c constraints.txt" in command for command in config["setup_commands"])
+
+
+def test_the_edge_benchmark_holds_out_the_final_test_and_judges_by_the_default_rules() -> None:
+    """benchmarks/edge.py's promise: its evolution ends where the final test starts, and its
+    champions are judged by the project's default rules (no lowered bar)."""
+    from cluster.config import CONFIG_DIR, ChampionsConfig, load_config
+
+    config = load_config(CONFIG_DIR / "evolve-edge.yaml")
+    assert config.evolve is not None
+    assert config.evolve.data.end == "2023-04-01"
+    assert config.evolve.data.symbols == (
+        "BTC/USDT",
+        "ETH/USDT",
+        "SOL/USDT",
+        "XRP/USDT",
+        "BNB/USDT",
+    )
+    assert config.champions == ChampionsConfig()
+    assert config.champions.dsr_threshold == 0.95
