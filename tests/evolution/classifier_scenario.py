@@ -3,8 +3,8 @@ raises (as ``mother_scenarios``): ``python -m tests.evolution.classifier_scenari
 <tokens.csv.gz> <held out>``.
 
 Run ``r-rugpull``, root seed 7: two rugpull_detector children for one generation on the real
-Uniswap V2 tokens of ../shared/data, the last ``<held out>`` tokens of the file left out (a test
-may score them later: no child ever saw them). The plain ``evolution.mother.Mother`` on
+Uniswap V2 tokens of ../shared/data, ``<held out>`` tokens drawn at random (seed 7,
+:func:`split_tokens`) left out: a test may score them later, no child ever saw them. The plain ``evolution.mother.Mother`` on
 ``agents.pool.LocalPool`` writes to a real SQLite store under ``<home>``.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 RUN_ID = "r-rugpull"
 ROOT_SEED = 7
@@ -33,6 +34,17 @@ def main(home: Path, tokens: Path, held_out: int) -> None:
         raise SystemExit(f"the Mother's run loaded Ray: {loaded}")
 
 
+def split_tokens(frame: Any, held_out: int) -> tuple[Any, Any]:
+    """``(trained on, held out)``: ``held_out`` rows of the token table drawn with seed 7 (the
+    file is ordered: its first rows are mostly not rug pulls, its last ones mostly are)."""
+    import numpy as np
+
+    order = np.random.default_rng(ROOT_SEED).permutation(len(frame))
+    held = np.sort(order[:held_out])
+    kept = np.sort(order[held_out:])
+    return frame.iloc[kept].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
+
+
 def run(home: Path, tokens: Path, held_out: int) -> None:
     """The run itself (also called in-process by tests that have Ray: the Mother never uses it)."""
     import pandas as pd
@@ -44,7 +56,7 @@ def run(home: Path, tokens: Path, held_out: int) -> None:
     from store.records.population import RunRecord
 
     frame = pd.read_csv(tokens)
-    dataset = rugpull_dataset(frame.iloc[: len(frame) - held_out].reset_index(drop=True))
+    dataset = rugpull_dataset(split_tokens(frame, held_out)[0])
     datasets = {f"rugpull_detector/{dataset.name}": dataset}
     with Store.open(f"sqlite:///{home / 'redline.db'}", home=home, clock=lambda: NOW) as store:
         settings = EvolutionSettings(
