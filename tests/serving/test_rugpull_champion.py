@@ -7,7 +7,7 @@ its agent id."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -109,3 +109,30 @@ def test_rugpull_answers_held_out_real_tokens_with_the_champion(
     assert 0 < y.sum() < len(y)  # both classes among the tokens asked
     # No child saw these tokens: the served model still separates them.
     assert roc_auc(y, np.asarray(probabilities)) > 0.85
+
+
+def test_only_the_classifier_rules_crown_what_rugpull_serves(
+    crowned: Crowned, tmp_path: Path
+) -> None:
+    """A rug-pull champion of one market regime (crowned by hand: the classifier rules never write
+    one) is listed as unavailable with the reason; the ``all`` champion answers."""
+    from serving.ensemble import Ensemble
+    from store.records.champions import PromotionRecord
+
+    home = tmp_path / "redline_data"
+    home.mkdir()
+    (home / "redline.db").write_bytes((crowned.home / "redline.db").read_bytes())
+    with Store.open(f"sqlite:///{home / 'redline.db'}", home=home) as store:
+        legacy = replace(crowned.champion, regime="calm_ranging", is_champion=False)
+        store.champions.promote(legacy, PromotionRecord(
+            specialty=legacy.specialty, regime="calm_ranging", decision="PROMOTED",
+            challenger=legacy.model, incumbent=None, reason="by hand", before={}, after={},
+            dsr=None, n_trials=1, margin=0.25,
+        ))  # fmt: skip
+        ensemble = Ensemble.load(store, home)
+    assert ensemble.rugpull_member is not None
+    assert ensemble.rugpull_member.row.regime == ALL_REGIMES
+    (refused,) = [e for e in ensemble.unavailable if e.specialty == "rugpull_detector"]
+    assert refused.regime == "calm_ranging" and refused.reason == (
+        "not crowned by the classifier rules (its regime is 'calm_ranging', not 'all')"
+    )
