@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,11 @@ from market.metrics import TradeOutcomes, compute_metrics, metrics_by_regime
 from market.timeframes import bars_per_year
 
 __all__ = [
+    "AucInterval",
     "OosScore",
+    "auc_bounds",
+    "auc_interval",
+    "auc_metrics",
     "classify_metrics",
     "hit_share",
     "positions_from_scores",
@@ -181,6 +186,89 @@ def roc_auc(target: np.ndarray, score: np.ndarray) -> float:
         return math.nan
     ranks = pd.Series(np.asarray(score, dtype=np.float64)).rank(method="average").to_numpy()
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+@dataclass(frozen=True)
+class AucInterval:
+    """An AUC with its DeLong standard error and the two-sided interval at ``level``
+    (``auc -+ z * se``, clipped to [0, 1]); ``n_pos``/``n_neg`` count the two classes."""
+
+    auc: float
+    se: float
+    low: float
+    high: float
+    level: float
+    n_pos: int
+    n_neg: int
+
+    def at(self, level: float) -> tuple[float, float]:
+        """The interval's ``(low, high)`` at another ``level`` (same AUC and standard error)."""
+        return auc_bounds(self.auc, self.se, level)
+
+
+def auc_bounds(auc: float, se: float, level: float) -> tuple[float, float]:
+    """The two-sided interval ``auc -+ z se`` at ``level``, clipped to [0, 1] (NaN when the AUC or
+    its standard error is not finite)."""
+    if not (isinstance(level, float | int) and 0.0 < level < 1.0):
+        raise ValueError(f"level must be a number strictly between 0 and 1; got {level!r}")
+    if not (math.isfinite(auc) and math.isfinite(se)):
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    return max(auc - z * se, 0.0), min(auc + z * se, 1.0)
+
+
+def _midranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (O(n log n))."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    mid = (starts + ends + 1) / 2.0  # mean of the 1-based ranks starts+1 .. ends
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(mid, ends - starts)
+    return ranks
+
+
+def auc_interval(target: np.ndarray, score: np.ndarray, level: float = 0.95) -> AucInterval:
+    """The AUC of ``score`` for the 0/1 ``target`` with DeLong's standard error, by the fast
+    midrank algorithm of Sun and Xu (2014, IEEE SPL 21(11)), O(n log n).
+
+    With ``m`` positives ``X`` and ``n`` negatives ``Y``: the structural components are
+    ``V10_i = (rank of X_i among all - rank among X) / n`` (the share of negatives X_i beats, ties
+    half) and ``V01_j = 1 - (rank of Y_j among all - rank among Y) / m``; ``AUC = mean(V10)`` and
+    ``se^2 = var(V10) / m + var(V01) / n`` (sample variances). The interval is ``AUC -+ z * se``
+    clipped to [0, 1] (as pROC's ``ci.auc(method="delong")``). With fewer than two rows of a class
+    the standard error and interval are NaN (the AUC is NaN with none).
+    """
+    y = np.asarray(target)
+    s = np.asarray(score, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"target and score must be 1-d of one length; got {y.shape} and {s.shape}")
+    if not np.isfinite(s).all():
+        raise ValueError(f"score must be finite; {int((~np.isfinite(s)).sum())} values are not")
+    pos = y == 1
+    x, z = s[pos], s[~pos]
+    m, n = len(x), len(z)
+    if m == 0 or n == 0:
+        low, high = auc_bounds(math.nan, math.nan, level)
+        return AucInterval(math.nan, math.nan, low, high, float(level), m, n)
+    combined = _midranks(np.concatenate([x, z]))
+    v10 = (combined[:m] - _midranks(x)) / n
+    v01 = 1.0 - (combined[m:] - _midranks(z)) / m
+    auc = float(v10.mean())
+    se = math.nan
+    if m >= 2 and n >= 2:
+        se = math.sqrt(float(np.var(v10, ddof=1)) / m + float(np.var(v01, ddof=1)) / n)
+    low, high = auc_bounds(auc, se, level)
+    return AucInterval(auc, se, low, high, float(level), m, n)
+
+
+def auc_metrics(target: np.ndarray, score: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """``auc_se``, ``auc_low``, ``auc_high`` (at ``level``), ``n_pos`` and ``n_neg`` of
+    :func:`auc_interval`, as a child's metrics carry them."""
+    found = auc_interval(target, score, level)
+    return {"auc_se": found.se, "auc_low": found.low, "auc_high": found.high,
+            "n_pos": float(found.n_pos), "n_neg": float(found.n_neg)}  # fmt: skip
 
 
 def classify_metrics(target: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float]:

@@ -39,7 +39,9 @@ test``) the position is closed at the earlier one. Objectives (all maximized): d
 
 Classify. Stratified K-fold (5, seeded) over tokens, BCE on the logit; a token is called positive
 when its OOS probability exceeds ``threshold`` (default 0.5); ``oos_score = 2p - 1``. Metrics:
-auc, precision, recall, f1, base_rate (never plain accuracy).
+auc, precision, recall, f1, base_rate (never plain accuracy), and the AUC's DeLong standard error
+and 95% interval over every token's out-of-fold score (``auc_se``, ``auc_low``, ``auc_high``,
+``n_pos``, ``n_neg``: ``agents.scoring.auc_interval``), which the classifier champion rules judge.
 
 The returned state dict is the last fold's model (trained on the most data).
 """
@@ -61,7 +63,7 @@ from torch import nn
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import MODEL_TASKS, ChildNet, build_model
-from agents.scoring import classify_metrics, score_panel, score_series
+from agents.scoring import auc_metrics, classify_metrics, score_panel, score_series
 from market.backtest import DEFAULT_FEE_BPS
 from market.labels import forward_returns
 from market.splits import Fold, WalkForward, check_labels_safe
@@ -576,6 +578,7 @@ def _train(
     if layout is None:
         prob = (score + 1.0) / 2.0
         metrics = classify_metrics(target[rows], prob, threshold)
+        metrics |= auc_metrics(target[rows], prob)  # DeLong's interval: the classifier rules'
         position = (prob > threshold).astype(np.float64)
         per_regime: dict[str, dict[str, float]] = {}
         objectives = (_zero_nan(metrics["auc"]), _zero_nan(metrics["precision"]),

@@ -158,6 +158,16 @@ class EvolveConfig(_Frozen):
         return value
 
 
+class ClassifierChampionsConfig(_Frozen):
+    """The classifier rules' thresholds (``evolution.champions.ClassifierPolicy``): a classify
+    specialty (the rug-pull detector) is crowned when the lower bound of its out-of-sample AUC's
+    interval at ``level`` reaches ``auc_floor`` and its AUC beats the champion's by ``margin``."""
+
+    auc_floor: float = Field(0.85, ge=0, le=1)
+    margin: float = Field(0.01, ge=0, lt=1)
+    level: float = Field(0.95, gt=0, lt=1)
+
+
 class ChampionsConfig(_Frozen):
     """The champion rules' thresholds (``evolution.champions.ChampionPolicy``).
 
@@ -168,16 +178,18 @@ class ChampionsConfig(_Frozen):
     dsr_threshold: float = Field(0.95, ge=0, le=1)
     min_regime_bars: int = Field(200, ge=2)  # out-of-sample bars of the regime
     min_live_trades: int = Field(20, ge=1)
+    classifier: ClassifierChampionsConfig = ClassifierChampionsConfig()
 
     def to_policy(self, overrides: Mapping[str, Any] | None = None) -> ChampionPolicy:
         """The policy, with ``overrides`` (e.g. a grid's ``champions:``) validated on top; a bad
         override raises ConfigError naming ``champions.<key>``."""
-        from evolution.champions import ChampionPolicy
+        from evolution.champions import ChampionPolicy, ClassifierPolicy
 
         config = self
         if overrides:
             try:
-                config = ChampionsConfig.model_validate(self.model_dump() | dict(overrides))
+                merged = _merge(self.model_dump(), dict(overrides))
+                config = ChampionsConfig.model_validate(merged)
             except ValidationError as exc:
                 raise ConfigError(_problems("champions", exc)) from None
         return ChampionPolicy(
@@ -185,6 +197,7 @@ class ChampionsConfig(_Frozen):
             dsr_threshold=config.dsr_threshold,
             min_regime_bars=config.min_regime_bars,
             min_live_trades=config.min_live_trades,
+            classifier=ClassifierPolicy(**config.classifier.model_dump()),
         )
 
 

@@ -22,6 +22,21 @@ of that (specialty, regime) only when all of these hold (:func:`decide`):
 Every :class:`Decision` carries a reason that says the numbers, e.g. ``"refused: DSR 0.41 < 0.95
 over 812 trials"``; a refusal lists every rule that failed.
 
+**Classifiers** (a specialty whose task is ``classify``, e.g. the rug-pull detector) have no
+Sharpe: :func:`decide_classifier` judges their out-of-sample AUC (over every row of a stratified
+K-fold, ``agents.training``) with DeLong's standard error (``agents.scoring.auc_interval``), one
+row for every regime (``store.records.champions.ALL_REGIMES``). A challenger is crowned when
+
+1. **Its interval clears the floor.** The lower bound of its two-sided AUC interval at ``level``
+   (default 0.95: ``AUC - 1.96 se``) is at least ``auc_floor`` (default 0.85);
+2. **It beats the champion by the margin.** Its AUC exceeds the incumbent's by at least
+   ``margin`` (default 0.01). With no incumbent only rule 1 applies.
+
+E.g. ``"promoted: AUC 0.981 [0.978, 0.984] over 14,628 rows (13,312 positive, 1,316 negative),
+lower bound 0.978 >= 0.85, beats the champion's 0.950 by 0.031 >= 0.01"``. The interval is the
+chosen model's own and is not deflated for the search that chose it (the Sharpe rules' DSR is):
+``Decision.n_trials`` is 1 and ``dsr`` None.
+
 Lifecycle (:func:`next_stage`; ``store.records.champions.Stage``)::
 
     DISCOVERY --validated--> VALIDATION --promoted--> PAPER --live record: >= min_live_trades,
@@ -48,6 +63,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agents.scoring import auc_bounds
 from market.overfitting import deflated_sharpe_ratio, per_period_sharpe
 from store.records.champions import Stage
 
@@ -56,9 +72,12 @@ __all__ = [
     "LIVE_HIT_RATE",
     "Candidate",
     "ChampionPolicy",
+    "ClassifierCandidate",
+    "ClassifierPolicy",
     "Decision",
     "LiveRecord",
     "decide",
+    "decide_classifier",
     "live_record",
     "next_stage",
 ]
@@ -74,18 +93,48 @@ Event = Literal["validated", "promoted", "dethroned"]
 
 
 @dataclass(frozen=True)
+class ClassifierPolicy:
+    """The thresholds of the classifier rules (``champions.classifier:`` in
+    ``configs/defaults.yaml``): ``auc_floor`` the AUC the interval's lower bound must reach,
+    ``margin`` the AUC a challenger must beat the champion's by, ``level`` the interval's
+    two-sided confidence level."""
+
+    auc_floor: float = 0.85
+    margin: float = 0.01
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not (_real(self.auc_floor) and 0.0 <= self.auc_floor <= 1.0):
+            raise ValueError(
+                f"ClassifierPolicy.auc_floor must be between 0 and 1; got {self.auc_floor!r}"
+            )
+        if not (_real(self.margin) and 0.0 <= self.margin < 1.0):
+            raise ValueError(
+                f"ClassifierPolicy.margin must be a number >= 0 and < 1; got {self.margin!r}"
+            )
+        if not (_real(self.level) and 0.0 < self.level < 1.0):
+            raise ValueError(
+                f"ClassifierPolicy.level must be strictly between 0 and 1; got {self.level!r}"
+            )
+        for name in ("auc_floor", "margin", "level"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True)
 class ChampionPolicy:
     """The thresholds of the champion rules (``champions:`` in ``configs/defaults.yaml``).
 
     ``margin`` is in annualized Sharpe; ``dsr_threshold`` a probability; ``min_regime_bars`` the
     out-of-sample bars of a regime a challenger needs (at least 2: the DSR needs two returns);
-    ``min_live_trades`` the live trades before a live record moves a champion's stage.
+    ``min_live_trades`` the live trades before a live record moves a champion's stage;
+    ``classifier`` the rules of classifier specialties (:func:`decide_classifier`).
     """
 
     margin: float = 0.25
     dsr_threshold: float = 0.95
     min_regime_bars: int = 200
     min_live_trades: int = 20
+    classifier: ClassifierPolicy = field(default_factory=ClassifierPolicy)
 
     def __post_init__(self) -> None:
         if not (_real(self.margin) and math.isfinite(self.margin) and self.margin >= 0):
@@ -105,6 +154,10 @@ class ChampionPolicy:
             raise ValueError(
                 f"ChampionPolicy.min_live_trades must be an integer >= 1; "
                 f"got {self.min_live_trades!r}"
+            )
+        if not isinstance(self.classifier, ClassifierPolicy):
+            raise ValueError(
+                f"ChampionPolicy.classifier must be a ClassifierPolicy; got {self.classifier!r}"
             )
         object.__setattr__(self, "margin", float(self.margin))
         object.__setattr__(self, "dsr_threshold", float(self.dsr_threshold))
@@ -299,6 +352,115 @@ def _dsr(challenger: Candidate, trials: list[float], periods_per_year: float) ->
         skew=challenger.skew,
         kurtosis=challenger.kurtosis,
     )
+
+
+# -- classifiers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifierCandidate:
+    """A classifier's out-of-sample result as the rules see it: ``auc`` and its DeLong standard
+    error ``auc_se`` over ``n_pos`` positive and ``n_neg`` negative rows (NaN: not known)."""
+
+    name: str
+    auc: float
+    auc_se: float
+    n_pos: int
+    n_neg: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(
+                f"ClassifierCandidate.name must be a non-empty string; got {self.name!r}"
+            )
+        for name in ("auc", "auc_se"):
+            value = getattr(self, name)
+            if not _real(value):
+                raise ValueError(
+                    f"ClassifierCandidate.{name} of {self.name!r} must be a number; got {value!r}"
+                )
+            object.__setattr__(self, name, float(value))
+        for name in ("n_pos", "n_neg"):
+            value = getattr(self, name)
+            if not (_integer(value) and value >= 0):
+                raise ValueError(
+                    f"ClassifierCandidate.{name} of {self.name!r} must be a non-negative "
+                    f"integer; got {value!r}"
+                )
+            object.__setattr__(self, name, int(value))
+
+    @classmethod
+    def from_metrics(cls, name: str, metrics: Mapping[str, float]) -> ClassifierCandidate:
+        """From a classify child's metrics (``auc``, ``auc_se``, ``n_pos``, ``n_neg``; missing
+        or non-finite values read NaN and 0)."""
+
+        def count(key: str) -> int:
+            value = metrics.get(key, 0.0)
+            return int(value) if _real(value) and math.isfinite(value) and value >= 0 else 0
+
+        return cls(
+            name=name,
+            auc=float(metrics.get("auc", math.nan)),
+            auc_se=float(metrics.get("auc_se", math.nan)),
+            n_pos=count("n_pos"),
+            n_neg=count("n_neg"),
+        )
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """``(low, high)`` at ``level``: ``auc -+ z se`` clipped to [0, 1] (NaN when unknown)."""
+        return auc_bounds(self.auc, self.auc_se, level)
+
+
+def decide_classifier(
+    challenger: ClassifierCandidate,
+    incumbent: ClassifierCandidate | None,
+    policy: ClassifierPolicy,
+) -> Decision:
+    """Apply the classifier rules (module docstring) to ``challenger`` against ``incumbent``."""
+    if incumbent is not None and incumbent.name == challenger.name:
+        raise ValueError(
+            f"challenger {challenger.name!r} is the incumbent champion: nothing to decide"
+        )
+    low, high = challenger.interval(policy.level)
+    auc = challenger.auc
+    rows = challenger.n_pos + challenger.n_neg
+    if not math.isfinite(low):
+        return Decision(
+            False,
+            Stage.DISCOVERY,
+            f"refused: no AUC interval (it needs a finite AUC and standard error over at least "
+            f"2 rows of each class; got AUC {auc:.3f}, {challenger.n_pos:,} positive and "
+            f"{challenger.n_neg:,} negative rows)",
+            None,
+            1,
+        )
+    pct = f"{policy.level:.0%}".replace(".0%", "%")
+    evidence = (
+        f"AUC {auc:.3f} [{low:.3f}, {high:.3f}] at {pct} over {rows:,} rows "
+        f"({challenger.n_pos:,} positive, {challenger.n_neg:,} negative)"
+    )
+    failures: list[str] = []
+    if low < policy.auc_floor:
+        failures.append(f"AUC lower bound {low:.3f} < {policy.auc_floor:.3f}")
+    validated = not failures
+    stage = next_stage(Stage.DISCOVERY, "validated") if validated else Stage.DISCOVERY
+    if incumbent is not None and math.isfinite(incumbent.auc):
+        gain = auc - incumbent.auc
+        # A tolerance: AUCs are ratios of counts, and 0.96 - 0.95 is not 0.01 in floats.
+        if gain <= 0 or gain < policy.margin - 1e-12:
+            failures.append(
+                f"AUC {auc:.3f} does not beat the champion's {incumbent.auc:.3f} by the margin "
+                f"{policy.margin:.3f} (needs {incumbent.auc + policy.margin:.3f})"
+            )
+        beat = f", beats the champion's {incumbent.auc:.3f} by {gain:.3f} >= {policy.margin:.3f}"
+    elif incumbent is not None:
+        beat = ", the champion has no AUC"
+    else:
+        beat = ", no champion yet"
+    if failures:
+        return Decision(False, stage, f"refused: {'; '.join(failures)} ({evidence})", None, 1)
+    reason = f"promoted: {evidence}, lower bound {low:.3f} >= {policy.auc_floor:.3f}{beat}"
+    return Decision(True, next_stage(stage, "promoted"), reason, None, 1)
 
 
 # -- lifecycle -------------------------------------------------------------------------------------

@@ -22,6 +22,13 @@ The two sources of models:
 - :func:`consider_evolution_run`: a finished evolution run. Its ``regime_best_models`` rows (the
   Mother's best child per regime) are the challengers, with the checkpoint from ``agents``.
 
+A classifier (a specialty whose task is ``classify``: the rug-pull detector) has one row per run,
+regime ``ALL_REGIMES`` (``evolution.mother``), judged by ``evolution.champions.decide_classifier``
+under ``policy.classifier`` (its AUC interval; no DSR, ``n_trials`` 1) against the champion of
+(specialty, ``ALL_REGIMES``); the promotions log, the stages and the one writer are the same. A
+Tune trial is never a classifier: no classify specialty can be searched by a grid (the rug-pull
+detector has no ``grid_datasets``), and a classify trial would have no per-regime backtests.
+
 Both are idempotent: a model that is already the champion is skipped, and a refusal identical to
 the last one logged for the same challenger (same decision, incumbent and trial count) is not
 logged again, so a resumed run judged twice logs once.
@@ -35,7 +42,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from evolution.champions import Candidate, ChampionPolicy, Decision, decide
+from agents.specialties import get_specialty
+from evolution.champions import (
+    Candidate,
+    ChampionPolicy,
+    ClassifierCandidate,
+    Decision,
+    decide,
+    decide_classifier,
+)
 from market.regimes import REGIMES
 from market.timeframes import bars_per_year
 from store.db import Store
@@ -48,7 +63,7 @@ from store.records.champions import (
 )
 from store.records.training import InferenceBacktestRecord, TrainingRunRecord, TrainingStatus
 
-__all__ = ["consider_evolution_run", "consider_tune_run"]
+__all__ = ["consider_evolution_run", "consider_tune_run", "is_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +183,24 @@ def _judge(
     incumbent = store.champions.champion(specialty, regime)
     if incumbent is not None and incumbent.model == candidate.model:
         return None
-    trials = store.training.regime_trial_sharpes(specialty, regime)
-    decision = decide(
-        _as_candidate(candidate),
-        None if incumbent is None else _as_candidate(incumbent),
-        trials,
-        policy,
-        periods_per_year,
-    )
+    classifier = is_classifier(specialty)
+    if classifier:
+        decision = decide_classifier(
+            ClassifierCandidate.from_metrics(candidate.model, candidate.metrics),
+            None
+            if incumbent is None
+            else ClassifierCandidate.from_metrics(incumbent.model, incumbent.metrics),
+            policy.classifier,
+        )
+    else:
+        trials = store.training.regime_trial_sharpes(specialty, regime)
+        decision = decide(
+            _as_candidate(candidate),
+            None if incumbent is None else _as_candidate(incumbent),
+            trials,
+            policy,
+            periods_per_year,
+        )
     judged = replace(
         candidate,
         stage=decision.stage,
@@ -200,7 +225,7 @@ def _judge(
         },
         dsr=decision.dsr,
         n_trials=decision.n_trials,
-        margin=policy.margin,
+        margin=policy.classifier.margin if classifier else policy.margin,
     )
     log = logger.info if decision.promote else logger.debug
     log("%s %s/%s: %s", candidate.model, specialty, regime, decision.reason)
@@ -248,6 +273,15 @@ def _retire_training_run(store: Store, dethroned: RegimeBestRecord) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def is_classifier(specialty: str) -> bool:
+    """Whether ``specialty`` is judged by the classifier rules: its task is ``classify``
+    (``agents.specialties``); an unknown specialty (a plug-in not loaded here) is not."""
+    try:
+        return get_specialty(specialty).task == "classify"
+    except ValueError:
+        return False
 
 
 def _best_backtest(

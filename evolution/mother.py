@@ -49,7 +49,7 @@ from evolution.selection import (
 from market.backtest import DEFAULT_FEE_BPS
 from market.regimes import REGIMES
 from store.paths import DataRoot
-from store.records.champions import RegimeBestRecord, Stage
+from store.records.champions import ALL_REGIMES, RegimeBestRecord, Stage
 from store.records.population import (
     AgentRecord,
     AgentStatus,
@@ -414,10 +414,16 @@ class Mother:
         return hall.update([s for s in scored if s.usable], generation)
 
     def _regime_best(self, generation: int) -> list[RegimeBestRecord]:
+        """The run's best alive child per (specialty, regime) by its out-of-sample Sharpe there;
+        a classifier (task ``classify``) has one row, regime ``ALL_REGIMES``: its child with the
+        highest AUC lower bound (``auc_low``; ties: the higher AUC, then the agent id)."""
         out = []
         for specialty in self.settings.population:
             alive = [r for r in self.runs.agents(self.run_id, specialty=specialty, alive_at=generation)
                      if r.status == AgentStatus.OK]  # fmt: skip
+            if get_specialty(specialty).task == "classify":
+                out += self._classifier_best(specialty, alive)
+                continue
             for regime in REGIMES:
                 candidates = [
                     (sharpe, r.agent_id, r)
@@ -440,6 +446,27 @@ class Mother:
                     )
                 )
         return out
+
+    def _classifier_best(self, specialty: str, alive: list[AgentRecord]) -> list[RegimeBestRecord]:
+        candidates = [
+            (low, auc, r.agent_id, r)
+            for r in alive
+            if math.isfinite(low := r.metrics.get("auc_low", math.nan))
+            and math.isfinite(auc := r.metrics.get("auc", math.nan))
+        ]
+        if not candidates:
+            return []
+        best = max(candidates, key=lambda c: (c[0], c[1], c[2]))[3]
+        row = RegimeBestRecord(
+            run_id=self.run_id,
+            specialty=specialty,
+            regime=ALL_REGIMES,
+            agent_id=best.agent_id,
+            metrics={k: v for k, v in best.metrics.items() if math.isfinite(v)},
+            stage=Stage.DISCOVERY,
+            updated_at=self.now(),
+        )
+        return [row]
 
     # --- logs ------------------------------------------------------------------------------------
 

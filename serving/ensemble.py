@@ -57,7 +57,9 @@ direction 0 with the reason, never a guess. The votes are combined by:
 ``position_size`` is the confidence times the weighted mean ``size`` of the members' inference
 configs (1 when a row has none), 0 when flat.
 
-**Rug pulls.** The ``rugpull_detector`` champion (the best AUC over its rows) scores a token's
+**Rug pulls.** The ``rugpull_detector`` champion crowned by the classifier rules (its row of
+regime ``ALL_REGIMES``, ``evolution.champions.decide_classifier``; a row of another regime, which
+those rules never write, is listed as unavailable) scores a token's
 18 raw features, transformed as ``agents.banks.rugpull_dataset`` does. The features that drove it
 are the top 5 by ``|gradient x input|`` of the logit with respect to the *standardized* input
 (``(x - mean) / std`` of the training rows): how far each feature sits from a typical token,
@@ -69,7 +71,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -115,7 +116,7 @@ from serving.schemas import (
 )
 from store.db import Store
 from store.paths import DataRoot
-from store.records.champions import RegimeBestRecord, Stage
+from store.records.champions import ALL_REGIMES, RegimeBestRecord, Stage
 
 __all__ = [
     "CheckpointRefused",
@@ -306,10 +307,12 @@ def _gene(genome: Genome, name: str, default: Any) -> Any:
 
 def _entry(row: RegimeBestRecord, generation: int | None, threshold: float | None,
            live: bool, reason: str | None = None) -> ModelEntry:  # fmt: skip
+    metrics = row.metrics
     return ModelEntry(
         agent_id=row.agent_id, run_id=row.run_id, specialty=row.specialty, regime=row.regime,
         generation=generation, stage=row.stage, sharpe=row.sharpe, threshold=threshold,
-        live=live, reason=reason,
+        live=live, reason=reason, auc=metrics.get("auc"), auc_low=metrics.get("auc_low"),
+        auc_high=metrics.get("auc_high"),
     )  # fmt: skip
 
 
@@ -324,7 +327,7 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
             f"checkpoint is a {meta.get('specialty')!r} model; the row is {row.specialty!r}"
         )
     genome = Genome.from_json(meta["genome"])
-    default = 0.5 if row.specialty == _RUGPULL else 0.0
+    default = 0.5 if get_specialty(row.specialty).task == "classify" else 0.0
     threshold = float(row.inference.get("threshold", _gene(genome, "threshold", default)))
     return Member(row, model, genome, int(meta.get("generation", 0)), threshold,
                   float(row.inference.get("size", 1.0)))  # fmt: skip
@@ -678,14 +681,16 @@ class Ensemble:
                 unavailable.append(_entry(row, None, None, False, f"refused: {exc}"))
                 continue
             if row.specialty == _RUGPULL:
+                if row.regime != ALL_REGIMES:  # not crowned by the classifier rules
+                    unavailable.append(_entry(row, member.generation, member.threshold, False,
+                                              f"not crowned by the classifier rules (its regime "
+                                              f"is {row.regime!r}, not {ALL_REGIMES!r})"))  # fmt: skip
+                    continue
                 rugpull.append(member)
             elif row.regime in members:
                 members[row.regime].append(member)
-        best_rugpull = max(
-            rugpull,
-            key=lambda m: (m.row.metrics.get("auc", -math.inf), str(m.row.updated_at)),
-            default=None,
-        )
+        # At most one: one champion per (specialty, regime) is the store's invariant.
+        best_rugpull = rugpull[0] if rugpull else None
         voting = [m for found in members.values() for m in found]
         return cls(
             version=_version(rows, brain, judged, table),

@@ -299,6 +299,9 @@ class ModelEntry(_Strict):
     threshold: float | None
     live: bool
     reason: str | None = None
+    auc: float | None = Field(None, description="A classifier's out-of-sample AUC.")
+    auc_low: float | None = Field(None, description="Its DeLong 95% interval's lower bound.")
+    auc_high: float | None = Field(None, description="Its DeLong 95% interval's upper bound.")
 
 
 class RegimeModels(_Strict):

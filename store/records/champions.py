@@ -12,7 +12,20 @@ from typing import Any
 
 from store.records import checks as check
 
-__all__ = ["ModelSource", "PromotionDecision", "PromotionRecord", "RegimeBestRecord", "Stage"]
+__all__ = [
+    "ALL_REGIMES",
+    "ModelSource",
+    "PromotionDecision",
+    "PromotionRecord",
+    "RegimeBestRecord",
+    "Stage",
+]
+
+
+#: The ``regime`` of a classifier's row (a specialty whose task is ``classify``, e.g. the rug-pull
+#: detector): its evidence (an out-of-sample AUC over tokens) is not split by market regime, so it
+#: has one row per run and one champion, for every regime (``evolution.champions.decide_classifier``).
+ALL_REGIMES = "all"
 
 
 class Stage(StrEnum):

@@ -32,7 +32,7 @@ from market.series import SeriesKey
 from store.champions import ChampionStore
 from store.db import Store
 from store.ingest import ensure_sample
-from store.records.champions import PromotionRecord, RegimeBestRecord
+from store.records.champions import ALL_REGIMES, PromotionRecord, RegimeBestRecord
 from store.training import TrainingStore
 
 BTC = SeriesKey("binance", "BTC/USDT", "1h")
@@ -144,7 +144,7 @@ def champions_fixture(tmp_path_factory: pytest.TempPathFactory) -> Champions:
                 if _positive_sharpe(trained[specialty], regime):
                     promote(training, row_for(trained[specialty], regime, home))
                     crowned[regime].append(specialty)
-        promote(training, row_for(trained["rugpull_detector"], "calm_ranging", home, inference={}))
+        promote(training, row_for(trained["rugpull_detector"], ALL_REGIMES, home, inference={}))
     assert any(crowned.values()), "no child had a positive Sharpe in any regime"
     return Champions(home, candles, trained, crowned)
 
