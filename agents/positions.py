@@ -15,8 +15,12 @@ becomes a position, and :meth:`PositionRule.positions` applies them, causally: t
   band``; it steps down (or out) only when the score in the held direction falls to ``b_j - band``
   or below, steps up as soon as the score exceeds a higher edge, and flips when the score exceeds
   ``threshold`` on the other side. ``band=0`` is no hysteresis.
-- ``min_hold``: bars between two changes of position. A change at row ``c`` holds ``c .. c +
-  min_hold - 1``; the next change may come at row ``c + min_hold`` (going flat is a change too).
+- ``min_hold``: bars a position is held before it may change. The position may change only on
+  bars whose index on the clock (``ts // bar length``, or the row number without ``ts``) is a
+  multiple of ``min_hold``: a rebalancing schedule, so two changes are at least ``min_hold`` bars
+  apart (going flat is a change too). The schedule is anchored to the clock rather than to the
+  last change so that the state does not carry the phase of every earlier change: a replay from
+  a later start meets the same schedule (see Serve below).
 - ``vol_target`` (annualized; 0 = off): the size is scaled by ``min(vol_target / realized vol,
   max_leverage)``, realized vol being the root mean square of the last ``vol_window`` one-bar log
   returns (those ending at rows ``<= i``), annualized with ``market.timeframes.bars_per_year``. The
@@ -25,8 +29,8 @@ becomes a position, and :meth:`PositionRule.positions` applies them, causally: t
   rows, and as many after a break) are flat. ``max_leverage <= 1`` keeps positions in [-1, 1].
 
 ``breaks`` marks rows whose next row is not the next bar (as in ``agents.scoring``): the position
-is closed there (whatever ``min_hold`` says) and the state resets: the next row starts flat, free
-to trade, with an empty volatility window.
+is closed there (whatever ``min_hold`` says) and the state resets: the next row starts flat, with
+an empty volatility window.
 
 The default rule (``band=0, min_hold=1, levels=1, vol_target=0``) is ``sign(score)`` where
 ``|score| > threshold``, exactly ``agents.scoring.positions_from_scores``; a genome without these
@@ -34,13 +38,17 @@ genes gets it (:meth:`PositionRule.from_genome`).
 
 **Serving replays a window.** A stateful rule's position depends on the scores before it. Serve
 (``serving.ensemble``) scores a member over the last :attr:`PositionRule.warmup` candles and
-replays the rule from flat over them; the served position is the replay's last. ``warmup`` is
-``min_hold + WARMUP_SLACK`` (plus ``vol_window`` when volatility targeting is on), and 1 for a
-stateless rule (``band=0, min_hold=1, vol_target=0``), whose replay is exact. For a stateful
-rule the replay equals the full history's position once the two have met a bar that decides the
-state by itself (a score outside every band, with no hold pending); a position entered more than
-``warmup`` bars ago and held since inside the band may be served flat. ``WARMUP_SLACK`` is 48
-bars (two days of 1h candles).
+replays the rule from flat over them (with their ``ts``, so the ``min_hold`` schedule is the
+clock's); the served position is the replay's last. ``warmup`` is ``min_hold + WARMUP_SLACK``
+(plus ``vol_window`` when volatility targeting is on), and 1 for a stateless rule (``band=0,
+min_hold=1, vol_target=0``), whose replay is exact. A stateful rule's replay equals the full
+history's position once both have met a bar that decides the state by itself; measured on the BTC
+1h training years (2020-2023-03, a 24-bar momentum score, 1,500 bars drawn per rule), a replay of
+200 bars beyond the volatility window matched the full history on every drawn bar for bands up to
+0.3 (also above the threshold), ``min_hold`` up to 24 and volatility targets 0.25 and 0.5; 48 bars
+left 1% to 7% of them different. A min_hold counted from the last change instead of the clock
+carried its phase for ever (20% to 40% different after 400 bars). ``WARMUP_SLACK`` is 216 bars
+(nine days of 1h candles); fewer candles replay what there is.
 """
 
 from __future__ import annotations
@@ -52,14 +60,14 @@ from typing import Any
 
 import numpy as np
 
-from market.timeframes import bars_per_year
+from market.timeframes import bars_per_year, timeframe_ms
 
 __all__ = ["VOL_WINDOW", "WARMUP_SLACK", "PositionRule"]
 
 #: Bars of one-bar returns behind the realized volatility: one week of 1h bars.
 VOL_WINDOW = 168
 #: Bars replayed beyond ``min_hold`` (and ``vol_window``) to rebuild a stateful rule's state.
-WARMUP_SLACK = 48
+WARMUP_SLACK = 216
 #: Genes a genome may leave out, with the values that reproduce the plain threshold rule.
 RULE_DEFAULTS: dict[str, float | int] = {"band": 0.0, "min_hold": 1, "levels": 1, "vol_target": 0.0}
 
@@ -150,9 +158,11 @@ class PositionRule:
         *,
         breaks: np.ndarray | None = None,
         timeframe: str | None = None,
+        ts: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Positions in [-1, 1] of ``scores`` (time order); ``close`` and ``timeframe`` are read
-        only when volatility targeting is on."""
+        """Positions in [-1, 1] of ``scores`` (time order); ``close`` is read only when
+        volatility targeting is on, ``ts`` (ms, with ``timeframe``) only to anchor the
+        ``min_hold`` schedule (without it, row ``0`` is a schedule bar)."""
         s = np.asarray(scores, dtype=np.float64)
         n = len(s)
         if not np.isfinite(s).all():
@@ -168,7 +178,21 @@ class PositionRule:
         scale = np.ones(n)
         if self.vol_target > 0:
             scale = self._vol_scale(close, brk, n, timeframe)
-        return self._replay(s, level, scale, brk)
+        return self._replay(s, level, scale, brk, self._schedule(n, ts, timeframe))
+
+    def _schedule(self, n: int, ts: np.ndarray | None, timeframe: str | None) -> np.ndarray:
+        """Whether the position may change at each row (the ``min_hold`` schedule)."""
+        if self.min_hold == 1:
+            return np.ones(n, dtype=bool)
+        if ts is None:
+            slot = np.arange(n, dtype=np.int64)
+        else:
+            if timeframe is None:
+                raise ValueError("ts needs the timeframe (the min_hold schedule counts bars)")
+            slot = np.asarray(ts, dtype=np.int64) // timeframe_ms(timeframe)
+            if slot.shape != (n,):
+                raise ValueError(f"ts must have one entry per score ({n}); got {slot.shape}")
+        return np.asarray(slot % self.min_hold == 0)
 
     def _vol_scale(
         self, close: np.ndarray | None, brk: np.ndarray, n: int, timeframe: str | None
@@ -199,15 +223,16 @@ class PositionRule:
         return scale
 
     def _replay(
-        self, s: np.ndarray, level: np.ndarray, scale: np.ndarray, brk: np.ndarray
-    ) -> np.ndarray:
+        self, s: np.ndarray, level: np.ndarray, scale: np.ndarray, brk: np.ndarray,
+        free: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
         edges = self.edges().tolist()
-        band, hold, n_levels = self.band, self.min_hold, self.levels
+        band, n_levels = self.band, self.levels
         out = np.zeros(len(s))
-        k, held, now = 0, hold, 0.0  # signed level, bars since the last change, position
+        k, now = 0, 0.0  # signed level, position
         for i in range(len(s)):
             if not math.isfinite(scale[i]):  # no volatility estimate yet: flat, state reset
-                k, held, now = 0, hold, 0.0
+                k, now = 0, 0.0
                 continue
             q = int(level[i])
             if k == 0 or (q != 0 and (q > 0) != (k > 0)):
@@ -221,12 +246,10 @@ class PositionRule:
                         keep = j
                         break
                 target = d * max(keep, abs(q) if q * d > 0 else 0)
-            if target != k and held >= hold:
-                k, held, now = target, 1, target / n_levels * float(scale[i])
-            else:
-                held = min(held + 1, hold)
+            if target != k and free[i]:
+                k, now = target, target / n_levels * float(scale[i])
             if brk[i]:
-                k, held, now = 0, hold, 0.0  # closed here; the next row starts afresh
+                k, now = 0, 0.0  # closed here; the next row starts flat
                 continue
             out[i] = now
         return out

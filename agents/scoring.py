@@ -108,7 +108,8 @@ def score_series(
     """One series' scored rows (time order) backtested; ``labels`` (the horizon forward return)
     add ``horizon_hit_rate``, ``regimes`` the per-regime metrics."""
     brk = _breaks(breaks, len(scores))
-    position = as_rule(rule).positions(scores, close, breaks=brk, timeframe=timeframe)
+    position = as_rule(rule).positions(scores, close, breaks=brk, timeframe=timeframe,
+                                       ts=None if timeframe is None else ts)  # fmt: skip
     frame = pd.DataFrame({"ts": ts, "close": close})
     result = backtest(frame, position, fee_bps=fee_bps, timeframe=timeframe or None)
     realized = np.append(bar_returns(result.close)[1:], np.nan)
@@ -146,7 +147,7 @@ def score_panel(
     for g in np.unique(group):
         sel = np.flatnonzero(group == g)
         position[sel] = as_rule(rule).positions(relative[sel], close[sel], breaks=broken[sel],
-                                                timeframe=timeframe)  # fmt: skip
+                                                timeframe=timeframe, ts=ts[sel])  # fmt: skip
     n = int(at.max()) + 1
     ret, count, exposure, held, traded = (np.zeros(n) for _ in range(5))
     next_ret = np.full(len(position), np.nan)

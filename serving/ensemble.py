@@ -42,7 +42,7 @@ at the last candle, with its confidence. The champions of that regime score the 
 ``score`` in [-1, 1] at the last one. Each member's **position** is its own position rule
 (``agents.positions.PositionRule`` of its genome: threshold, hysteresis band, minimum hold,
 quantized levels, volatility target; the threshold of the row's inference config overrides the
-genome's ``threshold`` gene) replayed from flat over its scores and closes of the last
+genome's ``threshold`` gene) replayed from flat over its scores, closes and ts of the last
 ``rule.warmup`` candles (one candle for the plain threshold rule, whose replay is exact; see
 ``agents.positions`` for what a finite replay means for a stateful rule), taken at the last
 candle and times the ``size`` of the row's inference config (1 when it has none). Its ``vote`` is
@@ -285,6 +285,7 @@ class Scored:
 
     scores: np.ndarray
     close: np.ndarray
+    ts: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -562,10 +563,10 @@ class _CandleWork:
 
     def inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None = None
-    ) -> tuple[np.ndarray, np.ndarray] | str:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         """The model inputs (``window_inputs``) of the last ``depth`` rows of the series in the
-        specialty's dataset for ``genome`` and those rows' closes (the rows with a full window
-        when fewer have one), or why not."""
+        specialty's dataset for ``genome``, those rows' closes and ts (the rows with a full
+        window when fewer have one), or why not."""
         genes = genome.as_dict()
         key = (specialty, source.key if source is not None else "",
                repr(genes.get("feature_set")), repr(genes.get("lookback")), depth)  # fmt: skip
@@ -573,7 +574,7 @@ class _CandleWork:
 
     def _inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None
-    ) -> tuple[np.ndarray, np.ndarray] | str:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         genes = genome.as_dict()
         one, lookback = genes.get("feature_set"), genes.get("lookback", 1)
         tail = depth + lookback - 1 if isinstance(lookback, int) and lookback >= 1 else None
@@ -585,7 +586,7 @@ class _CandleWork:
             return f"{specialty}: the last candle's features need more history"
         assert ds.close is not None  # every candle dataset carries its closes
         try:
-            return window_inputs(ds, genome, rows), ds.close[rows]
+            return window_inputs(ds, genome, rows), ds.close[rows], ds.ts[rows]
         except ValueError:
             pass
         # Not enough history for the depth: the rows that have a full window (a suffix: the
@@ -602,7 +603,7 @@ class _CandleWork:
                 high = middle
             except ValueError:
                 low = middle + 1
-        return window_inputs(ds, genome, rows[low:]), ds.close[rows[low:]]
+        return window_inputs(ds, genome, rows[low:]), ds.close[rows[low:]], ds.ts[rows[low:]]
 
     def scores(self, member: Member, depth: int) -> Scored | str:
         """The member's scores of the last ``depth`` candles and their closes, or why it
@@ -614,14 +615,14 @@ class _CandleWork:
         found = self.inputs(member.row.specialty, member.genome, depth, member.source)
         if isinstance(found, str):
             return found
-        x, close = found
+        x, close, ts = found
         if x.shape[1] != member.model.n_inputs:
             return (f"the live features are {x.shape[1]} inputs, its model reads "
                     f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
         scores = member.net(x).astype(np.float64)
         if not np.isfinite(scores).all():
             return "non-finite score"
-        return Scored(scores, np.asarray(close, dtype=np.float64))
+        return Scored(scores, np.asarray(close, dtype=np.float64), np.asarray(ts, dtype=np.int64))
 
     def rows(self, ds: Dataset) -> np.ndarray:
         """The dataset rows of the request's series (a panel's rows of its symbol)."""
@@ -789,8 +790,8 @@ class Ensemble:
         held: list[float] = []
         for (member, found), weight in zip(scored, weights, strict=True):
             score = float(found.scores[-1])
-            mine = member.size * float(member.rule.positions(found.scores, found.close,
-                                                             timeframe=series.timeframe)[-1])  # fmt: skip
+            mine = member.size * float(member.rule.positions(
+                found.scores, found.close, timeframe=series.timeframe, ts=found.ts)[-1])  # fmt: skip
             vote: Vote = _sign(mine)
             votes.append(vote)
             held.append(mine)

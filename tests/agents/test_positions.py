@@ -65,6 +65,7 @@ def test_positions_stay_in_bounds_on_the_grid_and_hold(
     forced = brk | np.append(False, brk[:-1])
     changes = np.flatnonzero(np.diff(p, prepend=0.0) != 0)
     free = [c for c in changes if not forced[max(c - 1, 0) : c + 1].any()]
+    assert all(c % rule.min_hold == 0 for c in changes if not brk[c])  # the schedule (no ts)
     for a, b in itertools.pairwise(free):
         if not forced[a : b + 1].any():
             assert b - a >= rule.min_hold, (a, b)
@@ -86,27 +87,28 @@ def test_the_default_rule_is_the_threshold_rule(
 
 
 def test_eight_bars_by_hand() -> None:
-    # threshold 0.3, band 0.1 (held while the score in the held direction is > 0.2), min_hold 2.
-    scores = np.array([0.1, 0.35, 0.25, -0.1, -0.4, -0.35, 0.22, 0.5])
+    # threshold 0.3, band 0.1 (held while the score in the held direction is > 0.2), min_hold 2:
+    # without ts the position may change on rows 0, 2, 4, 6.
+    scores = np.array([0.35, 0.25, 0.1, -0.4, -0.35, 0.22, 0.5, 0.28])
     rule = PositionRule(threshold=0.3, band=0.1, min_hold=2)
-    # bar 2: 0.25 is inside the band, the long is kept; bar 3: out; bar 4: the short waits for
-    # min_hold (flat since bar 3); bar 6: 0.22 would exit the short, min_hold keeps it a bar;
-    # bar 7: 0.5 flips beyond the threshold.
-    np.testing.assert_array_equal(rule.positions(scores), [0, 1, 1, 0, 0, -1, -1, 1])
-    np.testing.assert_array_equal(positions_from_scores(scores, 0.3), [0, 1, 0, 0, -1, -1, 0, 1])
+    # bar 1: 0.25 is inside the band, the long is kept; bar 2: out; bar 3: the short waits for
+    # the schedule; bar 5: 0.22 would exit the short, the schedule keeps it a bar; bar 6: 0.5
+    # flips beyond the threshold; bar 7: 0.28 is inside the band.
+    np.testing.assert_array_equal(rule.positions(scores), [1, 1, 0, 0, -1, -1, 1, 1])
+    np.testing.assert_array_equal(positions_from_scores(scores, 0.3), [1, 0, 0, -1, -1, 0, 1, 0])
+    # The schedule follows the clock: bars 1..8 since the epoch put the changes on rows 1, 3, 5, 7.
+    ts = np.arange(1, 9) * 3_600_000
+    np.testing.assert_array_equal(rule.positions(scores, ts=ts, timeframe="1h"),
+                                  [0, 0, 0, -1, -1, 0, 0, 0])  # fmt: skip
+    # A break closes the position and the state restarts flat.
+    brk = np.zeros(8, dtype=bool)
+    brk[0] = True
+    np.testing.assert_array_equal(rule.positions(scores, breaks=brk), [0, 0, 0, 0, -1, -1, 1, 1])
     # Two levels above threshold 0.2: edges 0.2 and 0.6; band 0.1 below each held edge.
     levels = PositionRule(threshold=0.2, band=0.1, levels=2)
     scores = np.array([0.7, 0.55, 0.45, 0.15, 0.05, -0.65, -0.3, 0.0])
     np.testing.assert_array_equal(levels.positions(scores),
                                   [1, 1, 0.5, 0.5, 0, -1, -0.5, 0])  # fmt: skip
-    # A break closes the position and the next bar starts afresh (free to enter at bar 2);
-    # bar 3 holds the long (min_hold), bar 4 flips, bar 6 exits, bar 7 waits for min_hold.
-    brk = np.zeros(8, dtype=bool)
-    brk[1] = True
-    np.testing.assert_array_equal(
-        rule.positions(np.array([0.1, 0.35, 0.35, -0.1, -0.4, -0.35, 0.22, 0.5]), breaks=brk),
-        [0, 0, 1, 1, -1, -1, 0, 0],
-    )
 
 
 def test_vol_targeting_scales_by_past_returns_only() -> None:
@@ -119,8 +121,32 @@ def test_vol_targeting_scales_by_past_returns_only() -> None:
     assert p[4] == pytest.approx(min(0.5 / realized, 1.0))
     assert np.all(p[4:] == p[4])  # the size is read at the entry and held with the position
     assert rule.warmup == 4 + 1 + WARMUP_SLACK
-    assert PositionRule(band=0.1).warmup == 1 + WARMUP_SLACK
+    assert PositionRule(band=0.1, min_hold=6).warmup == 6 + WARMUP_SLACK
     assert PositionRule(vol_target=0.2).warmup == VOL_WINDOW + 1 + WARMUP_SLACK
+
+
+@settings(max_examples=60, deadline=None)
+@given(SCORES, RULES, st.integers(0, 10_000), st.data())
+def test_a_replay_from_a_later_start_agrees_once_it_has_met_the_same_state(
+    scores: list[float], rule: PositionRule, seed: int, data: st.DataObject
+) -> None:
+    # What Serve relies on: from a row where the full history is flat on a schedule bar with a
+    # volatility estimate, a replay started at that row's window gives the same positions.
+    s, close = np.array(scores), _closes(len(scores), seed)
+    ts = (np.arange(len(s)) + data.draw(st.integers(0, 50))) * 3_600_000
+    full = rule.positions(s, close, timeframe="1h", ts=ts)
+    start = data.draw(st.integers(0, len(s) - 1))
+    vol = rule.vol_window if rule.vol_target > 0 else 0
+    late = rule.positions(s[start:], close[start:], timeframe="1h", ts=ts[start:])
+    if start == 0:
+        np.testing.assert_array_equal(late, full)
+    # The replay is flat through its volatility warm-up; where both are flat and the clock lets
+    # the position change, the two states are equal, and so is everything after.
+    flat = [i for i in range(start + vol, len(s)) if full[i] == 0 and late[i - start] == 0
+            and (ts[i] // 3_600_000) % rule.min_hold == 0]  # fmt: skip
+    if flat:
+        i = flat[0]
+        np.testing.assert_array_equal(late[i - start :], full[i:])
 
 
 def _momentum_scores(frame: pd.DataFrame) -> np.ndarray:

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from agents.banks import technical_dataset
+from agents.dataset import Dataset
+from agents.genome import Genome
 from agents.models import FrozenNet, load_model
 from agents.positions import WARMUP_SLACK, PositionRule
 from agents.training import window_inputs
@@ -48,7 +50,7 @@ def test_ensemble_serves_each_members_rule_over_its_recent_scores(
     store = Store.open(sqlite_url(home), home=home)
     promote(store.training, replace(row_for(trained, regime, home), sharpe=5.0))
     ensemble = Ensemble.load(store, home)
-    candles = window_ending_in(champions, {regime}, bars=500)
+    candles = window_ending_in(champions, {regime}, bars=800)  # the whole warm-up has features
     answer = ensemble.predict(candles, exchange="binance", symbol="BTC/USDT", timeframe="1h",
                               request_id="p1")  # fmt: skip
 
@@ -64,7 +66,7 @@ def test_ensemble_serves_each_members_rule_over_its_recent_scores(
         window_inputs(ds, trained.report.genome, rows)
     ).astype(np.float64)
     assert ds.close is not None
-    expected = SIZE * rule.positions(scores, ds.close[rows], timeframe="1h")[-1]
+    expected = SIZE * rule.positions(scores, ds.close[rows], timeframe="1h", ts=ds.ts[rows])[-1]
     assert member.position == pytest.approx(expected, abs=1e-12)
     assert member.score == pytest.approx(scores[-1], abs=1e-12)
     assert member.vote == np.sign(expected)
@@ -76,3 +78,27 @@ def test_ensemble_serves_each_members_rule_over_its_recent_scores(
     net = sum(m.weight * m.position for m in answer.members)
     assert answer.signal.direction == int(np.sign(net))
     assert answer.position_size == pytest.approx(min(abs(net), 1.0))
+
+    # Fewer candles than the warm-up needs: the rows that have a full window are replayed.
+    short = candles.iloc[-500:].reset_index(drop=True)
+    answer = ensemble.predict(short, exchange="binance", symbol="BTC/USDT", timeframe="1h",
+                              request_id="p2")  # fmt: skip
+    ds = technical_dataset(short, name="live", timeframe="1h")
+    rows = np.arange(ds.n_rows)[-rule.warmup :]
+    rows = rows[[_has_window(ds, trained.report.genome, r) for r in rows].index(True) :]
+    assert 0 < len(rows) < rule.warmup
+    scores = FrozenNet(load_model(trained.path)[0])(
+        window_inputs(ds, trained.report.genome, rows)
+    ).astype(np.float64)
+    assert ds.close is not None
+    expected = SIZE * rule.positions(scores, ds.close[rows], timeframe="1h", ts=ds.ts[rows])[-1]
+    served = {m.agent_id: m for m in answer.members}
+    assert served["ta-positions"].position == pytest.approx(expected, abs=1e-12)
+
+
+def _has_window(ds: Dataset, genome: Genome, row: int) -> bool:
+    try:
+        window_inputs(ds, genome, np.array([row]))
+    except ValueError:
+        return False
+    return True
