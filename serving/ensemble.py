@@ -42,7 +42,8 @@ at the last candle, with its confidence. The champions of that regime score the 
 ``score`` in [-1, 1] at the last one. Each member's **position** is its own position rule
 (``agents.positions.PositionRule`` of its genome: threshold, hysteresis band, minimum hold,
 quantized levels, volatility target; the threshold of the row's inference config overrides the
-genome's ``threshold`` gene) replayed from flat over its scores, closes and ts of the last
+genome's ``threshold`` gene; a Tune model, judged by its inference config's plain threshold rule,
+keeps that rule) replayed from flat over its scores, closes and ts of the last
 ``rule.warmup`` candles (one candle for the plain threshold rule, whose replay is exact; see
 ``agents.positions`` for what a finite replay means for a stateful rule), taken at the last
 candle and times the ``size`` of the row's inference config (1 when it has none). Its ``vote`` is
@@ -127,7 +128,7 @@ from serving.schemas import (
 )
 from store.db import Store
 from store.paths import DataRoot
-from store.records.champions import RegimeBestRecord, Stage
+from store.records.champions import ModelSource, RegimeBestRecord, Stage
 
 __all__ = [
     "CheckpointRefused",
@@ -351,7 +352,11 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
     genome = Genome.from_json(meta["genome"])
     default = 0.5 if row.specialty == _RUGPULL else 0.0
     threshold = float(row.inference.get("threshold", _gene(genome, "threshold", default)))
-    rule = replace(PositionRule.from_genome(genome, default), threshold=threshold)
+    # A Tune model was judged by its inference config's positions (the plain threshold rule,
+    # ``agents.inference``), not by its genome's position genes: it is served as judged.
+    tuned = row.source == ModelSource.TUNE
+    rule = PositionRule(threshold) if tuned else PositionRule.from_genome(genome, default)
+    rule = replace(rule, threshold=threshold)
     return Member(row, model, genome, int(meta.get("generation", 0)), threshold,
                   float(row.inference.get("size", 1.0)), rule=rule)  # fmt: skip
 

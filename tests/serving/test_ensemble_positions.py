@@ -20,6 +20,7 @@ from agents.positions import WARMUP_SLACK, PositionRule
 from agents.training import window_inputs
 from serving.ensemble import Ensemble
 from store.db import Store
+from store.records.champions import ModelSource
 from tests.serving.trained import (
     BTC,
     SERIES_GENES,
@@ -102,3 +103,26 @@ def _has_window(ds: Dataset, genome: Genome, row: int) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_ensemble_serves_a_tune_model_with_the_rule_it_was_judged_by(
+    champions: Champions, tmp_path: Path
+) -> None:
+    # Tune judges a model by its inference config's plain threshold rule (agents.inference), not
+    # by its genome's position genes: Serve keeps that rule.
+    home = copy_home(champions, tmp_path / "tuned")
+    recent = champions.candles.iloc[-TRAIN_BARS:].reset_index(drop=True)
+    dataset = technical_dataset(recent, name=BTC.file_stem, timeframe="1h")
+    trained = train(dataset, SERIES_GENES | RULE_GENES, home, "ta-tuned", 5)
+    regime = sorted(champions.busiest())[0]
+    store = Store.open(sqlite_url(home), home=home)
+    row = row_for(trained, regime, home)
+    promote(store.training, replace(row, sharpe=5.0, source=ModelSource.TUNE,
+                                    checkpoint_path=str(trained.path.relative_to(home))))  # fmt: skip
+    members = {m.row.agent_id: m for m in Ensemble.load(store, home).members[regime]}
+    assert members["ta-tuned"].rule == PositionRule(THRESHOLD)
+    promote(store.training, replace(row, sharpe=6.0))  # the same model found by evolution
+    members = {m.row.agent_id: m for m in Ensemble.load(store, home).members[regime]}
+    assert members["ta-tuned"].rule == PositionRule(
+        THRESHOLD, band=0.1, min_hold=6, levels=2, vol_target=0.5
+    )
