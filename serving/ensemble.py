@@ -46,7 +46,9 @@ genome's ``threshold`` gene; a Tune model, judged by its inference config's plai
 keeps that rule) replayed from flat over its scores, closes and ts of the last
 ``rule.warmup`` candles (one candle for the plain threshold rule, whose replay is exact; see
 ``agents.positions`` for what a finite replay means for a stateful rule), taken at the last
-candle and times the ``size`` of the row's inference config (1 when it has none). Its ``vote`` is
+candle and times the ``size`` of the row's inference config (1 when it has none). A
+``market_scanner`` trades, as in training, its score minus the mean score of its panel's symbols
+at each timestamp (its ``score`` stays the model's own). Its ``vote`` is
 the position's sign: with the plain rule, ``sign(score)`` when ``|score|`` exceeds the threshold.
 Fewer candles than the warm-up replay what there is. Without a regime (fewer candles than the
 regime window) or without a validated champion for the live regime the answer is direction 0
@@ -287,6 +289,9 @@ class Scored:
     scores: np.ndarray
     close: np.ndarray
     ts: np.ndarray
+    # What its rule trades: the scores, or for a panel the scores minus the mean score of the
+    # panel's symbols at each timestamp (as ``agents.scoring.score_panel`` trains it).
+    traded: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -627,7 +632,30 @@ class _CandleWork:
         scores = member.net(x).astype(np.float64)
         if not np.isfinite(scores).all():
             return "non-finite score"
-        return Scored(scores, np.asarray(close, dtype=np.float64), np.asarray(ts, dtype=np.int64))
+        traded = scores
+        if isinstance(member.source, PanelSource):
+            relative = self._relative(member, ts)
+            if isinstance(relative, str):
+                return relative
+            traded = relative
+        return Scored(scores, np.asarray(close, dtype=np.float64), np.asarray(ts, dtype=np.int64),
+                      traded)  # fmt: skip
+
+    def _relative(self, member: Member, ts: np.ndarray) -> np.ndarray | str:
+        """The member's scores of the request's symbol at ``ts`` minus the mean score of the
+        panel's symbols at each of them (the panel is built whole, and cached)."""
+        ds = self.dataset(member.row.specialty, member.source)
+        if isinstance(ds, str):
+            return ds
+        rows = np.flatnonzero(np.isin(ds.ts, ts))
+        try:
+            scores = member.net(window_inputs(ds, member.genome, rows)).astype(np.float64)
+        except ValueError as exc:
+            return f"{member.row.specialty}: the panel's symbols cannot all be scored: {exc}"
+        _, at = np.unique(ds.ts[rows], return_inverse=True)
+        relative = scores - (np.bincount(at, scores) / np.bincount(at))[at]
+        mine = self.rows(ds)
+        return relative[np.isin(rows, mine)]
 
     def rows(self, ds: Dataset) -> np.ndarray:
         """The dataset rows of the request's series (a panel's rows of its symbol)."""
@@ -796,7 +824,7 @@ class Ensemble:
         for (member, found), weight in zip(scored, weights, strict=True):
             score = float(found.scores[-1])
             mine = member.size * float(member.rule.positions(
-                found.scores, found.close, timeframe=series.timeframe, ts=found.ts)[-1])  # fmt: skip
+                found.traded, found.close, timeframe=series.timeframe, ts=found.ts)[-1])  # fmt: skip
             vote: Vote = _sign(mine)
             votes.append(vote)
             held.append(mine)
