@@ -46,9 +46,10 @@ history's position once both have met a bar that decides the state by itself; me
 1h training years (2020-2023-03, a 24-bar momentum score, 1,500 bars drawn per rule), a replay of
 200 bars beyond the volatility window matched the full history on every drawn bar for bands up to
 0.3 (also above the threshold), ``min_hold`` up to 24 and volatility targets 0.25 and 0.5; 48 bars
-left 1% to 7% of them different. A min_hold counted from the last change instead of the clock
-carried its phase for ever (20% to 40% different after 400 bars). ``WARMUP_SLACK`` is 216 bars
-(nine days of 1h candles); fewer candles replay what there is.
+left up to 7% of them different. A min_hold counted from the last change instead of the clock
+carries the phase of earlier changes much longer (band 0.3, 24 bars: 4% to 16% of the bars still
+differed after 400 bars). ``WARMUP_SLACK`` is 216 bars (nine days of 1h candles); fewer candles
+replay what there is.
 """
 
 from __future__ import annotations

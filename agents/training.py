@@ -31,8 +31,8 @@ stacked). A split's validation segment, if any, is held out and unused (no early
 Scoring (``agents.scoring``). Positions come from the genome's ``agents.positions.PositionRule``
 (genes ``threshold``, ``band``, ``min_hold``, ``levels``, ``vol_target``; without them
 ``sign(score)`` where ``|score| > threshold``, else flat); a panel trades the rule on ``score -
-mean score of the timestamp`` per symbol and earns the equal-weight mean. The OOS rows of consecutive folds are adjacent bars, so a position carries from
-one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
+mean score of the timestamp`` per symbol and earns the equal-weight mean. The OOS rows of
+consecutive folds are adjacent bars, so a position carries from one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
 test``) the position is closed at the earlier one. Objectives (all maximized): direction and rank
 ``(sharpe, max_drawdown, direction_hit_rate)`` (``max_drawdown`` is <= 0, so larger is a smaller loss) (hit rate on the next bar's return, see
 ``agents.scoring``); classify ``(auc, precision, recall)``. Undefined objectives (no trade) read
