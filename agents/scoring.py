@@ -1,6 +1,9 @@
 """Out-of-sample scoring of a child's predictions: scores -> positions -> backtest -> metrics.
 
-Positions are whole units: ``sign(score)`` where ``|score| > threshold``, else flat. They follow
+Positions come from the child's :class:`~agents.positions.PositionRule` (its threshold, hysteresis
+band, minimum hold, quantized levels and volatility target; a bare float is the plain threshold
+rule: ``sign(score)`` where ``|score| > threshold``, else flat, as ``positions_from_scores``). They
+follow
 ``market.backtest``'s convention (decided at the close of t, held to the close of t + 1, the fee
 charged on every change). ``breaks`` marks the rows whose next scored row is not the next bar of
 their series (e.g. between non-adjacent test segments): the position is closed there, so nothing
@@ -11,8 +14,8 @@ is held across bars that were not scored.
 the panel's symbols at that timestamp). ``metrics["hit_rate"]`` keeps ``market.metrics``'s
 meaning: the share of in-market bars whose net return is positive.
 
-A panel (``score_panel``) is market-neutral: each symbol trades ``sign(score - mean score of its
-timestamp)`` under the threshold, is backtested on its own rows, and the portfolio return of a
+A panel (``score_panel``) is market-neutral: each symbol trades its rule applied to ``score - mean
+score of its timestamp`` (per symbol, in time order), is backtested on its own rows, and the portfolio return of a
 timestamp is the equal-weight mean of its symbols' bar returns. Trade metrics pool the symbols'
 trades (PnL read as the trade's return); per regime a timestamp takes the most common regime of its
 symbols and a bar's return is attributed to the previous timestamp's decision (the trading cost
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.positions import PositionRule
 from market.backtest import DEFAULT_FEE_BPS, backtest, bar_returns
 from market.metrics import TradeOutcomes, compute_metrics, metrics_by_regime
 from market.timeframes import bars_per_year
@@ -36,6 +40,7 @@ from market.timeframes import bars_per_year
 __all__ = [
     "AucInterval",
     "OosScore",
+    "as_rule",
     "auc_bounds",
     "auc_interval",
     "auc_metrics",
@@ -72,6 +77,11 @@ def rank_positions(scores: np.ndarray, ts: np.ndarray, threshold: float) -> np.n
     return positions_from_scores(s - mean[inverse], threshold)
 
 
+def as_rule(rule: PositionRule | float) -> PositionRule:
+    """A rule, or the plain threshold rule of a bare threshold."""
+    return rule if isinstance(rule, PositionRule) else PositionRule(threshold=float(rule))
+
+
 def hit_share(position: np.ndarray, realized: np.ndarray) -> float:
     """Share of non-zero positions whose sign matches ``realized`` (NaN entries skipped)."""
     known = (position != 0) & np.isfinite(realized)
@@ -92,7 +102,7 @@ def score_series(
     ts: np.ndarray,
     close: np.ndarray,
     scores: np.ndarray,
-    threshold: float,
+    rule: PositionRule | float,
     *,
     breaks: np.ndarray | None = None,
     labels: np.ndarray | None = None,
@@ -102,8 +112,9 @@ def score_series(
 ) -> OosScore:
     """One series' scored rows (time order) backtested; ``labels`` (the horizon forward return)
     add ``horizon_hit_rate``, ``regimes`` the per-regime metrics."""
-    position = positions_from_scores(scores, threshold)
-    position[_breaks(breaks, len(position))] = 0.0
+    brk = _breaks(breaks, len(scores))
+    position = as_rule(rule).positions(scores, close, breaks=brk, timeframe=timeframe,
+                                       ts=None if timeframe is None else ts)  # fmt: skip
     frame = pd.DataFrame({"ts": ts, "close": close})
     result = backtest(frame, position, fee_bps=fee_bps, timeframe=timeframe or None)
     realized = np.append(bar_returns(result.close)[1:], np.nan)
@@ -125,7 +136,7 @@ def score_panel(
     close: np.ndarray,
     group: np.ndarray,
     scores: np.ndarray,
-    threshold: float,
+    rule: PositionRule | float,
     *,
     breaks: np.ndarray | None = None,
     regimes: np.ndarray | None = None,
@@ -133,10 +144,15 @@ def score_panel(
     fee_bps: float = DEFAULT_FEE_BPS,
 ) -> OosScore:
     """A panel's scored rows (time order within each symbol) as one equal-weight portfolio."""
-    position = rank_positions(scores, ts, threshold)
-    broken = _breaks(breaks, len(position))
-    position[broken] = 0.0
+    broken = _breaks(breaks, len(scores))
+    s = np.asarray(scores, dtype=np.float64)
     _, at = np.unique(ts, return_inverse=True)
+    relative = s - (np.bincount(at, s) / np.bincount(at))[at]
+    position = np.zeros(len(s))
+    for g in np.unique(group):
+        sel = np.flatnonzero(group == g)
+        position[sel] = as_rule(rule).positions(relative[sel], close[sel], breaks=broken[sel],
+                                                timeframe=timeframe, ts=ts[sel])  # fmt: skip
     n = int(at.max()) + 1
     ret, count, exposure, held, traded = (np.zeros(n) for _ in range(5))
     next_ret = np.full(len(position), np.nan)

@@ -28,10 +28,11 @@ it. The test segments depend only on the data size, so every child of a dataset 
 same rows whatever its horizon and lookback (which is what lets their scores be compared and
 stacked). A split's validation segment, if any, is held out and unused (no early stopping).
 
-Scoring (``agents.scoring``). Positions are ``sign(score)`` where ``|score| > threshold``, else
-flat; a panel trades ``sign(score - mean score of the timestamp)`` per symbol and earns the
-equal-weight mean. The OOS rows of consecutive folds are adjacent bars, so a position carries from
-one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
+Scoring (``agents.scoring``). Positions come from the genome's ``agents.positions.PositionRule``
+(genes ``threshold``, ``band``, ``min_hold``, ``levels``, ``vol_target``; without them
+``sign(score)`` where ``|score| > threshold``, else flat); a panel trades the rule on ``score -
+mean score of the timestamp`` per symbol and earns the equal-weight mean. The OOS rows of
+consecutive folds are adjacent bars, so a position carries from one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
 test``) the position is closed at the earlier one. Objectives (all maximized): direction and rank
 ``(sharpe, max_drawdown, direction_hit_rate)`` (``max_drawdown`` is <= 0, so larger is a smaller loss) (hit rate on the next bar's return, see
 ``agents.scoring``); classify ``(auc, precision, recall)``. Undefined objectives (no trade) read
@@ -63,6 +64,7 @@ from torch import nn
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import MODEL_TASKS, ChildNet, build_model
+from agents.positions import PositionRule
 from agents.scoring import auc_metrics, classify_metrics, score_panel, score_series
 from market.backtest import DEFAULT_FEE_BPS
 from market.labels import forward_returns
@@ -552,7 +554,7 @@ def _train(
         threshold = _float_gene(genome, "threshold", 0.5)
     else:
         layout, plans = _plan(dataset, genome, split)
-        threshold = _float_gene(genome, "threshold", 0.0)
+        rule = PositionRule.from_genome(genome, default_threshold=0.0)
     seqs = np.random.SeedSequence(seed).spawn(len(plans) + 1)[1:]  # [0] is K-fold's shuffle
     scores, losses = [], []
     model: ChildNet | None = None
@@ -598,12 +600,12 @@ def _train(
                 sel = np.flatnonzero(group == g)
                 breaks[sel[:-1]] = layout.prev[rows[sel[1:]]] != rows[sel[:-1]]
             scored = score_panel(
-                dataset.ts[rows], close[rows], group, score, threshold, breaks=breaks,
+                dataset.ts[rows], close[rows], group, score, rule, breaks=breaks,
                 regimes=regimes, timeframe=dataset.timeframe, fee_bps=fee_bps,
             )  # fmt: skip
         else:
             scored = score_series(
-                dataset.ts[rows], close[rows], score, threshold, breaks=breaks,
+                dataset.ts[rows], close[rows], score, rule, breaks=breaks,
                 labels=layout.label[rows], regimes=regimes, timeframe=dataset.timeframe or None,
                 fee_bps=fee_bps,
             )  # fmt: skip

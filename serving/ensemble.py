@@ -38,24 +38,38 @@ A champion in stage DECAY does not vote (a decaying live record is not trusted; 
 replaces it).
 
 **A prediction.** The live regime is ``market.regimes.regime_labels`` of the candles (store rules)
-at the last candle, with its confidence. The champions of that regime score the last candle:
-``score`` in [-1, 1]; ``vote = sign(score)`` when ``|score|`` exceeds the threshold of the row's
-inference config (else the genome's ``threshold`` gene), else 0. Without a regime (fewer candles
-than the regime window) or without a validated champion for the live regime the answer is
-direction 0 with the reason, never a guess. The votes are combined by:
+at the last candle, with its confidence. The champions of that regime score the last candles:
+``score`` in [-1, 1] at the last one. Each member's **position** is its own position rule
+(``agents.positions.PositionRule`` of its genome: threshold, hysteresis band, minimum hold,
+quantized levels, volatility target; the threshold of the row's inference config overrides the
+genome's ``threshold`` gene; a Tune model, judged by its inference config's plain threshold rule,
+keeps that rule) replayed from flat over its scores, closes and ts of the last
+``rule.warmup`` candles (one candle for the plain threshold rule, whose replay is exact; see
+``agents.positions`` for what a finite replay means for a stateful rule), taken at the last
+candle and times the ``size`` of the row's inference config (1 when it has none). A
+``market_scanner`` trades, as in training, its score minus the mean score of its panel's symbols
+at each timestamp (its ``score`` stays the model's own). Its ``vote`` is
+the position's sign: with the plain rule, ``sign(score)`` when ``|score|`` exceeds the threshold.
+Fewer candles than the warm-up replay what there is. Without a regime (fewer candles than the
+regime window) or without a validated champion for the live regime the answer is direction 0
+with the reason, never a guess. Weights are the champions' out-of-sample Sharpe in the regime
+(negative read 0), normalized to sum 1; ``P = sum(w * position)`` is the ensemble's position.
+The call is made by:
 
 - the **mother brain** when its coordinator for the live regime can be fed: coordinators are
   trained on stacked member scores (``agents.banks.stacked_dataset``); a coordinator whose
   ``feature_set`` is ``consensus`` reads only ``consensus_mean`` and ``consensus_std`` of the
   member scores over its ``lookback`` bars, which the live champions provide. Its score and its
-  own ``threshold`` gene make the call (``combiner`` ``mother_brain:<version>``);
+  own ``threshold`` gene make the direction (``combiner`` ``mother_brain:<version>``), confidence
+  ``|brain score|``; the size comes from the members: ``position_size = max(0, direction * P)``
+  (what the members hold in the brain's direction; 0 when they hold nothing that way);
 - else (no brain, a coordinator that reads named members' scores, which are those of the run it
-  was stacked on and not the live champions) a **Sharpe-weighted vote**: weights are the
-  champions' out-of-sample Sharpe in the regime (negative read 0), normalized to sum 1;
-  ``S = sum(w * vote)``; direction ``sign(S)``, score ``sum(w * score)``, confidence ``|S|``.
+  was stacked on and not the live champions) the **Sharpe-weighted position**: direction
+  ``sign(P)``, ``position_size = |P|``, score ``sum(w * score)``, confidence ``|sum(w * vote)|``.
 
-``position_size`` is the confidence times the weighted mean ``size`` of the members' inference
-configs (1 when a row has none), 0 when flat.
+``position_size`` is at most 1 and 0 when flat; ``direction * position_size`` is the position a
+bot holds. With every member on the plain threshold rule and one ``size`` ``s``, ``P = s *
+sum(w * vote)``: the vote of before.
 
 **Rug pulls.** The ``rugpull_detector`` champion crowned by the classifier rules (its row of
 regime ``ALL_REGIMES``, ``evolution.champions.decide_classifier``; a row of another regime, which
@@ -77,7 +91,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -96,6 +110,7 @@ from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import ChildNet, FrozenNet, load_model
+from agents.positions import PositionRule
 from agents.sources import DataSources
 from agents.specialties import LiveInput, get_specialty
 from agents.training import window_inputs
@@ -116,7 +131,7 @@ from serving.schemas import (
 )
 from store.db import Store
 from store.paths import DataRoot
-from store.records.champions import ALL_REGIMES, RegimeBestRecord, Stage
+from store.records.champions import ALL_REGIMES, ModelSource, RegimeBestRecord, Stage
 
 __all__ = [
     "CheckpointRefused",
@@ -140,6 +155,7 @@ CANDLE_CACHE_SIZE = 64
 DEFAULT_MAX_INPUT_AGE_DAYS = 2.0
 _CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 Vote = Literal[-1, 0, 1]
+_T = TypeVar("_T")
 
 
 class CheckpointRefused(ValueError):
@@ -267,6 +283,19 @@ History = Callable[[SeriesKey, int, int], pd.DataFrame]
 
 
 @dataclass(frozen=True, eq=False)
+class Scored:
+    """A member's scores of the last candles it could score and those candles' closes (oldest
+    first, aligned): what its position rule replays."""
+
+    scores: np.ndarray
+    close: np.ndarray
+    ts: np.ndarray
+    # What its rule trades: the scores, or for a panel the scores minus the mean score of the
+    # panel's symbols at each timestamp (as ``agents.scoring.score_panel`` trains it).
+    traded: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class Member:
     """A loaded champion of one (specialty, regime); ``source``: what it reads beside candles."""
 
@@ -277,6 +306,8 @@ class Member:
     threshold: float
     size: float
     source: Source | None = None
+    # How its scores become its position (its genome's genes, the row's threshold).
+    rule: PositionRule = field(default_factory=PositionRule)
     # The regime rules its run was judged under: it votes when they put the last candle in its
     # regime (``row.regime``), and its features are built with them.
     rules: RegimeRules = field(default_factory=RegimeRules)
@@ -329,8 +360,13 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
     genome = Genome.from_json(meta["genome"])
     default = 0.5 if get_specialty(row.specialty).task == "classify" else 0.0
     threshold = float(row.inference.get("threshold", _gene(genome, "threshold", default)))
+    # A Tune model was judged by its inference config's positions (the plain threshold rule,
+    # ``agents.inference``), not by its genome's position genes: it is served as judged.
+    tuned = row.source == ModelSource.TUNE
+    rule = PositionRule(threshold) if tuned else PositionRule.from_genome(genome, default)
+    rule = replace(rule, threshold=threshold)
     return Member(row, model, genome, int(meta.get("generation", 0)), threshold,
-                  float(row.inference.get("size", 1.0)))  # fmt: skip
+                  float(row.inference.get("size", 1.0)), rule=rule)  # fmt: skip
 
 
 def _source(
@@ -456,7 +492,7 @@ class _CandleWork:
         self._rules = rules
         self._history = history
         self._datasets: dict[tuple[str, str, str, int | None], Dataset | str] = {}
-        self._made: dict[tuple[Any, ...], np.ndarray | str] = {}  # inputs and scores
+        self._made: dict[tuple[Any, ...], Any] = {}  # inputs and scores (or why not)
         self._lock = threading.Lock()
 
     def dataset(
@@ -527,25 +563,23 @@ class _CandleWork:
             frames[symbol] = other
         return panel_dataset(frames, name="live", timeframe=panel.timeframe, rules=self._rules)
 
-    def _remember(
-        self, key: tuple[Any, ...], make: Callable[[], np.ndarray | str]
-    ) -> np.ndarray | str:
+    def _remember(self, key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
         """``make()`` once per key for everyone asking about these candles: read it, never write
         it (made outside the lock, so other keys go on; a race makes it twice, keeps one)."""
         with self._lock:
             found = self._made.get(key)
         if found is not None:
-            return found
+            return cast(_T, found)
         made = make()
         with self._lock:
-            return self._made.setdefault(key, made)
+            return cast(_T, self._made.setdefault(key, made))
 
     def inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None = None
-    ) -> np.ndarray | str:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         """The model inputs (``window_inputs``) of the last ``depth`` rows of the series in the
-        specialty's dataset for ``genome`` (the last row alone when the history is shorter), or
-        why not."""
+        specialty's dataset for ``genome``, those rows' closes and ts (the rows with a full
+        window when fewer have one), or why not."""
         genes = genome.as_dict()
         key = (specialty, source.key if source is not None else "",
                repr(genes.get("feature_set")), repr(genes.get("lookback")), depth)  # fmt: skip
@@ -553,7 +587,7 @@ class _CandleWork:
 
     def _inputs(
         self, specialty: str, genome: Genome, depth: int, source: Source | None
-    ) -> np.ndarray | str:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         genes = genome.as_dict()
         one, lookback = genes.get("feature_set"), genes.get("lookback", 1)
         tail = depth + lookback - 1 if isinstance(lookback, int) and lookback >= 1 else None
@@ -563,29 +597,68 @@ class _CandleWork:
         rows = self.rows(ds)[-depth:]
         if len(rows) == 0 or int(ds.ts[rows[-1]]) != int(self._candles["ts"][-1]):
             return f"{specialty}: the last candle's features need more history"
+        assert ds.close is not None  # every candle dataset carries its closes
         try:
-            return window_inputs(ds, genome, rows)
+            return window_inputs(ds, genome, rows), ds.close[rows], ds.ts[rows]
         except ValueError:
-            try:  # not enough rows for the brain's depth: the last candle alone still votes
-                return window_inputs(ds, genome, rows[-1:])
-            except ValueError as exc:
-                return str(exc)
+            pass
+        # Not enough history for the depth: the rows that have a full window (a suffix: the
+        # features are finite after their warm-up) still score, down to the last candle alone.
+        low, high = 0, len(rows) - 1
+        try:
+            window_inputs(ds, genome, rows[high:])
+        except ValueError as exc:
+            return str(exc)
+        while low < high:
+            middle = (low + high) // 2
+            try:
+                window_inputs(ds, genome, rows[middle : middle + 1])
+                high = middle
+            except ValueError:
+                low = middle + 1
+        return window_inputs(ds, genome, rows[low:]), ds.close[rows[low:]], ds.ts[rows[low:]]
 
-    def scores(self, member: Member, depth: int) -> np.ndarray | str:
-        """The member's scores of the last ``depth`` candles, or why it abstains. Remembered: a
-        member's model is fixed for the life of the ensemble this cache belongs to, so the same
-        candles again cost no forward pass."""
+    def scores(self, member: Member, depth: int) -> Scored | str:
+        """The member's scores of the last ``depth`` candles and their closes, or why it
+        abstains. Remembered: a member's model is fixed for the life of the ensemble this cache
+        belongs to, so the same candles again cost no forward pass."""
         return self._remember(("scores", id(member), depth), lambda: self._scores(member, depth))
 
-    def _scores(self, member: Member, depth: int) -> np.ndarray | str:
-        x = self.inputs(member.row.specialty, member.genome, depth, member.source)
-        if isinstance(x, str):
-            return x
+    def _scores(self, member: Member, depth: int) -> Scored | str:
+        found = self.inputs(member.row.specialty, member.genome, depth, member.source)
+        if isinstance(found, str):
+            return found
+        x, close, ts = found
         if x.shape[1] != member.model.n_inputs:
             return (f"the live features are {x.shape[1]} inputs, its model reads "
                     f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
         scores = member.net(x).astype(np.float64)
-        return scores if np.isfinite(scores).all() else "non-finite score"
+        if not np.isfinite(scores).all():
+            return "non-finite score"
+        traded = scores
+        if isinstance(member.source, PanelSource):
+            relative = self._relative(member, ts)
+            if isinstance(relative, str):
+                return relative
+            traded = relative
+        return Scored(scores, np.asarray(close, dtype=np.float64), np.asarray(ts, dtype=np.int64),
+                      traded)  # fmt: skip
+
+    def _relative(self, member: Member, ts: np.ndarray) -> np.ndarray | str:
+        """The member's scores of the request's symbol at ``ts`` minus the mean score of the
+        panel's symbols at each of them (the panel is built whole, and cached)."""
+        ds = self.dataset(member.row.specialty, member.source)
+        if isinstance(ds, str):
+            return ds
+        rows = np.flatnonzero(np.isin(ds.ts, ts))
+        try:
+            scores = member.net(window_inputs(ds, member.genome, rows)).astype(np.float64)
+        except ValueError as exc:
+            return f"{member.row.specialty}: the panel's symbols cannot all be scored: {exc}"
+        _, at = np.unique(ds.ts[rows], return_inverse=True)
+        relative = scores - (np.bincount(at, scores) / np.bincount(at))[at]
+        mine = self.rows(ds)
+        return relative[np.isin(rows, mine)]
 
     def rows(self, ds: Dataset) -> np.ndarray:
         """The dataset rows of the request's series (a panel's rows of its symbol)."""
@@ -752,32 +825,38 @@ class Ensemble:
         weights = [m.weight / total for m, _ in scored]
         outs = []
         votes: list[Vote] = []
-        for (member, history), weight in zip(scored, weights, strict=True):
-            score = float(history[-1])
-            vote: Vote = _sign(score) if abs(score) > member.threshold else 0
+        held: list[float] = []
+        for (member, found), weight in zip(scored, weights, strict=True):
+            score = float(found.scores[-1])
+            mine = member.size * float(member.rule.positions(
+                found.traded, found.close, timeframe=series.timeframe, ts=found.ts)[-1])  # fmt: skip
+            vote: Vote = _sign(mine)
             votes.append(vote)
+            held.append(mine)
             outs.append(MemberOut(
                 agent_id=member.row.agent_id, run_id=member.row.run_id,
                 specialty=member.row.specialty, regime=member.row.regime,
                 generation=member.generation,
-                vote=vote, score=score, weight=weight,
+                vote=vote, score=score, weight=weight, position=mine,
             ))  # fmt: skip
-        size = sum(w * m.size for (m, _), w in zip(scored, weights, strict=True))
-        if coordinator is not None and all(len(h) == depth for _, h in scored):
-            matrix = np.vstack([h for _, h in scored])  # (members, depth), oldest first
+        net = sum(w * p for w, p in zip(weights, held, strict=True))
+        if coordinator is not None and all(len(f.scores) >= depth for _, f in scored):
+            # (members, depth), oldest first
+            matrix = np.vstack([f.scores[-depth:] for _, f in scored])
             x = np.column_stack([matrix.mean(axis=0), matrix.std(axis=0)]).reshape(1, -1)
             brain = float(coordinator.net(x)[0])
             direction = _sign(brain) if abs(brain) > coordinator.threshold else 0
             combiner, score, agreement = f"mother_brain:{self.brain_version}", brain, abs(brain)
+            size = max(0.0, direction * net)
         else:
             agreement_signed = sum(w * v for w, v in zip(weights, votes, strict=True))
-            direction, agreement = _sign(agreement_signed), abs(agreement_signed)
-            score = sum(w * float(h[-1]) for (_, h), w in zip(scored, weights, strict=True))
-            combiner = "sharpe_weighted_vote"
-        reason = None if direction else "the members' votes do not make a call"
+            direction, agreement = _sign(net), abs(agreement_signed)
+            score = sum(w * float(f.scores[-1]) for (_, f), w in zip(scored, weights, strict=True))
+            combiner, size = "sharpe_weighted_vote", abs(net)
+        reason = None if direction else "the members' positions do not make a call"
         signal = SignalOut(direction=direction, score=float(np.clip(score, -1.0, 1.0)),
                            confidence=float(min(agreement, 1.0)), reason=reason)  # fmt: skip
-        position = float(min(agreement * size, 1.0)) if direction else 0.0
+        position = float(min(size, 1.0)) if direction else 0.0
         return PredictResponse(**base, signal=signal, position_size=position, members=outs,
                                combiner=combiner)  # fmt: skip
 
@@ -800,12 +879,13 @@ class Ensemble:
     @staticmethod
     def _score(
         champions: Sequence[tuple[Member, _CandleWork]], depth: int
-    ) -> tuple[list[tuple[Member, np.ndarray]], list[str]]:
-        """Each champion's scores of the last ``depth`` candles (fewer when it lacks history)."""
-        scored: list[tuple[Member, np.ndarray]] = []
+    ) -> tuple[list[tuple[Member, Scored]], list[str]]:
+        """Each champion's scores of the last ``max(depth, its rule's warmup)`` candles (fewer
+        when it lacks history)."""
+        scored: list[tuple[Member, Scored]] = []
         notes: list[str] = []
         for member, work in champions:
-            found = work.scores(member, depth)
+            found = work.scores(member, max(depth, member.rule.warmup))
             if isinstance(found, str):
                 notes.append(f"{member.row.agent_id}: {found}")
             else:

@@ -188,7 +188,9 @@ class SignalOut(_Strict):
 
 
 class MemberOut(_Strict):
-    """One champion's vote: ``vote`` is ``sign(score)`` when ``|score|`` exceeds its threshold."""
+    """One champion's call: ``position`` is its position rule (``agents.positions``) replayed
+    over its recent scores, times its inference ``size``; ``vote`` is the position's sign (with
+    the plain threshold rule: ``sign(score)`` when ``|score|`` exceeds its threshold)."""
 
     agent_id: str
     run_id: str
@@ -198,6 +200,7 @@ class MemberOut(_Strict):
     vote: Direction
     score: float
     weight: float
+    position: float = Field(..., ge=-1.0, le=1.0, description="Its own position in [-1, 1].")
 
 
 class PredictResponse(_Strict):

@@ -6,6 +6,15 @@ Gene names are the ones the trainer reads (``genome.as_dict().get(name, default)
 ``epochs``, ``threshold`` (``|score|`` needed to take a position), ``weight_decay`` (log scale)
 and ``batch_size``. A specialty declares only the genes it uses.
 
+Position genes (:func:`position_genes`, read by ``agents.positions.PositionRule``; every trading
+specialty carries them): ``band`` in [0, 0.3] (hysteresis below the threshold: a score must fall
+that far under its entry edge before the position is cut), ``min_hold`` in [1, 24] bars (at most
+one change of position a day on 1h bars), ``levels`` in [1, 4] (quantized sizes: 1 is
+``{-1, 0, 1}``, 4 is steps of 0.25) and ``vol_target`` one of 0 (off), 0.25, 0.5, 0.75 or 1.0
+annualized (1h crypto runs at about 0.4 to 0.9: a target under the realized volatility trades
+smaller). A genome without them trades the plain threshold rule (band 0, min_hold 1, levels 1,
+vol_target 0). ``vol_target`` is a choice so that "off" stays a value the Mother can pick.
+
 Bounds are sized for a 2-core CPU: a child trains on ~10k rows in a few seconds, so hidden sizes
 stay at 64 or below, depth at 3, epochs at 12. A specialty's feature sets are exactly the choices
 of its ``feature_set`` gene (:attr:`Specialty.feature_sets`), which its builders put in
@@ -35,6 +44,7 @@ __all__ = [
     "Task",
     "model_genes",
     "one_per_symbol",
+    "position_genes",
     "series_space",
 ]
 
@@ -169,6 +179,16 @@ def model_genes(hidden: int = 64, depth: int = 3, dropout: float = 0.4) -> tuple
     )
 
 
+def position_genes() -> tuple[Gene, ...]:
+    """How a score becomes a position (``agents.positions.PositionRule``; bounds for 1h bars)."""
+    return (
+        FloatGene("band", 0.0, 0.3),
+        IntGene("min_hold", 1, 24),
+        IntGene("levels", 1, 4),
+        ChoiceGene("vol_target", (0.0, 0.25, 0.5, 0.75, 1.0)),
+    )
+
+
 def series_space(
     name: str, feature_sets: tuple[str, ...], *, lookback: int = 24, horizon: int = 24
 ) -> GenomeSpace:
@@ -182,5 +202,6 @@ def series_space(
             *model_genes(),
             # Up to 0.8: selective children trade less and pay less in fees.
             FloatGene("threshold", 0.0, 0.8),
+            *position_genes(),
         ),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agents.dataset import Dataset
 from agents.genome import ChoiceGene, FloatGene, GenomeSpace, IntGene
 from agents.sources import DataSources
-from agents.specialties.base import LiveInput, Specialty, model_genes
+from agents.specialties.base import LiveInput, Specialty, model_genes, position_genes
 
 NAME = "report_coordinator"
 
@@ -31,6 +31,7 @@ SPECIALTY = Specialty(
             *model_genes(hidden=32, depth=2, dropout=0.3),
             # Up to 0.8: selective children trade less and pay less in fees.
             FloatGene("threshold", 0.0, 0.8),
+            *position_genes(),
         ),
     ),
     "other children's out-of-sample scores on a shared base series (stacked_dataset)",

@@ -20,7 +20,7 @@ SEVEN = (
 #: The gene names the trainer reads (CONTRACTS4.md).
 KNOWN_GENES = {
     "lookback", "feature_set", "horizon", "hidden", "depth", "dropout", "lr", "epochs",
-    "threshold", "weight_decay", "batch_size",
+    "threshold", "weight_decay", "batch_size", "band", "min_hold", "levels", "vol_target",
 }  # fmt: skip
 
 

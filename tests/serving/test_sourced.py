@@ -136,6 +136,13 @@ def test_the_sentiment_scout_and_the_market_scanner_vote_on_real_btc_candles(
     assert int(panel.ts[btc_rows[-1]]) == last
     expected = _score(sourced.trained["market_scanner"], panel, btc_rows[-1:])
     assert votes["market_scanner"].score == pytest.approx(expected, abs=1e-6)
+    # It trades as it was trained: its score minus the panel's mean score at the last candle
+    # (threshold 0, size 1, the plain rule).
+    at_last = np.flatnonzero(panel.ts == last)
+    everyone = [_score(sourced.trained["market_scanner"], panel, at_last[i : i + 1])
+                for i in range(len(at_last))]  # fmt: skip
+    relative = expected - float(np.mean(everyone))
+    assert votes["market_scanner"].position == float(np.sign(relative))
     assert answer.signal.direction in (-1, 0, 1)
 
 
