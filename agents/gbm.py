@@ -37,7 +37,7 @@ __all__ = ["GBM_DEFAULTS", "GbmModel", "fit_gbm"]
 
 GBM_DEFAULTS: dict[str, int | float] = {
     "num_leaves": 15, "n_estimators": 100, "learning_rate": 0.05, "min_child_samples": 50,
-    "feature_fraction": 0.8,
+    "feature_fraction": 0.5,
 }  # fmt: skip
 """GBM genes a genome may leave out, and the values used then."""
 _INT_GENES = ("num_leaves", "n_estimators", "min_child_samples")

@@ -105,6 +105,7 @@ __all__ = [
     "infer_task",
     "meta_scores",
     "plan_folds",
+    "scores_of_rows",
     "train_child",
     "update_performance",
     "window_inputs",
@@ -499,6 +500,22 @@ def _learned(target: np.ndarray, genome: Genome) -> np.ndarray:
 
 def _take_primary(score: np.ndarray, sign: np.ndarray) -> np.ndarray:
     return sign * np.clip(score, 0.0, 1.0)
+
+
+def scores_of_rows(
+    dataset: Dataset, genome: Genome, rows: np.ndarray, score: np.ndarray
+) -> np.ndarray:
+    """The model's scores ``score`` of dataset ``rows`` as the child trades them (with a
+    ``primary`` gene, its rule's side; see :func:`meta_scores`): how training turns a model's
+    out-of-sample output into the stored scores, for anyone scoring a checkpoint again."""
+    primary = _choice_gene(genome, "primary", PRIMARY_RULES)
+    if primary == "none" or infer_task(dataset) == "classify" or dataset.close is None:
+        return score
+    close = np.asarray(dataset.close, dtype=np.float64)
+    sign = np.zeros(dataset.n_rows)
+    for series in _series_rows(dataset):
+        sign[series] = primary_signal(close[series], primary)
+    return _take_primary(np.asarray(score, dtype=np.float64), sign[np.asarray(rows)])
 
 
 def meta_scores(genome: Genome, close: np.ndarray, score: np.ndarray) -> np.ndarray:

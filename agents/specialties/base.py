@@ -6,6 +6,15 @@ Gene names are the ones the trainer reads (``genome.as_dict().get(name, default)
 ``epochs``, ``threshold`` (``|score|`` needed to take a position), ``weight_decay`` (log scale)
 and ``batch_size``. A specialty declares only the genes it uses.
 
+Families and targets (``agents.models``, ``agents.gbm``, ``agents.training``): ``family``
+(``mlp``, ``tcn``, ``gbm``), the LightGBM genes ``num_leaves``, ``n_estimators``,
+``learning_rate``, ``min_child_samples``, ``feature_fraction`` (:func:`gbm_genes`; read only by
+``gbm`` children, as ``hidden`` .. ``batch_size`` are read only by the torch families), and for
+time series ``label`` (``fwd``, ``volscaled``, ``triple_barrier``), ``barrier`` (the triple
+barrier's width in horizon-sized standard deviations) and ``primary`` (``none``, ``sma_cross``,
+``momentum``: meta-labelling) (:func:`target_genes`). A genome without them is an MLP on forward
+returns, as before these genes existed.
+
 Bounds are sized for a 2-core CPU: a child trains on ~10k rows in a few seconds, so hidden sizes
 stay at 64 or below, depth at 3, epochs at 12. A specialty's feature sets are exactly the choices
 of its ``feature_set`` gene (:attr:`Specialty.feature_sets`), which its builders put in
@@ -21,6 +30,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GenomeSpace, IntGene
+from market.labels import LABELS, PRIMARY_RULES
 from market.series import SeriesKey
 
 if TYPE_CHECKING:
@@ -33,9 +43,12 @@ __all__ = [
     "LiveInput",
     "Specialty",
     "Task",
+    "family_genes",
+    "gbm_genes",
     "model_genes",
     "one_per_symbol",
     "series_space",
+    "target_genes",
 ]
 
 Task = Literal["direction", "rank", "classify"]
@@ -169,6 +182,34 @@ def model_genes(hidden: int = 64, depth: int = 3, dropout: float = 0.4) -> tuple
     )
 
 
+def gbm_genes() -> tuple[Gene, ...]:
+    """LightGBM genes (``agents.gbm``), bounded so a child on ~30k rows of a few hundred inputs
+    trains its folds in seconds on a 2-core CPU (about 10 ms a tree there)."""
+    return (
+        IntGene("num_leaves", 4, 31),
+        IntGene("n_estimators", 20, 150),
+        FloatGene("learning_rate", 0.02, 0.3, log=True),
+        IntGene("min_child_samples", 20, 300),
+        FloatGene("feature_fraction", 0.2, 0.8),
+    )
+
+
+def family_genes(families: tuple[str, ...] = ("mlp", "tcn", "gbm")) -> tuple[Gene, ...]:
+    """The ``family`` gene and, with ``gbm``, its genes. The families are those of
+    ``agents.models.MODEL_FAMILIES`` (not imported here: it would load torch and LightGBM with
+    the registry; ``tests/agents/test_models.py`` checks they agree)."""
+    return (ChoiceGene("family", families), *(gbm_genes() if "gbm" in families else ()))
+
+
+def target_genes() -> tuple[Gene, ...]:
+    """What a time-series child learns (``market.labels``): ``label``, ``barrier``, ``primary``."""
+    return (
+        ChoiceGene("label", LABELS),
+        FloatGene("barrier", 0.5, 2.5),
+        ChoiceGene("primary", PRIMARY_RULES),
+    )
+
+
 def series_space(
     name: str, feature_sets: tuple[str, ...], *, lookback: int = 24, horizon: int = 24
 ) -> GenomeSpace:
@@ -182,5 +223,7 @@ def series_space(
             *model_genes(),
             # Up to 0.8: selective children trade less and pay less in fees.
             FloatGene("threshold", 0.0, 0.8),
+            *family_genes(),
+            *target_genes(),
         ),
     )
