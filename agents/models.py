@@ -22,7 +22,7 @@ standardization and output calibration as buffers, so a state dict alone reprodu
   probability ``p`` to the score ``2p - 1``.
 
 The ``tcn`` family reshapes the window to ``(lookback, n_features)`` and runs ``depth`` causal
-dilated ``Conv1d`` layers (kernel 3, dilations 1, 2, 4, ...; ``min(hidden, 32)`` channels, ReLU,
+dilated ``Conv1d`` layers (kernel 3, dilations 1, 2, 4, ...; ``min(hidden, 16)`` channels, ReLU,
 dropout, residual from the second layer on) over it; a Linear head reads the last (newest) step.
 It keeps the same buffers, standardization and calibration, so training, ``out_scale`` and
 serving are unchanged. ``gbm`` is described in ``agents.gbm``; its checkpoint holds the booster's
@@ -78,7 +78,7 @@ MODEL_DEFAULTS: dict[str, int | float | str] = {
     "hidden": 32, "depth": 2, "dropout": 0.0, "family": "mlp",
 }  # fmt: skip
 """Architecture genes a genome may leave out, and the values used then."""
-TCN_KERNEL, TCN_MAX_CHANNELS = 3, 32
+TCN_KERNEL, TCN_MAX_CHANNELS = 3, 16
 
 
 def _check_arch(task: str, n_inputs: int, hidden: int, depth: int, dropout: float) -> None:
