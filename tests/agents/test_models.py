@@ -14,6 +14,7 @@ from agents.genome import ChoiceGene, Genome
 from agents.models import (
     CHECKPOINT_FORMAT,
     MODEL_FAMILIES,
+    TCN_KERNEL,
     ChildNet,
     FrozenNet,
     GbmModel,
@@ -154,6 +155,29 @@ def test_the_tcn_is_causal_within_its_window() -> None:
         assert not torch.equal(model(x), model(oldest))  # receptive field 15 >= 6 rows
     with pytest.raises(ValueError, match=r"n_inputs \(25\) must be a multiple of lookback \(6\)"):
         build_model(g, 25, "direction")
+
+
+def test_the_tcn_computes_only_the_steps_its_head_reads_and_gets_the_full_convolution() -> None:
+    """Each layer over just the steps the next one reads equals the plain causal TCN: every layer
+    over the whole window, zero-padded on the left by (kernel - 1) x dilation."""
+
+    def full(m: TemporalNet, z: torch.Tensor) -> torch.Tensor:
+        h = z.reshape(-1, m.lookback, m.n_features).transpose(1, 2)
+        for i, conv in enumerate(m.convs):
+            assert isinstance(conv, torch.nn.Conv1d)
+            pad = (TCN_KERNEL - 1) * int(conv.dilation[0])
+            y = torch.relu(conv(torch.nn.functional.pad(h, (pad, 0))))
+            h = y + h if i > 0 else y
+        return m.out(h[:, :, -1]).squeeze(-1)
+
+    torch.manual_seed(0)
+    for lookback in (1, 2, 3, 5, 8, 15, 24):  # spans of 1, 3, 7 and 15 steps, short and long
+        for depth in (0, 1, 2, 3):
+            model = TemporalNet(lookback * 4, lookback=lookback, hidden=8, depth=depth,
+                                dropout=0.0, task="direction").eval()  # fmt: skip
+            z = torch.randn(7, lookback * 4)
+            with torch.no_grad():
+                torch.testing.assert_close(model.body_of(z), full(model, z), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["mlp", "tcn", "gbm"])
