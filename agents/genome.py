@@ -84,12 +84,20 @@ class FloatGene:
 
 @dataclass(frozen=True)
 class ChoiceGene:
+    """``default``: what a genome without the gene behaves as (e.g. ``family`` "mlp"), when the
+    gene came after genomes that lack it; a Tune grid that does not name the gene uses it."""
+
     name: str
     choices: tuple[GeneValue, ...]
+    default: GeneValue | None = None
 
     def __post_init__(self) -> None:
         if not self.choices:
             raise ValueError(f"gene {self.name}: needs at least one choice")
+        if self.default is not None and self.default not in self.choices:
+            raise ValueError(
+                f"gene {self.name}: default {self.default!r} is not one of {list(self.choices)}"
+            )
 
     def decode(self, unit: float) -> GeneValue:
         index = min(int(min(max(unit, 0.0), 1.0) * len(self.choices)), len(self.choices) - 1)

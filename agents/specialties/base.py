@@ -198,15 +198,18 @@ def family_genes(families: tuple[str, ...] = ("mlp", "tcn", "gbm")) -> tuple[Gen
     """The ``family`` gene and, with ``gbm``, its genes. The families are those of
     ``agents.models.MODEL_FAMILIES`` (not imported here: it would load torch and LightGBM with
     the registry; ``tests/agents/test_models.py`` checks they agree)."""
-    return (ChoiceGene("family", families), *(gbm_genes() if "gbm" in families else ()))
+    return (
+        ChoiceGene("family", families, default="mlp"),
+        *(gbm_genes() if "gbm" in families else ()),
+    )
 
 
 def target_genes() -> tuple[Gene, ...]:
     """What a time-series child learns (``market.labels``): ``label``, ``barrier``, ``primary``."""
     return (
-        ChoiceGene("label", LABELS),
+        ChoiceGene("label", LABELS, default="fwd"),
         FloatGene("barrier", 0.5, 2.5),
-        ChoiceGene("primary", PRIMARY_RULES),
+        ChoiceGene("primary", PRIMARY_RULES, default="none"),
     )
 
 
