@@ -19,15 +19,26 @@ import numpy as np
 GeneValue = int | float | str
 
 
+def _check_default(gene: IntGene | FloatGene) -> None:
+    if gene.default is not None and not gene.low <= gene.default <= gene.high:
+        raise ValueError(
+            f"gene {gene.name}: default {gene.default!r} is not in [{gene.low}, {gene.high}]"
+        )
+
+
 @dataclass(frozen=True)
 class IntGene:
+    """``default``: as for :class:`ChoiceGene`."""
+
     name: str
     low: int
     high: int
+    default: int | None = None
 
     def __post_init__(self) -> None:
         if self.high < self.low:
             raise ValueError(f"gene {self.name}: high ({self.high}) must be >= low ({self.low})")
+        _check_default(self)
 
     def decode(self, unit: float) -> int:
         return int(self.low + round(min(max(unit, 0.0), 1.0) * (self.high - self.low)))
@@ -45,14 +56,18 @@ class IntGene:
 
 @dataclass(frozen=True)
 class FloatGene:
+    """``default``: as for :class:`ChoiceGene`."""
+
     name: str
     low: float
     high: float
     log: bool = False
+    default: float | None = None
 
     def __post_init__(self) -> None:
         if self.high < self.low:
             raise ValueError(f"gene {self.name}: high ({self.high}) must be >= low ({self.low})")
+        _check_default(self)
         if self.log and self.low <= 0:
             raise ValueError(f"gene {self.name}: a log-scale gene needs low > 0; got {self.low}")
 
@@ -84,12 +99,20 @@ class FloatGene:
 
 @dataclass(frozen=True)
 class ChoiceGene:
+    """``default``: what a genome without the gene behaves as (e.g. ``family`` "mlp"), when the
+    gene came after genomes that lack it; a Tune grid that does not name the gene uses it."""
+
     name: str
     choices: tuple[GeneValue, ...]
+    default: GeneValue | None = None
 
     def __post_init__(self) -> None:
         if not self.choices:
             raise ValueError(f"gene {self.name}: needs at least one choice")
+        if self.default is not None and self.default not in self.choices:
+            raise ValueError(
+                f"gene {self.name}: default {self.default!r} is not one of {list(self.choices)}"
+            )
 
     def decode(self, unit: float) -> GeneValue:
         index = min(int(min(max(unit, 0.0), 1.0) * len(self.choices)), len(self.choices) - 1)
@@ -168,7 +191,9 @@ class GenomeSpace:
         return self.decode(rng.random(len(self.genes)))
 
     def validate(self, genome: Genome | Mapping[str, GeneValue]) -> Genome:
-        """The genome, checked gene by gene; errors name the gene, its bounds and the value."""
+        """The genome, checked gene by gene; errors name the gene, its bounds and the value. A gene
+        the genome lacks takes its ``default`` when it has one (a genome stored before the gene
+        existed: a resumed run), else the genome is refused naming the gene."""
         values = genome.as_dict() if isinstance(genome, Genome) else dict(genome)
         if isinstance(genome, Genome) and genome.specialty != self.specialty:
             raise ValueError(f"genome is of {genome.specialty!r}, not {self.specialty!r}")
@@ -176,6 +201,9 @@ class GenomeSpace:
         if unknown:
             known = ", ".join(self.names)
             raise ValueError(f"{self.specialty} has no gene {unknown[0]!r}; genes: {known}")
+        for gene in self.genes:  # a gene added after the genome was made: what it behaved as
+            if gene.name not in values and gene.default is not None:
+                values[gene.name] = gene.default
         missing = [name for name in self.names if name not in values]
         if missing:
             raise ValueError(f"{self.specialty} genome is missing gene {missing[0]!r}")

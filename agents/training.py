@@ -20,6 +20,23 @@ return over the genome's ``horizon`` (``market.labels.forward_returns``; per sym
 ``tanh`` (MSE). Scores are calibrated afterwards (``ChildNet.out_scale``): ``|score| > 0.3`` means
 the prediction is 0.62 of its typical size.
 
+Targets (genes ``label``, ``barrier``, ``primary``; ``market.labels``). ``label: fwd`` (the
+default) is the above. ``volscaled``: the forward return over the trailing volatility known at
+``t`` (``volscaled_returns``), then the same ``clip(. / (2 sigma), -1, 1)``. ``triple_barrier``:
++1/-1/0 by which barrier (``barrier`` horizon-sized standard deviations up or down, or the time
+barrier ``horizon``) the closes reach first (``triple_barrier_labels``), learned as is. Every
+target of row ``t`` reads closes up to ``t + horizon`` at most, which ``_Layout.reach`` states; a
+training row whose target is undefined (the volatility window filling) is left out.
+Meta-labelling (``primary`` other than ``none``): the child learns ``sign_t * target_t`` with
+``sign_t`` the primary rule's sign at ``t`` (``market.labels.primary_signal``, causal), i.e.
+whether following the rule pays, and its score is ``sign_t * max(s, 0)`` (:func:`meta_scores`):
+it takes the rule's side, sized by its confidence, or stays flat. Positions, scoring and serving
+read that score as any other.
+
+Families (gene ``family``, ``agents.models``): ``mlp`` and ``tcn`` train as above; ``gbm`` fits a
+LightGBM booster to the same target (``agents.gbm``; ``num_threads`` is ``torch_threads``, its
+seed the fold's), whose state dict (the model text) is returned like the torch weights.
+
 Split (``default_split``). Walk-forward over rows (over timestamps for a panel): 4 test folds
 tiling the last 40% of the data, expanding training windows, ``purge = horizon``, ``embargo =
 lookback``. Every row whose label reads a bar at or after the fold's first held-out bar is
@@ -62,12 +79,20 @@ import torch
 from torch import nn
 
 from agents.dataset import Dataset
+from agents.gbm import fit_gbm
 from agents.genome import Genome
-from agents.models import MODEL_TASKS, ChildNet, build_model
+from agents.models import MODEL_TASKS, ChildModel, build_model, family_of
 from agents.positions import PositionRule
 from agents.scoring import auc_metrics, classify_metrics, score_panel, score_series
 from market.backtest import DEFAULT_FEE_BPS
-from market.labels import forward_returns
+from market.labels import (
+    LABELS,
+    PRIMARY_RULES,
+    forward_returns,
+    primary_signal,
+    triple_barrier_labels,
+    volscaled_returns,
+)
 from market.splits import Fold, WalkForward, check_labels_safe
 
 logger = logging.getLogger(__name__)
@@ -82,7 +107,9 @@ __all__ = [
     "checkpoint_meta",
     "default_split",
     "infer_task",
+    "meta_scores",
     "plan_folds",
+    "scores_of_rows",
     "train_child",
     "update_performance",
     "window_inputs",
@@ -90,7 +117,7 @@ __all__ = [
 
 GENE_DEFAULTS: dict[str, Any] = {
     "lookback": 1, "horizon": 1, "lr": 1e-3, "epochs": 5, "weight_decay": 0.0,
-    "batch_size": 128,
+    "batch_size": 128, "family": "mlp", "label": "fwd", "barrier": 1.0, "primary": "none",
 }  # fmt: skip
 """Training genes a genome may leave out (``threshold`` defaults to 0.0, or 0.5 to classify)."""
 OBJECTIVES: dict[str, tuple[str, str, str]] = {
@@ -243,7 +270,9 @@ class _Layout:
     hist: np.ndarray  # int64 (n_rows, lookback): window rows oldest first; -1 row = no window
     prev: np.ndarray  # int64: the previous row of the same series (-1 for its first row)
     label: np.ndarray  # float64 forward return over the horizon (NaN when unlabeled)
-    reach: np.ndarray  # int64 unit of the bar the label reads (n_units when unlabeled)
+    # int64 unit of the last bar the label reads (n_units when unlabeled): row t + horizon, for
+    # every label gene (fwd, volscaled and triple_barrier read closes up to t + horizon at most).
+    reach: np.ndarray
 
 
 def _layout(dataset: Dataset, columns: tuple[int, ...], lookback: int, horizon: int) -> _Layout:
@@ -422,10 +451,99 @@ def _binary_target(dataset: Dataset) -> np.ndarray:
 # --- fitting -----------------------------------------------------------------------------------
 
 
+def _choice_gene(genome: Genome, name: str, choices: tuple[str, ...]) -> str:
+    value = genome.as_dict().get(name, GENE_DEFAULTS[name])
+    if value not in choices:
+        raise ValueError(f"gene {name} must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+def _series_rows(dataset: Dataset) -> list[np.ndarray]:
+    """The rows of each series of the dataset (one for a single series), in time order."""
+    if dataset.group is None:
+        return [np.arange(dataset.n_rows, dtype=np.int64)]
+    group = np.asarray(dataset.group)
+    return [np.flatnonzero(group == g) for g in np.unique(group)]
+
+
+def _targets(
+    dataset: Dataset, genome: Genome, layout: _Layout
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The target of every row under the genes ``label``, ``barrier`` and ``primary`` (NaN where
+    undefined), and the primary rule's sign per row (None without one); see the module doc."""
+    label = _choice_gene(genome, "label", LABELS)
+    primary = _choice_gene(genome, "primary", PRIMARY_RULES)
+    barrier = _float_gene(genome, "barrier", GENE_DEFAULTS["barrier"], positive=True)
+    if label == "fwd" and primary == "none":
+        return layout.label, None
+    horizon = _int_gene(genome, "horizon", 1)
+    assert dataset.close is not None  # _layout checked it
+    close = np.asarray(dataset.close, dtype=np.float64)
+    target = np.full(dataset.n_rows, np.nan)
+    sign = None if primary == "none" else np.zeros(dataset.n_rows)
+    for rows in _series_rows(dataset):
+        if label == "fwd":
+            target[rows] = layout.label[rows]
+        elif label == "volscaled":
+            target[rows] = volscaled_returns(close[rows], horizon)
+        else:
+            target[rows] = triple_barrier_labels(close[rows], horizon, barrier)
+        if sign is not None:
+            sign[rows] = primary_signal(close[rows], primary)
+    return (target if sign is None else sign * target), sign
+
+
+def _learned(target: np.ndarray, genome: Genome) -> np.ndarray:
+    """What the model regresses: ``clip(target / (2 sigma), -1, 1)`` over the training rows'
+    ``sigma``, or a triple-barrier target as is (already -1/0/+1)."""
+    if _choice_gene(genome, "label", LABELS) == "triple_barrier":
+        return target.astype(np.float64, copy=True)
+    sigma = float(np.std(target))
+    return np.clip(target / (2.0 * sigma), -1.0, 1.0) if sigma > 0 else np.zeros_like(target)
+
+
+def _take_primary(score: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    return sign * np.clip(score, 0.0, 1.0)
+
+
+def scores_of_rows(
+    dataset: Dataset, genome: Genome, rows: np.ndarray, score: np.ndarray
+) -> np.ndarray:
+    """The model's scores ``score`` of dataset ``rows`` as the child trades them (with a
+    ``primary`` gene, its rule's side; see :func:`meta_scores`): how training turns a model's
+    out-of-sample output into the stored scores, for anyone scoring a checkpoint again."""
+    primary = _choice_gene(genome, "primary", PRIMARY_RULES)
+    if primary == "none" or infer_task(dataset) == "classify" or dataset.close is None:
+        return score
+    close = np.asarray(dataset.close, dtype=np.float64)
+    sign = np.zeros(dataset.n_rows)
+    for series in _series_rows(dataset):
+        sign[series] = primary_signal(close[series], primary)
+    return _take_primary(np.asarray(score, dtype=np.float64), sign[np.asarray(rows)])
+
+
+def meta_scores(genome: Genome, close: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The scores of the last ``len(score)`` bars of the series whose closes (oldest first, up to
+    the last scored bar) are ``close``, as the child under ``genome`` trades them: the model's
+    scores themselves, or with a ``primary`` gene ``sign_t * max(s, 0)`` (module doc). What
+    training applies to its out-of-sample scores and serving to its live ones."""
+    score = np.asarray(score)
+    primary = _choice_gene(genome, "primary", PRIMARY_RULES)
+    if primary == "none" or score.size == 0:
+        return score
+    close = np.asarray(close, dtype=np.float64)
+    if close.size < score.size:
+        raise ValueError(f"close has {close.size} bars; needs the {score.size} scored ones")
+    sign = primary_signal(close, primary)[-score.size :]
+    return _take_primary(score.astype(np.float64), sign).astype(score.dtype, copy=False)
+
+
 def _fit(
     x: np.ndarray, y: np.ndarray, genome: Genome, task: str, seq: np.random.SeedSequence, k: int
-) -> tuple[ChildNet, float]:
+) -> tuple[ChildModel, float]:
     """A fresh model trained on ``(x, y)``; returns it in eval mode with its last epoch's loss."""
+    if family_of(genome) == "gbm":
+        return fit_gbm(x, y, genome, task, int(seq.generate_state(1)[0]), torch.get_num_threads())
     torch.manual_seed(int(seq.generate_state(1)[0]))
     rng = np.random.default_rng(seq)
     lr = _float_gene(genome, "lr", GENE_DEFAULTS["lr"], positive=True)
@@ -468,7 +586,7 @@ def _fit(
     return model, epoch_loss
 
 
-def _predict(model: ChildNet, x: np.ndarray, k: int) -> np.ndarray:
+def _predict(model: ChildModel, x: np.ndarray, k: int) -> np.ndarray:
     with torch.no_grad():
         out = model(torch.from_numpy(x)).double().numpy()
     if model.task == "classify":
@@ -557,20 +675,29 @@ def _train(
         rule = PositionRule.from_genome(genome, default_threshold=0.0)
     seqs = np.random.SeedSequence(seed).spawn(len(plans) + 1)[1:]  # [0] is K-fold's shuffle
     scores, losses = [], []
-    model: ChildNet | None = None
+    model: ChildModel | None = None
+    learn, sign = (None, None) if layout is None else _targets(dataset, genome, layout)
+    n_fit = 0
     for k, (plan, seq) in enumerate(zip(plans, seqs, strict=True)):
         if layout is None:
             x_train = np.ascontiguousarray(dataset.features[plan.train_rows][:, list(columns)])
             x_test = np.ascontiguousarray(dataset.features[plan.test_rows][:, list(columns)])
             y = target[plan.train_rows]
+            n_fit = len(plan.train_rows)
         else:
-            x_train = _windows(dataset, columns, layout.hist, plan.train_rows)
+            assert learn is not None
+            fit_rows = plan.train_rows[np.isfinite(learn[plan.train_rows])]
+            if len(fit_rows) < 2:
+                raise ValueError(f"fold {k}: {len(fit_rows)} training rows have a defined target")
+            x_train = _windows(dataset, columns, layout.hist, fit_rows)
             x_test = _windows(dataset, columns, layout.hist, plan.test_rows)
-            fwd = layout.label[plan.train_rows]
-            sigma = float(np.std(fwd))
-            y = np.clip(fwd / (2.0 * sigma), -1.0, 1.0) if sigma > 0 else np.zeros_like(fwd)
+            y = _learned(learn[fit_rows], genome)
+            n_fit = len(fit_rows)
         model, loss = _fit(x_train.astype(np.float32, copy=False), y, genome, task, seq, k)
-        scores.append(_predict(model, x_test.astype(np.float32, copy=False), k))
+        fold_scores = _predict(model, x_test.astype(np.float32, copy=False), k)
+        if sign is not None:
+            fold_scores = _take_primary(fold_scores, sign[plan.test_rows])
+        scores.append(fold_scores)
         losses.append(loss)
     assert model is not None
     rows = np.concatenate([p.test_rows for p in plans])
@@ -619,7 +746,7 @@ def _train(
     report = replace(
         base, status=ChildStatus.OK, objectives=objectives, metrics=metrics,
         per_regime=per_regime, oos_ts=np.asarray(dataset.ts)[rows], oos_score=score,
-        n_train_rows=len(plans[-1].train_rows), n_test_rows=len(rows), oos_rows=rows,
+        n_train_rows=n_fit, n_test_rows=len(rows), oos_rows=rows,
         oos_position=position, folds=tuple(p.fold for p in plans if p.fold is not None),
     )  # fmt: skip
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}

@@ -413,7 +413,7 @@ def restore(runs: RunStore, home: Path, agent: AgentRecord, generation: int) -> 
     from agents.child import file_sha256, oos_path
     from agents.genome import Genome
     from agents.models import load_model
-    from agents.training import plan_folds, window_inputs
+    from agents.training import plan_folds, scores_of_rows, window_inputs
 
     root = DataRoot(home)
     name = agent.agent_id
@@ -450,6 +450,7 @@ def restore(runs: RunStore, home: Path, agent: AgentRecord, generation: int) -> 
     restored = out.numpy()
     if model.task == "classify":
         restored = np.tanh(restored / 2.0)  # the trainer's score: 2 * sigmoid(logit) - 1
+    restored = scores_of_rows(dataset, genome, last.test_rows, restored)  # a primary's side
     with np.load(oos_path(root, name, agent.generation)) as data:
         oos_ts, oos_score = data["ts"], data["score"]
     # The stored scores are the concatenated folds' rows in dataset order (agents.training).

@@ -12,7 +12,8 @@ brain refit or new regime rules change it, which is what the Serve replicas poll
 relative to the data root for Tune models) is hashed first; a file whose SHA-256 differs from the
 row's ``checkpoint_sha256`` (or a row without one) is *refused*: logged, listed as unavailable with
 the reason, and left out of the votes. Files load with ``torch.load(weights_only=True)``
-(``agents.models.load_model``): no pickled code runs.
+(``agents.models.load_model``): no pickled code runs. That holds for every model family: a
+LightGBM child's checkpoint holds its booster's model text as a tensor, parsed back by LightGBM.
 
 **Who can vote.** Every specialty whose inputs the request's candles, the store and the
 champion's run can provide; its features are computed by the very builders its training datasets
@@ -21,7 +22,11 @@ bank of the model's ``feature_set`` is built (the same bars and values at the se
 full dataset: ``agents.banks._only``), and only the last rows its windows read are assembled
 (``agents.banks._tail``; the features still run over every candle). Scores come from
 ``agents.models.FrozenNet``, the model's eval forward in numpy (equal to torch's to float32
-rounding). A model whose input width differs from the live features' abstains with that reason:
+rounding); every family is called through the same predictor, ``agents.models.scorer`` (the
+booster for ``gbm``, torch's eval forward for ``tcn``). A meta-labelling child (``primary``
+gene) takes its rule's side at the candles it scores (``agents.training.meta_scores`` on the
+request's closes, as in training). A model whose input width differs from the live features'
+abstains with that reason:
 
 - ``technical_analyst``, ``volume_hunter``: the candles alone;
 - ``sentiment_scout``: the candles and the daily fear & greed (and social) series of its run's
@@ -77,12 +82,15 @@ those rules never write, is listed as unavailable) scores a token's
 18 raw features, transformed as ``agents.banks.rugpull_dataset`` does. The features that drove it
 are the top 5 by ``|gradient x input|`` of the logit with respect to the *standardized* input
 (``(x - mean) / std`` of the training rows): how far each feature sits from a typical token,
-times how much the model's logit moves with it.
+times how much the model's logit moves with it. A ``gbm`` rug-pull champion reports its
+booster's own contributions instead (``pred_contrib``: SHAP values of the raw, transformed inputs,
+which add up to the logit).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import logging
 import threading
@@ -109,11 +117,11 @@ from agents.banks import (
 from agents.child import file_sha256
 from agents.dataset import Dataset
 from agents.genome import Genome
-from agents.models import ChildNet, FrozenNet, load_model
+from agents.models import ChildModel, ChildNet, GbmModel, Scorer, load_model, scorer
 from agents.positions import PositionRule
 from agents.sources import DataSources
 from agents.specialties import LiveInput, get_specialty
-from agents.training import window_inputs
+from agents.training import meta_scores, window_inputs
 from market.regimes import REGIMES, RegimeRules, regime_labels
 from market.sentiment import DAY_MS, read_sentiment
 from market.series import CANDLE_COLUMNS, Candles, SeriesKey, candle_arrays, normalize_symbol
@@ -162,7 +170,7 @@ class CheckpointRefused(ValueError):
     """A checkpoint that does not match its row (or cannot be read): it is never loaded."""
 
 
-def verified_model(path: Path, sha256: str | None) -> tuple[ChildNet, dict[str, Any]]:
+def verified_model(path: Path, sha256: str | None) -> tuple[ChildModel, dict[str, Any]]:
     """The model in ``path`` after its SHA-256 matched ``sha256``; CheckpointRefused otherwise."""
     if not sha256:
         raise CheckpointRefused(f"{path}: its row records no checkpoint_sha256 to check it against")
@@ -300,7 +308,7 @@ class Member:
     """A loaded champion of one (specialty, regime); ``source``: what it reads beside candles."""
 
     row: RegimeBestRecord
-    model: ChildNet
+    model: ChildModel
     genome: Genome
     generation: int
     threshold: float
@@ -311,10 +319,10 @@ class Member:
     # The regime rules its run was judged under: it votes when they put the last candle in its
     # regime (``row.regime``), and its features are built with them.
     rules: RegimeRules = field(default_factory=RegimeRules)
-    net: FrozenNet = field(init=False, repr=False)  # the model's scores, in numpy
+    net: Scorer = field(init=False, repr=False)  # the model's scores, in numpy
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "net", FrozenNet(self.model))
+        object.__setattr__(self, "net", scorer(self.model))
 
     @property
     def weight(self) -> float:
@@ -323,13 +331,13 @@ class Member:
 
 @dataclass(frozen=True, eq=False)
 class _Coordinator:
-    model: ChildNet
+    model: ChildModel
     lookback: int
     threshold: float
-    net: FrozenNet = field(init=False, repr=False)
+    net: Scorer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "net", FrozenNet(self.model))
+        object.__setattr__(self, "net", scorer(self.model))
 
 
 def _gene(genome: Genome, name: str, default: Any) -> Any:
@@ -436,6 +444,24 @@ def _rugpull_columns(genome: Genome) -> list[tuple[str, str]]:
     keys = list(RUGPULL_FEATURES) if chosen == "all" else [chosen]
     return [(raw, f"{raw}_log1p" if raw in RUGPULL_HEAVY_TAILED else raw)
             for key in keys for raw in RUGPULL_FEATURES[key]]  # fmt: skip
+
+
+def _attribution(model: ChildModel, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-input attribution of a rug-pull model's logit for one token, and its probability:
+    ``gradient x standardized input`` for the MLP, the booster's contributions for ``gbm``."""
+    if isinstance(model, GbmModel):
+        contributions, expected = model.contributions(x.astype(np.float32))
+        logit_value = float(contributions.sum() + expected)
+        return contributions, 0.5 * (1.0 + math.tanh(logit_value / 2.0))  # sigmoid, no overflow
+    if not isinstance(model, ChildNet):
+        raise ValueError(f"a rugpull_detector model is an mlp or a gbm; got {model.family!r}")
+    z = ((torch.from_numpy(x.astype(np.float32)) - model.in_mean) / model.in_std).detach()
+    z.requires_grad_(True)
+    logit = model.body(z.unsqueeze(0)).squeeze()
+    logit.backward()
+    assert z.grad is not None
+    attribution = (z.grad * z).detach().numpy().astype(np.float64)
+    return attribution, float(torch.sigmoid(logit.detach()))
 
 
 def _live_rules(voting: Sequence[Member], table: RegimeRules) -> RegimeRules:
@@ -633,6 +659,8 @@ class _CandleWork:
             return (f"the live features are {x.shape[1]} inputs, its model reads "
                     f"{member.model.n_inputs}: not what it was trained on")  # fmt: skip
         scores = member.net(x).astype(np.float64)
+        # The rows scored are the last candles (the last one exactly: inputs() checks it).
+        scores = meta_scores(member.genome, self._candles["close"], scores)
         if not np.isfinite(scores).all():
             return "non-finite score"
         traded = scores
@@ -911,14 +939,7 @@ class Ensemble:
         raw_values = np.array([float(features[raw]) for raw, _ in columns])
         heavy = np.array([raw in RUGPULL_HEAVY_TAILED for raw, _ in columns])
         x = np.where(heavy, np.sign(raw_values) * np.log1p(np.abs(raw_values)), raw_values)
-        model = member.model
-        z = ((torch.from_numpy(x.astype(np.float32)) - model.in_mean) / model.in_std).detach()
-        z.requires_grad_(True)
-        logit = model.body(z.unsqueeze(0)).squeeze()
-        logit.backward()
-        assert z.grad is not None
-        attribution = (z.grad * z).detach().numpy().astype(np.float64)
-        probability = float(torch.sigmoid(logit.detach()))
+        attribution, probability = _attribution(member.model, x)
         order = np.argsort(-np.abs(attribution), kind="stable")[:_TOP_FEATURES]
         top = [RugpullFeature(name=columns[i][0], value=float(raw_values[i]),
                               attribution=float(attribution[i])) for i in order]  # fmt: skip

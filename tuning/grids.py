@@ -26,8 +26,11 @@ gene's upper bound 24").
 
 **Genes the grid does not name** take the gene's midpoint, ``gene.decode(0.5)``: the middle of an
 integer or linear range, the geometric middle of a log range (``lr`` 1e-3), the middle choice
-(``batch_size`` 128, ``feature_set`` "slow"). It is a fixed, documented point that depends only on
-the gene's bounds, so a trial config always carries every gene and its hash says exactly what
+(``batch_size`` 128, ``feature_set`` "slow"), or the gene's ``default`` when it has one
+(``family`` "mlp", ``label`` "fwd", ``primary`` "none", ``band`` 0, ``min_hold`` 1, ``levels`` 1,
+``vol_target`` 0: what a genome without the gene trains as, so a grid that does not name them
+trains today's MLP on forward returns and trades the plain threshold rule). It is a fixed,
+documented point that depends only on the gene's bounds, so a trial config always carries every gene and its hash says exactly what
 trained. The genome's own ``threshold`` gene only shapes the training report's metrics; the
 inference grid's thresholds decide the backtests.
 
@@ -440,6 +443,8 @@ def _trial(
 
 
 def _midpoint(gene: Gene) -> GeneValue:
+    if gene.default is not None:
+        return gene.default
     value = gene.decode(0.5)
     # 12 significant digits: exp/log of a log gene may differ in the last bit between C
     # libraries, and the midpoint is part of every config hash.

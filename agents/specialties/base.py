@@ -15,6 +15,15 @@ annualized (1h crypto runs at about 0.4 to 0.9: a target under the realized vola
 smaller). A genome without them trades the plain threshold rule (band 0, min_hold 1, levels 1,
 vol_target 0). ``vol_target`` is a choice so that "off" stays a value the Mother can pick.
 
+Families and targets (``agents.models``, ``agents.gbm``, ``agents.training``): ``family``
+(``mlp``, ``tcn``, ``gbm``), the LightGBM genes ``num_leaves``, ``n_estimators``,
+``learning_rate``, ``min_child_samples``, ``feature_fraction`` (:func:`gbm_genes`; read only by
+``gbm`` children, as ``hidden`` .. ``batch_size`` are read only by the torch families), and for
+time series ``label`` (``fwd``, ``volscaled``, ``triple_barrier``), ``barrier`` (the triple
+barrier's width in horizon-sized standard deviations) and ``primary`` (``none``, ``sma_cross``,
+``momentum``: meta-labelling) (:func:`target_genes`). A genome without them is an MLP on forward
+returns, as before these genes existed.
+
 Bounds are sized for a 2-core CPU: a child trains on ~10k rows in a few seconds, so hidden sizes
 stay at 64 or below, depth at 3, epochs at 12. A specialty's feature sets are exactly the choices
 of its ``feature_set`` gene (:attr:`Specialty.feature_sets`), which its builders put in
@@ -30,6 +39,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GenomeSpace, IntGene
+from market.labels import LABELS, PRIMARY_RULES
 from market.series import SeriesKey
 
 if TYPE_CHECKING:
@@ -42,10 +52,13 @@ __all__ = [
     "LiveInput",
     "Specialty",
     "Task",
+    "family_genes",
+    "gbm_genes",
     "model_genes",
     "one_per_symbol",
     "position_genes",
     "series_space",
+    "target_genes",
 ]
 
 Task = Literal["direction", "rank", "classify"]
@@ -182,10 +195,41 @@ def model_genes(hidden: int = 64, depth: int = 3, dropout: float = 0.4) -> tuple
 def position_genes() -> tuple[Gene, ...]:
     """How a score becomes a position (``agents.positions.PositionRule``; bounds for 1h bars)."""
     return (
-        FloatGene("band", 0.0, 0.3),
-        IntGene("min_hold", 1, 24),
-        IntGene("levels", 1, 4),
-        ChoiceGene("vol_target", (0.0, 0.25, 0.5, 0.75, 1.0)),
+        FloatGene("band", 0.0, 0.3, default=0.0),
+        IntGene("min_hold", 1, 24, default=1),
+        IntGene("levels", 1, 4, default=1),
+        ChoiceGene("vol_target", (0.0, 0.25, 0.5, 0.75, 1.0), default=0.0),
+    )
+
+
+def gbm_genes() -> tuple[Gene, ...]:
+    """LightGBM genes (``agents.gbm``), bounded so a child on ~30k rows of a few hundred inputs
+    trains its folds in seconds on a 2-core CPU (about 10 ms a tree there)."""
+    return (
+        IntGene("num_leaves", 4, 31),
+        IntGene("n_estimators", 20, 150),
+        FloatGene("learning_rate", 0.02, 0.3, log=True),
+        IntGene("min_child_samples", 20, 300),
+        FloatGene("feature_fraction", 0.2, 0.8),
+    )
+
+
+def family_genes(families: tuple[str, ...] = ("mlp", "tcn", "gbm")) -> tuple[Gene, ...]:
+    """The ``family`` gene and, with ``gbm``, its genes. The families are those of
+    ``agents.models.MODEL_FAMILIES`` (not imported here: it would load torch and LightGBM with
+    the registry; ``tests/agents/test_models.py`` checks they agree)."""
+    return (
+        ChoiceGene("family", families, default="mlp"),
+        *(gbm_genes() if "gbm" in families else ()),
+    )
+
+
+def target_genes() -> tuple[Gene, ...]:
+    """What a time-series child learns (``market.labels``): ``label``, ``barrier``, ``primary``."""
+    return (
+        ChoiceGene("label", LABELS, default="fwd"),
+        FloatGene("barrier", 0.5, 2.5),
+        ChoiceGene("primary", PRIMARY_RULES, default="none"),
     )
 
 
@@ -203,5 +247,7 @@ def series_space(
             # Up to 0.8: selective children trade less and pay less in fees.
             FloatGene("threshold", 0.0, 0.8),
             *position_genes(),
+            *family_genes(),
+            *target_genes(),
         ),
     )

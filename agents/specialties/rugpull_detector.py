@@ -9,7 +9,7 @@ from agents.dataset import Dataset
 from agents.datasets import need_file
 from agents.genome import ChoiceGene, GenomeSpace
 from agents.sources import DataSources
-from agents.specialties.base import LiveInput, Specialty, model_genes
+from agents.specialties.base import LiveInput, Specialty, family_genes, model_genes
 
 NAME = "rugpull_detector"
 
@@ -25,7 +25,15 @@ SPECIALTY = Specialty(
     "tokens of the data set are rug pulls: judged by AUC, precision and recall).",
     "classify",
     # Tokens are not a time series: no lookback, no horizon, no trading threshold.
-    GenomeSpace(NAME, (ChoiceGene("feature_set", ("activity", "holders", "all")), *model_genes())),
+    # Tabular tokens: LightGBM's home ground; no window, so no tcn.
+    GenomeSpace(
+        NAME,
+        (
+            ChoiceGene("feature_set", ("activity", "holders", "all")),
+            *model_genes(),
+            *family_genes(("mlp", "gbm")),
+        ),
+    ),
     "rugpull_uniswapv2_tokens.csv.gz: 18 token features and is_rugpull",
     prefix="rd",
     eats=("rugpull_tokens",),

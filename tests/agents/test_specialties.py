@@ -21,6 +21,9 @@ SEVEN = (
 KNOWN_GENES = {
     "lookback", "feature_set", "horizon", "hidden", "depth", "dropout", "lr", "epochs",
     "threshold", "weight_decay", "batch_size", "band", "min_hold", "levels", "vol_target",
+    # families (agents.models, agents.gbm) and targets (market.labels, agents.training)
+    "family", "num_leaves", "n_estimators", "learning_rate", "min_child_samples",
+    "feature_fraction", "label", "barrier", "primary",
 }  # fmt: skip
 
 
@@ -73,6 +76,27 @@ def test_spaces_use_contract_gene_names_and_cpu_sized_bounds(name: str) -> None:
             assert isinstance(gene, IntGene) and gene.low == 1 and gene.high <= 24
         threshold = genes["threshold"]
         assert isinstance(threshold, FloatGene) and (threshold.low, threshold.high) == (0, 0.8)
+
+
+@pytest.mark.parametrize("name", SEVEN)
+def test_families_and_targets_are_genes_of_the_model_specialties(name: str) -> None:
+    genes = {gene.name: gene for gene in get_specialty(name).space.genes}
+    if name == "report_coordinator":  # the mother brain's coordinators stay MLPs on returns
+        assert not {"family", "label", "primary"} & set(genes)
+        return
+    family = genes["family"]
+    assert isinstance(family, ChoiceGene)
+    expected = ("mlp", "gbm") if name == "rugpull_detector" else ("mlp", "tcn", "gbm")
+    assert family.choices == expected  # tokens have no window: no tcn
+    trees, leaves = genes["n_estimators"], genes["num_leaves"]  # a few seconds on 2 cores
+    assert isinstance(trees, IntGene) and trees.high <= 150
+    assert isinstance(leaves, IntGene) and leaves.high <= 31
+    if name == "rugpull_detector":
+        assert not {"label", "barrier", "primary"} & set(genes)
+        return
+    label, primary = genes["label"], genes["primary"]
+    assert isinstance(label, ChoiceGene) and label.choices == ("fwd", "volscaled", "triple_barrier")
+    assert isinstance(primary, ChoiceGene) and primary.choices == ("none", "sma_cross", "momentum")
 
 
 @pytest.mark.parametrize("name", SEVEN)

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from agents.banks import technical_dataset
 from agents.dataset import Dataset
 from agents.genome import Genome
+from agents.models import build_model
 from agents.scoring import positions_from_scores
 from agents.sources import SAMPLE_DIR
 from agents.training import (
@@ -23,14 +25,19 @@ from agents.training import (
     Performance,
     _layout,
     _series_history,
+    _targets,
     default_split,
+    meta_scores,
     plan_folds,
+    scores_of_rows,
     train_child,
     update_performance,
+    window_inputs,
 )
 from market.backtest import backtest
 from market.features import build_features
 from market.files import read_candle_file
+from market.labels import primary_signal, triple_barrier_labels, volscaled_returns
 from market.regimes import REGIMES, classify_regimes
 from market.splits import WalkForward, check_labels_safe
 from tests.conftest import shared_data_dir
@@ -426,3 +433,102 @@ def test_series_windows_skip_the_labels_but_equal_the_layout(lookback: int) -> N
         fast = _series_history(ds, columns, lookback)
         assert fast is not None
         np.testing.assert_array_equal(fast, _layout(ds, columns, lookback, 1).hist)
+
+
+# -- targets: volscaled, triple barrier, meta-labelling -----------------------------------------
+
+TARGETS = {
+    "volscaled": {"label": "volscaled"},
+    "triple_barrier": {"label": "triple_barrier", "barrier": 1.0},
+    "meta_sma": {"primary": "sma_cross"},
+    "meta_tb_gbm": {"primary": "momentum", "label": "triple_barrier", "family": "gbm",
+                    "n_estimators": 30},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_every_target_keeps_the_purge_and_scores_before_a_bar_ignore_what_follows(
+    name: str,
+) -> None:
+    """A target of row t reads bars up to t + horizon (the layout's reach); the training rows'
+    targets are all read before the fold's first held-out bar; scrambling every bar from the last
+    test fold on leaves the earlier out-of-sample scores bit-identical."""
+    ds, g = btc_dataset(2000), genome(**TARGETS[name])  # type: ignore[arg-type]
+    report, _ = train_child(ds, g, seed=4, agent_id="ta-1", generation=0)
+    assert report.ok, report.reason
+    horizon = g["horizon"]
+    assert isinstance(horizon, int)
+    layout = _layout(ds, tuple(range(11)), 8, horizon)
+    target, _ = _targets(ds, g, layout)
+    labeled = np.isfinite(target)
+    assert np.all(layout.reach[labeled] == np.flatnonzero(labeled) + horizon)
+    for plan in plan_folds(ds, g):
+        assert plan.fold is not None
+        rows = plan.train_rows
+        assert np.all(layout.reach[rows] < plan.fold.held_out()[0].start)
+        check_labels_safe(plan.fold, horizon, train_rows=rows)
+    cut = report.folds[-1].test.start
+    rng = np.random.default_rng(1)
+    features, close = ds.features.copy(), ds.close.copy()  # type: ignore[union-attr]
+    features[cut:] = rng.permutation(features[cut:])
+    close[cut:] = close[cut:] * rng.uniform(0.5, 1.5, len(close) - cut)
+    scrambled = dataclasses.replace(ds, features=features, close=close)
+    again, _ = train_child(scrambled, g, seed=4, agent_id="ta-1", generation=0)
+    before = report.oos_rows < cut
+    assert np.array_equal(again.oos_score[before], report.oos_score[before])
+    # The targets of rows up to t are unchanged by any bar after t + horizon.
+    moved, _ = _targets(scrambled, g, _layout(scrambled, tuple(range(11)), 8, horizon))
+    known = slice(0, cut - horizon)
+    assert np.array_equal(moved[known], target[known], equal_nan=True)
+
+
+def test_triple_barrier_children_learn_three_outcomes_and_volscaled_ones_a_ratio() -> None:
+    ds = btc_dataset(2000)
+    layout = _layout(ds, tuple(range(11)), 8, 4)
+    close = np.asarray(ds.close)
+    tb, sign = _targets(ds, genome(label="triple_barrier", barrier=1.0), layout)
+    assert sign is None and set(np.unique(tb[np.isfinite(tb)])) == {-1.0, 0.0, 1.0}
+    assert np.array_equal(tb, triple_barrier_labels(close, 4, 1.0), equal_nan=True)
+    vs, _ = _targets(ds, genome(label="volscaled"), layout)
+    assert np.array_equal(vs, volscaled_returns(close, 4), equal_nan=True)
+    fwd, _ = _targets(ds, genome(), layout)
+    assert fwd is layout.label  # the default: today's forward return, untouched
+
+
+def test_a_meta_labelling_child_takes_its_primarys_side_or_stays_flat() -> None:
+    ds = btc_dataset(2000)
+    g = genome(primary="sma_cross", threshold=0.0)
+    report, state = train_child(ds, g, seed=6, agent_id="ta-6", generation=0)
+    assert report.ok and state is not None, report.reason
+    sign = primary_signal(np.asarray(ds.close), "sma_cross")[report.oos_rows]
+    score = report.oos_score
+    assert np.all((score == 0) | (np.sign(score) == sign))  # never against the rule
+    assert np.all(score[sign == 0] == 0)
+    assert 0.05 < np.mean(score == 0) < 0.95  # it does decide: some bars taken, some not
+    # What serving applies to a model's output (the closes up to each scored bar) agrees.
+    model, _ = _model_of(state, g)
+    last = plan_folds(ds, g)[-1].test_rows
+    with torch.no_grad():
+        raw = model(torch.from_numpy(window_inputs(ds, g, last))).double().numpy()
+    assert np.array_equal(scores_of_rows(ds, g, last, raw), score[-len(last) :])
+    end = int(last[-1]) + 1
+    assert np.array_equal(meta_scores(g, np.asarray(ds.close)[:end], raw), score[-len(last) :])
+
+
+def _model_of(state: dict[str, torch.Tensor], g: Genome) -> tuple[torch.nn.Module, int]:
+    model = build_model(g, int(state["in_mean"].shape[0]), "direction")
+    model.load_state_dict(state)
+    return model.eval(), model.n_inputs
+
+
+def test_bad_target_genes_are_named() -> None:
+    ds = btc_dataset(2000)
+    for genes, message in (
+        ({"label": "sharpe"}, "gene label must be one of fwd, volscaled, triple_barrier; got "
+                              "'sharpe'"),
+        ({"primary": "macd"}, "gene primary must be one of none, sma_cross, momentum; got 'macd'"),
+        ({"label": "triple_barrier", "barrier": 0.0},
+         "gene barrier must be a finite number > 0; got 0.0"),
+    ):  # fmt: skip
+        report, _ = train_child(ds, genome(**genes), seed=0, agent_id="x", generation=0)
+        assert not report.ok and message in report.reason, report.reason

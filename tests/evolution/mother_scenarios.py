@@ -105,11 +105,12 @@ def _run(scenario: str, home: Path) -> None:
         space = get_specialty("technical_analyst").space
         births = []
         for index, genome in enumerate(initial_population(space, 5, ROOT_SEED)):
-            broken = {0: ("lr", 1e30), 1: ("feature_set", "order_book")}.get(index)
+            # lr drives the torch families only: the NaN child is pinned to the MLP.
+            broken = {0: {"lr": 1e30, "family": "mlp"},
+                      1: {"feature_set": "order_book"}}.get(index)  # fmt: skip
             if broken:
                 genome = Genome(genome.specialty, tuple(
-                    (gene, broken[1] if gene == broken[0] else value)
-                    for gene, value in genome.values
+                    (gene, broken.get(gene, value)) for gene, value in genome.values
                 ))  # fmt: skip
             agent_id = f"{RUN_ID}.{new_agent_id(genome.specialty, 0, index)}"
             births.append(

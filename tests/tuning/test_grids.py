@@ -70,6 +70,8 @@ def test_cartesian_product_and_unnamed_genes_at_their_midpoint() -> None:
     assert genome["depth"] == 2 and genome["dropout"] == pytest.approx(0.2)
     assert genome["lr"] == pytest.approx(1e-3) and genome["weight_decay"] == 1e-4
     assert genome["batch_size"] == 128 and genome["feature_set"] == "slow"
+    # A choice gene with a default (what genomes without it train as) takes the default.
+    assert (genome["family"], genome["label"], genome["primary"]) == ("mlp", "fwd", "none")
     assert all(c["seed"] == 3 for c in configs)
 
 
