@@ -90,9 +90,9 @@ which add up to the logit).
 from __future__ import annotations
 
 import hashlib
-import math
 import json
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
