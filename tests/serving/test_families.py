@@ -19,6 +19,7 @@ from agents.specialties import get_specialty
 from agents.training import meta_scores, window_inputs
 from serving.ensemble import Ensemble
 from store.db import Store
+from store.records.champions import ALL_REGIMES
 from tests.serving.trained import (
     BTC,
     RUGPULL_GENES,
@@ -140,7 +141,7 @@ def test_a_gbm_rugpull_champion_answers_with_its_trees_contributions(
     trained = train(rugpull_dataset(tokens), genes, home, "rp-gbm", 3)
     assert trained.report.metrics["auc"] > 0.9
     with Store.open(sqlite_url(home), home=home) as store:
-        promote(store.training, row_for(trained, "calm_ranging", home, inference={},
+        promote(store.training, row_for(trained, ALL_REGIMES, home, inference={},
                                         metrics={"auc": 1.0}))  # fmt: skip
     ensemble = Ensemble.load(Store.open(sqlite_url(home), home=home), home)
     assert ensemble.rugpull_member is not None
