@@ -60,7 +60,8 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT")
 FINAL_TEST_START = "2023-04-01"
 FINAL_TEST_END = "2024-04-01"
 FEE_BPS = 10.0
-HISTORY = 720  # candles sent with each request (30 days): every feature window and the regime's
+HISTORY = 1000  # candles sent with each request: every feature window, the regime window and the
+# longest position-rule replay (a volatility-targeting member needs about 800)
 VOL_WINDOW = 720  # bars of realized volatility for the vol-targeted buy-and-hold
 SMA_GRID = [(f, s) for f in (5, 10, 20, 50) for s in (20, 50, 100, 200) if f < s]
 TOKEN_HOLDOUT = 0.2

@@ -130,7 +130,7 @@ class ServeOptions:
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.0
     max_body_bytes: int = 2 * 1024 * 1024
-    history_bars: int = 500
+    history_bars: int = 1000
     max_input_age_days: float = DEFAULT_MAX_INPUT_AGE_DAYS  # a sentiment member's daily input
 
     def __post_init__(self) -> None:
