@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,8 @@ __all__ = [
     "need_file",
     "panel_dataset",
     "per_symbol",
+    "pool_datasets",
+    "pooled",
     "prepare_datasets",
     "read_dataset",
     "rugpull_dataset",
@@ -130,6 +132,57 @@ def per_symbol(
         ]
 
     return run
+
+
+def pooled(specialty: str, build: Callable[..., Dataset]) -> Callable[[DataSources], list[Dataset]]:
+    """A specialty's pooled ``build``: one dataset over every run symbol (:func:`pool_datasets`
+    of ``build`` run on each symbol's own candles), named ``<exchange>_pooled_<timeframe>``."""
+
+    def run(sources: DataSources) -> list[Dataset]:
+        return [
+            pool_datasets(
+                per_symbol(specialty, build)(sources),
+                sources.symbols,
+                name=f"{sources.exchange}_pooled_{sources.timeframe}",
+            )
+        ]
+
+    return run
+
+
+def pool_datasets(parts: Sequence[Dataset], symbols: Sequence[str], *, name: str) -> Dataset:
+    """Per-symbol datasets as one pooled dataset: their rows one after another (symbol by
+    symbol, in ``symbols`` order, each in time order), ``group`` = the symbol's index in
+    ``symbols`` (``group_names``). A symbol's rows, features and all, are exactly its own
+    dataset's: its features were built on its own candles only."""
+    if len(parts) != len(symbols) or not parts:
+        raise ValueError(f"pooled dataset {name}: {len(parts)} datasets for {len(symbols)} symbols")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.feature_names != first.feature_names or part.timeframe != first.timeframe:
+            raise ValueError(
+                f"pooled dataset {name}: {part.name} has other features or timeframe than "
+                f"{first.name}"
+            )
+    regimes = (
+        None
+        if any(p.regimes is None for p in parts)
+        else np.concatenate([np.asarray(p.regimes) for p in parts])
+    )
+    return Dataset(
+        specialty=first.specialty,
+        name=name,
+        timeframe=first.timeframe,
+        features=np.concatenate([p.features for p in parts]),
+        feature_names=first.feature_names,
+        ts=np.concatenate([p.ts for p in parts]),
+        close=np.concatenate([np.asarray(p.close, dtype=np.float64) for p in parts]),
+        regimes=regimes,
+        group=np.concatenate([np.full(p.n_rows, i, dtype=np.int32) for i, p in enumerate(parts)]),
+        group_names=tuple(symbols),
+        feature_sets=dict(first.feature_sets),
+        pooled=True,
+    )
 
 
 def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
@@ -205,6 +258,7 @@ def write_dataset(ds: Dataset, root: Path) -> Path:
         "feature_names": list(ds.feature_names),
         "feature_sets": {key: list(value) for key, value in ds.feature_sets.items()},
         "group_names": list(ds.group_names),
+        "pooled": ds.pooled,
         "dtypes": {c: str(a.dtype) for c, a in optional.items() if a is not None},
         "digest": digest,
     }
@@ -254,6 +308,7 @@ def read_dataset(path: Path) -> Dataset:
         group_names=tuple(meta["group_names"]),
         target=optional("target"),
         feature_sets={key: tuple(value) for key, value in meta["feature_sets"].items()},
+        pooled=bool(meta.get("pooled", False)),
     )
     if ds.digest() != meta["digest"]:
         raise ValueError(
