@@ -54,6 +54,7 @@ from agents.banks import (
 from agents.dataset import Dataset
 from agents.sources import DataSources
 from agents.specialties import get_specialty
+from agents.specialties.base import one_per_symbol
 from store.paths import DataRoot
 
 logger = logging.getLogger(__name__)
@@ -73,12 +74,14 @@ __all__ = [
     "panel_dataset",
     "per_symbol",
     "pool_datasets",
+    "poolable",
     "pooled",
     "prepare_datasets",
     "read_dataset",
     "rugpull_dataset",
     "sentiment_dataset",
     "stacked_dataset",
+    "symbol_group",
     "technical_dataset",
     "volume_dataset",
     "whale_dataset",
@@ -185,6 +188,20 @@ def pool_datasets(parts: Sequence[Dataset], symbols: Sequence[str], *, name: str
     )
 
 
+def symbol_group(pooled_ds: Dataset, series: Dataset) -> int | None:
+    """The group of ``pooled_ds`` whose rows are ``series``'s (same timestamps and closes), or
+    None: how a pooled member's scores are found for one symbol's dataset."""
+    if not pooled_ds.pooled or pooled_ds.group is None or series.close is None:
+        return None
+    for g in range(len(pooled_ds.group_names)):
+        rows = np.flatnonzero(pooled_ds.group == g)
+        if np.array_equal(pooled_ds.ts[rows], series.ts) and np.array_equal(
+            np.asarray(pooled_ds.close)[rows], series.close
+        ):
+            return g
+    return None
+
+
 def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
     """The datasets of ``specialty`` for the run ``sources`` describes (its ``Specialty.build``).
 
@@ -201,13 +218,16 @@ def prepare_datasets(
     home: Path | None,
     *,
     import_sample: bool = True,
+    pooled: bool = False,
 ) -> dict[str, Dataset]:
     """Every dataset of ``specialties`` (in that order) for ``sources``, keyed
     ``"<specialty>/<name>"``: the one dataset preparation of evolution and Tune.
 
     With ``import_sample``, the shipped sample is imported first when the store lacks one of the
     run's series (``store.ingest.ensure_sample``). With ``home``, each is written under
-    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`).
+    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`). With ``pooled`` (and more than
+    one symbol), a :func:`poolable` specialty gets its pooled dataset (:func:`pooled`) first,
+    then the first symbol's own dataset, instead of one per symbol.
     """
     from store.ingest import ensure_sample
 
@@ -217,11 +237,23 @@ def prepare_datasets(
         ensure_sample(sources.store)
     out: dict[str, Dataset] = {}
     for specialty in specialties:
-        for dataset in build_datasets(specialty, sources):
+        built = build_datasets(specialty, sources)
+        if pooled and poolable(specialty) and len(sources.symbols) > 1:
+            # The pooled dataset first (its children train on it), then the first symbol's own
+            # (the report_coordinator stacks the members' scores of that symbol's rows).
+            name = f"{sources.exchange}_pooled_{sources.timeframe}"
+            built = [pool_datasets(built, sources.symbols, name=name), built[0]]
+        for dataset in built:
             out[f"{specialty}/{dataset.name}"] = dataset
             if home is not None:
                 write_dataset(dataset, home)
     return out
+
+
+def poolable(specialty: str) -> bool:
+    """Whether ``specialty`` builds one dataset per symbol of candles (``per_symbol``, as
+    technical_analyst and volume_hunter do), so its datasets can be pooled."""
+    return get_specialty(specialty).grid_datasets is one_per_symbol
 
 
 # -- Parquet -------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def prepare_datasets(
         data_sources(evolve, store, config),
         home if write else None,
         import_sample=evolve.data.import_sample,
+        pooled=evolve.pooled,
     )
 
 
@@ -66,7 +67,10 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         specialty, name = key.split("/", 1)
         primary.setdefault(specialty, name)
     if COORDINATOR in evolve.population:
-        base = primary.get("technical_analyst") or primary[min(primary)]
+        first = "technical_analyst" if "technical_analyst" in primary else min(primary)
+        base = primary[first]
+        if datasets[f"{first}/{base}"].pooled:  # stack on the first symbol's rows (its own
+            base = [k.split("/", 1)[1] for k in datasets if k.startswith(f"{first}/")][1]
         primary[COORDINATOR] = base
     # Specialties in name order, not the YAML's: a resumed run rebuilds its config from the
     # database's canonical (key-sorted) JSON, and must walk the specialties as the fresh run did.

@@ -198,6 +198,14 @@ class MemberOut(_Strict):
     vote: Direction
     score: float
     weight: float
+    symbols: list[str] | None = Field(
+        None, description="The symbols its model was trained on (null: not recorded)."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why it abstained (vote 0, weight 0), e.g. a symbol it was not "
+        "trained on; null when it voted.",
+    )
 
 
 class PredictResponse(_Strict):
@@ -299,6 +307,11 @@ class ModelEntry(_Strict):
     threshold: float | None
     live: bool
     reason: str | None = None
+    symbols: list[str] | None = Field(
+        None,
+        description="The symbols its model was trained on; it abstains on any other "
+        "(null: not recorded, or not a per-symbol model).",
+    )
 
 
 class RegimeModels(_Strict):
