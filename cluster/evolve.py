@@ -149,8 +149,11 @@ def run_config(
     naming what changed (for this invocation: the run keeps its stored config). A run stored
     before its settings were (``settings == {}``) takes them from ``given`` or the defaults.
     """
+    # A run stored before ``evolve.pooled`` existed trained every specialty on its first
+    # symbol's dataset: it resumes so.
+    own = {"pooled": False, **run.config}
     if run.settings:
-        stored = RedlineConfig.model_validate({**run.settings, "evolve": run.config})
+        stored = RedlineConfig.model_validate({**run.settings, "evolve": own})
     else:
         base = given or load_config()
         logger.warning(
@@ -159,7 +162,7 @@ def run_config(
             run.run_id,
             "the given config" if given else "configs/defaults.yaml",
         )
-        stored = base.model_copy(update={"evolve": EvolveConfig.model_validate(run.config)})
+        stored = base.model_copy(update={"evolve": EvolveConfig.model_validate(own)})
     if given is None:
         return stored
     if given.evolve is None:  # a config without an evolve section: only the other sections count
