@@ -34,6 +34,12 @@ rounding). A model whose input width differs from the live features' abstains wi
 - ``whale_watcher`` (public trades) is listed as unavailable with that reason;
   ``rugpull_detector`` answers ``/v1/rugpull``; ``report_coordinator`` is the mother brain.
 
+**Which symbols.** A member knows the symbols its model was trained on (``Member.symbols``: a
+pooled model's checkpoint records them; a single-symbol model's run names the dataset it ate by
+digest, ``RunRecord.dataset_digests``); ``/v1/models`` lists them. Asked about another symbol it
+abstains: listed with vote 0, weight 0 and the reason naming the symbol and its symbols, never
+applied silently. A member whose symbols are not recorded (``null``) votes on any symbol.
+
 A champion in stage DECAY does not vote (a decaying live record is not trusted; a new champion
 replaces it).
 
@@ -353,7 +359,10 @@ def _trained_on(member: Member, store: Store) -> tuple[str, ...]:
         return ()
     names = {key.split("/", 1)[-1] for key, digest in run.dataset_digests.items()
              if digest == member.dataset_digest}  # fmt: skip
-    spec = DataSources.from_config(store, data, member.rules, where=f"run {run.run_id} data")
+    try:
+        spec = DataSources.from_config(store, data, member.rules, where=f"run {run.run_id} data")
+    except ValueError:  # a data spec this version cannot read: the symbols are not recorded
+        return ()
     return tuple(normalize_symbol(s) for s in spec.symbols if spec.key(s).file_stem in names)
 
 
