@@ -200,6 +200,7 @@ class ChildWorker:
                 ts=report.oos_ts,
                 score=report.oos_score,
                 position=report.oos_position,
+                rows=report.oos_rows,
             )
         _write_json(
             logs / f"gen{task.generation:03d}.json",
@@ -227,6 +228,12 @@ def read_oos(root: DataRoot, agent_id: str, generation: int) -> tuple[np.ndarray
     """``(ts, score)`` a child predicted out of sample."""
     with np.load(oos_path(root, agent_id, generation)) as data:
         return data["ts"].copy(), data["score"].copy()
+
+
+def read_oos_rows(root: DataRoot, agent_id: str, generation: int) -> np.ndarray:
+    """The dataset rows a child scored out of sample, aligned with :func:`read_oos`."""
+    with np.load(oos_path(root, agent_id, generation)) as data:
+        return data["rows"].copy()
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

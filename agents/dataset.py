@@ -31,6 +31,9 @@ class Dataset:
     target: np.ndarray | None = None  # fixed labels (is_rugpull), when the label is not a return
     feature_sets: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Named column subsets a ``feature_set`` gene picks from (e.g. "fast", "slow", "all")."""
+    pooled: bool = False
+    """Rows of several symbols (``group``), each traded by its own score (task ``direction``):
+    a pooled dataset, not a panel ranked across symbols (task ``rank``)."""
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -48,6 +51,8 @@ class Dataset:
                              ("group", self.group), ("target", self.target)):  # fmt: skip
             if array is not None and len(array) != n:
                 raise ValueError(f"dataset {self.name}: {label} has {len(array)} rows, ts has {n}")
+        if self.pooled and self.group is None:
+            raise ValueError(f"dataset {self.name}: pooled needs a group column naming the symbol")
 
     @property
     def n_rows(self) -> int:
@@ -57,6 +62,8 @@ class Dataset:
         """SHA-256 over the arrays' bytes and names: the dataset hash every model records."""
         h = hashlib.sha256()
         h.update(f"{self.specialty}|{self.name}|{self.timeframe}|{self.feature_names}".encode())
+        if self.pooled:  # only then: the digests of every other dataset stay as they were
+            h.update(b"|pooled")
         for array in (self.features, self.ts, self.close, self.regimes, self.group, self.target):
             if array is not None:
                 h.update(np.ascontiguousarray(array).tobytes() if array.dtype != object

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ from agents.banks import (
 from agents.dataset import Dataset
 from agents.sources import DataSources
 from agents.specialties import get_specialty
+from agents.specialties.base import one_per_symbol
 from store.paths import DataRoot
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,15 @@ __all__ = [
     "need_file",
     "panel_dataset",
     "per_symbol",
+    "pool_datasets",
+    "poolable",
+    "pooled",
     "prepare_datasets",
     "read_dataset",
     "rugpull_dataset",
     "sentiment_dataset",
     "stacked_dataset",
+    "symbol_group",
     "technical_dataset",
     "volume_dataset",
     "whale_dataset",
@@ -132,6 +137,71 @@ def per_symbol(
     return run
 
 
+def pooled(specialty: str, build: Callable[..., Dataset]) -> Callable[[DataSources], list[Dataset]]:
+    """A specialty's pooled ``build``: one dataset over every run symbol (:func:`pool_datasets`
+    of ``build`` run on each symbol's own candles), named ``<exchange>_pooled_<timeframe>``."""
+
+    def run(sources: DataSources) -> list[Dataset]:
+        return [
+            pool_datasets(
+                per_symbol(specialty, build)(sources),
+                sources.symbols,
+                name=f"{sources.exchange}_pooled_{sources.timeframe}",
+            )
+        ]
+
+    return run
+
+
+def pool_datasets(parts: Sequence[Dataset], symbols: Sequence[str], *, name: str) -> Dataset:
+    """Per-symbol datasets as one pooled dataset: their rows one after another (symbol by
+    symbol, in ``symbols`` order, each in time order), ``group`` = the symbol's index in
+    ``symbols`` (``group_names``). A symbol's rows, features and all, are exactly its own
+    dataset's: its features were built on its own candles only."""
+    if len(parts) != len(symbols) or not parts:
+        raise ValueError(f"pooled dataset {name}: {len(parts)} datasets for {len(symbols)} symbols")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.feature_names != first.feature_names or part.timeframe != first.timeframe:
+            raise ValueError(
+                f"pooled dataset {name}: {part.name} has other features or timeframe than "
+                f"{first.name}"
+            )
+    regimes = (
+        None
+        if any(p.regimes is None for p in parts)
+        else np.concatenate([np.asarray(p.regimes) for p in parts])
+    )
+    return Dataset(
+        specialty=first.specialty,
+        name=name,
+        timeframe=first.timeframe,
+        features=np.concatenate([p.features for p in parts]),
+        feature_names=first.feature_names,
+        ts=np.concatenate([p.ts for p in parts]),
+        close=np.concatenate([np.asarray(p.close, dtype=np.float64) for p in parts]),
+        regimes=regimes,
+        group=np.concatenate([np.full(p.n_rows, i, dtype=np.int32) for i, p in enumerate(parts)]),
+        group_names=tuple(symbols),
+        feature_sets=dict(first.feature_sets),
+        pooled=True,
+    )
+
+
+def symbol_group(pooled_ds: Dataset, series: Dataset) -> int | None:
+    """The group of ``pooled_ds`` whose rows are ``series``'s (same timestamps and closes), or
+    None: how a pooled member's scores are found for one symbol's dataset."""
+    if not pooled_ds.pooled or pooled_ds.group is None or series.close is None:
+        return None
+    for g in range(len(pooled_ds.group_names)):
+        rows = np.flatnonzero(pooled_ds.group == g)
+        if np.array_equal(pooled_ds.ts[rows], series.ts) and np.array_equal(
+            np.asarray(pooled_ds.close)[rows], series.close
+        ):
+            return g
+    return None
+
+
 def build_datasets(specialty: str, sources: DataSources) -> list[Dataset]:
     """The datasets of ``specialty`` for the run ``sources`` describes (its ``Specialty.build``).
 
@@ -148,13 +218,16 @@ def prepare_datasets(
     home: Path | None,
     *,
     import_sample: bool = True,
+    pooled: bool = False,
 ) -> dict[str, Dataset]:
     """Every dataset of ``specialties`` (in that order) for ``sources``, keyed
     ``"<specialty>/<name>"``: the one dataset preparation of evolution and Tune.
 
     With ``import_sample``, the shipped sample is imported first when the store lacks one of the
     run's series (``store.ingest.ensure_sample``). With ``home``, each is written under
-    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`).
+    ``<home>/training_db/<specialty>/`` (:func:`write_dataset`). With ``pooled`` (and more than
+    one symbol), a :func:`poolable` specialty gets its pooled dataset (:func:`pooled`) first,
+    then the first symbol's own dataset, instead of one per symbol.
     """
     from store.ingest import ensure_sample
 
@@ -164,11 +237,23 @@ def prepare_datasets(
         ensure_sample(sources.store)
     out: dict[str, Dataset] = {}
     for specialty in specialties:
-        for dataset in build_datasets(specialty, sources):
+        built = build_datasets(specialty, sources)
+        if pooled and poolable(specialty) and len(sources.symbols) > 1:
+            # The pooled dataset first (its children train on it), then the first symbol's own
+            # (the report_coordinator stacks the members' scores of that symbol's rows).
+            name = f"{sources.exchange}_pooled_{sources.timeframe}"
+            built = [pool_datasets(built, sources.symbols, name=name), built[0]]
+        for dataset in built:
             out[f"{specialty}/{dataset.name}"] = dataset
             if home is not None:
                 write_dataset(dataset, home)
     return out
+
+
+def poolable(specialty: str) -> bool:
+    """Whether ``specialty`` builds one dataset per symbol of candles (``per_symbol``, as
+    technical_analyst and volume_hunter do), so its datasets can be pooled."""
+    return get_specialty(specialty).grid_datasets is one_per_symbol
 
 
 # -- Parquet -------------------------------------------------------------------------------------
@@ -205,6 +290,7 @@ def write_dataset(ds: Dataset, root: Path) -> Path:
         "feature_names": list(ds.feature_names),
         "feature_sets": {key: list(value) for key, value in ds.feature_sets.items()},
         "group_names": list(ds.group_names),
+        "pooled": ds.pooled,
         "dtypes": {c: str(a.dtype) for c, a in optional.items() if a is not None},
         "digest": digest,
     }
@@ -254,6 +340,7 @@ def read_dataset(path: Path) -> Dataset:
         group_names=tuple(meta["group_names"]),
         target=optional("target"),
         feature_sets={key: tuple(value) for key, value in meta["feature_sets"].items()},
+        pooled=bool(meta.get("pooled", False)),
     )
     if ds.digest() != meta["digest"]:
         raise ValueError(

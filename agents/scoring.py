@@ -25,6 +25,7 @@ of a decision lands with the next bar: an approximation of ``market.metrics.metr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -46,10 +47,12 @@ __all__ = [
     "auc_metrics",
     "classify_metrics",
     "hit_share",
+    "independent_bets",
     "positions_from_scores",
     "rank_positions",
     "roc_auc",
     "score_panel",
+    "score_pooled",
     "score_series",
 ]
 
@@ -153,10 +156,58 @@ def score_panel(
         sel = np.flatnonzero(group == g)
         position[sel] = as_rule(rule).positions(relative[sel], close[sel], breaks=broken[sel],
                                                 timeframe=timeframe, ts=ts[sel])  # fmt: skip
+    book = _portfolio(ts, close, group, position, broken, timeframe, fee_bps)
+    n = len(book.ret)
+    known = np.isfinite(book.next_ret)
+    panel_mean = np.bincount(book.at[known], book.next_ret[known], minlength=n) / np.maximum(
+        np.bincount(book.at[known], minlength=n), 1
+    )
+    metrics = book.metrics | {
+        "direction_hit_rate": hit_share(position, book.next_ret - panel_mean[book.at])
+    }
+    return OosScore(position, metrics, book.per_regime(regimes))
+
+
+@dataclass(frozen=True, eq=False)
+class _Book:
+    """Symbols backtested on their own rows, as one equal-weight portfolio per timestamp."""
+
+    at: np.ndarray  # timestamp index of every row
+    ret: np.ndarray  # portfolio return per timestamp
+    exposure: np.ndarray
+    traded: np.ndarray
+    next_ret: np.ndarray  # every row's next-bar return (NaN at a break or a symbol's last row)
+    outcomes: TradeOutcomes
+    metrics: dict[str, float]
+    bars_per_year: float
+    symbol_returns: dict[Any, pd.Series]  # symbol -> its strategy's bar returns by timestamp
+
+    def per_regime(self, regimes: np.ndarray | None) -> dict[str, dict[str, float]]:
+        """Per regime: a timestamp takes the most common regime of its symbols, a bar's return
+        is attributed to the previous timestamp's decision (see the module doc)."""
+        if regimes is None:
+            return {}
+        n = len(self.ret)
+        names, code = np.unique(np.asarray(regimes).astype(str), return_inverse=True)
+        counts = np.zeros((n, len(names)))
+        np.add.at(counts, (self.at, code), 1.0)
+        decision = np.append(self.ret[1:], 0.0)
+        per = metrics_by_regime(decision[None], self.exposure[None], self.traded[None],
+                                self.outcomes, names[np.argmax(counts, axis=1)],
+                                bars_per_year=self.bars_per_year)  # fmt: skip
+        return {name: _floats(values) for name, values in per.items()}
+
+
+def _portfolio(
+    ts: np.ndarray, close: np.ndarray, group: np.ndarray, position: np.ndarray,
+    broken: np.ndarray, timeframe: str, fee_bps: float,
+) -> _Book:  # fmt: skip
+    _, at = np.unique(ts, return_inverse=True)
     n = int(at.max()) + 1
     ret, count, exposure, held, traded = (np.zeros(n) for _ in range(5))
     next_ret = np.full(len(position), np.nan)
     entries, trade_returns = [], []
+    symbol_returns: dict[Any, pd.Series] = {}
     for g in np.unique(group):
         sel = np.flatnonzero(group == g)
         p = position[sel]
@@ -170,28 +221,95 @@ def score_panel(
             np.add.at(target, at[sel], values)
         entries.append(at[sel][res.trades["entry_idx"].to_numpy()])
         trade_returns.append(res.trades["return"].to_numpy())
+        symbol_returns[g] = pd.Series(np.asarray(res.returns, dtype=np.float64), index=at[sel])
     ret, exposure, held, traded = ret / count, exposure / count, held / count, traded / count
-    known = np.isfinite(next_ret)
-    panel_mean = np.bincount(at[known], next_ret[known], minlength=n) / np.maximum(
-        np.bincount(at[known], minlength=n), 1
-    )
     entry = np.concatenate(entries).astype(np.int64)
     trade_ret = np.concatenate(trade_returns)
     outcomes = TradeOutcomes(np.zeros(len(entry), dtype=np.int64), trade_ret, trade_ret, entry)
     bpy = bars_per_year(timeframe)
     metrics = _floats(compute_metrics(ret[None], held[None], traded[None], outcomes,
                                       bars_per_year=bpy))  # fmt: skip
-    metrics["direction_hit_rate"] = hit_share(position, next_ret - panel_mean[at])
-    per_regime: dict[str, dict[str, float]] = {}
-    if regimes is not None:
-        names, code = np.unique(np.asarray(regimes).astype(str), return_inverse=True)
-        counts = np.zeros((n, len(names)))
-        np.add.at(counts, (at, code), 1.0)
-        decision = np.append(ret[1:], 0.0)
-        per = metrics_by_regime(decision[None], exposure[None], traded[None], outcomes,
-                                names[np.argmax(counts, axis=1)], bars_per_year=bpy)  # fmt: skip
-        per_regime = {name: _floats(values) for name, values in per.items()}
-    return OosScore(position, metrics, per_regime)
+    return _Book(at, ret, exposure, traded, next_ret, outcomes, metrics, bpy, symbol_returns)
+
+
+#: ``(scores, close, breaks) -> positions`` of one symbol's scored rows (time order).
+PositionFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: The per-symbol metrics a pooled score keeps, as ``<metric>@<symbol>``.
+SYMBOL_METRICS = ("sharpe", "total_return", "max_drawdown", "exposure", "direction_hit_rate")
+
+
+def independent_bets(symbol_returns: Mapping[Any, pd.Series]) -> tuple[float, float]:
+    """``(rho, n_eff)``: the mean pairwise correlation of the symbols' strategy returns (over
+    their common timestamps; clipped to [0, 1], NaN pairs skipped) and the effective number of
+    symbols ``N / (1 + (N - 1) rho)`` (N when no pair is defined)."""
+    series = list(symbol_returns.values())
+    n = len(series)
+    rhos = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = series[i].align(series[j], join="inner")
+            if len(a) > 2 and a.std() > 0 and b.std() > 0:
+                rhos.append(float(np.corrcoef(a.to_numpy(), b.to_numpy())[0, 1]))
+    rho = float(np.clip(np.mean(rhos), 0.0, 1.0)) if rhos else 0.0
+    return rho, n / (1.0 + (n - 1) * rho)
+
+
+def score_pooled(
+    ts: np.ndarray,
+    close: np.ndarray,
+    group: np.ndarray,
+    scores: np.ndarray,
+    rule: PositionRule | float,
+    *,
+    names: Sequence[str] = (),
+    breaks: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    regimes: np.ndarray | None = None,
+    timeframe: str,
+    fee_bps: float = DEFAULT_FEE_BPS,
+    positions: PositionFn | None = None,
+) -> OosScore:
+    """A pooled model's scored rows: every symbol traded by its **own** score (not ranked), the
+    metrics those of the equal-weight portfolio of the symbols' strategies (per regime as
+    :func:`score_panel`), plus ``<metric>@<symbol>`` for :data:`SYMBOL_METRICS` (``names[g]``
+    names group ``g``; the group value otherwise) and the independent bets: ``n_symbols``,
+    ``n_oos_bars`` (the portfolio's bars), ``mean_symbol_corr`` and ``n_eff_symbols`` /
+    ``n_eff_bets`` (:func:`independent_bets`; bets = effective symbols x bars).
+
+    ``positions`` maps one symbol's scores, closes and breaks to its positions (default: the
+    position rule ``rule`` on the symbol's own rows, flat at a break).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    broken = _breaks(breaks, len(s))
+    group = np.asarray(group)
+    position = np.zeros(len(s))
+    metrics: dict[str, float] = {}
+    for g in np.unique(group):
+        sel = np.flatnonzero(group == g)
+        if positions is None:
+            p = as_rule(rule).positions(s[sel], close[sel], breaks=broken[sel],
+                                        timeframe=timeframe, ts=ts[sel])  # fmt: skip
+        else:
+            p = np.asarray(positions(s[sel], close[sel], broken[sel]), dtype=np.float64)
+        position[sel] = p
+        res = backtest(pd.DataFrame({"ts": ts[sel], "close": close[sel]}), p,
+                       fee_bps=fee_bps, timeframe=timeframe)  # fmt: skip
+        realized = np.append(bar_returns(res.close)[1:], np.nan)
+        realized[broken[sel]] = np.nan
+        own = _floats(res.metrics()) | {"direction_hit_rate": hit_share(p, realized)}
+        name = names[int(g)] if len(names) > int(g) else str(g)
+        metrics |= {f"{key}@{name}": own.get(key, math.nan) for key in SYMBOL_METRICS}
+    book = _portfolio(ts, close, group, position, broken, timeframe, fee_bps)
+    rho, n_eff = independent_bets(book.symbol_returns)
+    n_bars = float(len(book.ret))
+    metrics = book.metrics | metrics | {
+        "direction_hit_rate": hit_share(position, book.next_ret),
+        "n_symbols": float(len(book.symbol_returns)), "n_oos_bars": n_bars,
+        "mean_symbol_corr": rho, "n_eff_symbols": n_eff, "n_eff_bets": n_eff * n_bars,
+    }  # fmt: skip
+    if labels is not None:
+        metrics["horizon_hit_rate"] = hit_share(position, np.asarray(labels, dtype=np.float64))
+    return OosScore(position, metrics, book.per_regime(regimes))
 
 
 def roc_auc(target: np.ndarray, score: np.ndarray) -> float:

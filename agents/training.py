@@ -6,7 +6,9 @@ The same dataset, genome, seed and ``torch_threads`` give the same report, bit f
 ``train_seconds`` differs, unless a fake ``clock`` is passed).
 
 Task (``infer_task``): ``classify`` when the dataset has a ``target``, ``rank`` when it has a
-``group`` (a panel of symbols), else ``direction``.
+``group`` (a panel of symbols), else ``direction``; a ``pooled`` dataset (rows of several symbols,
+``group`` naming the symbol) is ``direction``: one model over every symbol's rows, each symbol
+traded by its own score (``agents.scoring.score_pooled``).
 
 Inputs. Row ``t`` is seen through its window of ``lookback`` rows ending at ``t`` (the same symbol's
 rows for a panel), flattened oldest first. Leading rows with non-finite features (indicator
@@ -37,18 +39,25 @@ Families (gene ``family``, ``agents.models``): ``mlp`` and ``tcn`` train as abov
 LightGBM booster to the same target (``agents.gbm``; ``num_threads`` is ``torch_threads``, its
 seed the fold's), whose state dict (the model text) is returned like the torch weights.
 
-Split (``default_split``). Walk-forward over rows (over timestamps for a panel): 4 test folds
-tiling the last 40% of the data, expanding training windows, ``purge = horizon``, ``embargo =
-lookback``. Every row whose label reads a bar at or after the fold's first held-out bar is
-dropped from training, whatever split is passed, and ``market.splits.check_labels_safe`` asserts
-it. The test segments depend only on the data size, so every child of a dataset is scored on the
-same rows whatever its horizon and lookback (which is what lets their scores be compared and
+Split (``default_split``). Walk-forward over rows (over timestamps for a panel or a pooled
+dataset) across the whole history: the first 25% of the units only train, the rest is tiled by
+4 to 8 equal test folds of about 90 days where the timeframe is known (4 otherwise), expanding
+training windows, ``purge = horizon``, ``embargo = lookback``. Training rows are subsampled with
+a stride of ``max(1, horizon // 4)`` units (``train_stride``: overlapping labels carry little new
+information, and it keeps a pooled child affordable on one core); test rows never are. Every row
+whose label reads a bar at or after the fold's first held-out bar is dropped from training,
+whatever split is passed, and ``market.splits.check_labels_safe`` asserts it. The test segments
+depend only on the data size (and timeframe), so every child of a dataset is scored on the same
+rows whatever its horizon and lookback (which is what lets their scores be compared and
 stacked). A split's validation segment, if any, is held out and unused (no early stopping).
 
 Scoring (``agents.scoring``). Positions come from the genome's ``agents.positions.PositionRule``
 (genes ``threshold``, ``band``, ``min_hold``, ``levels``, ``vol_target``; without them
 ``sign(score)`` where ``|score| > threshold``, else flat); a panel trades the rule on ``score -
-mean score of the timestamp`` per symbol and earns the equal-weight mean. The OOS rows of
+mean score of the timestamp`` per symbol and earns the equal-weight mean; a pooled dataset
+trades the rule on each symbol's own score and earns the equal-weight mean too, keeping
+``<metric>@<symbol>`` and the independent bets (``n_symbols``, ``n_oos_bars``,
+``n_eff_symbols``, ``n_eff_bets``). The OOS rows of
 consecutive folds are adjacent bars, so a position carries from one fold into the next; where two scored rows of a series are not adjacent (a split with ``step >
 test``) the position is closed at the earlier one. Objectives (all maximized): direction and rank
 ``(sharpe, max_drawdown, direction_hit_rate)`` (``max_drawdown`` is <= 0, so larger is a smaller loss) (hit rate on the next bar's return, see
@@ -83,7 +92,7 @@ from agents.gbm import fit_gbm
 from agents.genome import Genome
 from agents.models import MODEL_TASKS, ChildModel, build_model, family_of
 from agents.positions import PositionRule
-from agents.scoring import auc_metrics, classify_metrics, score_panel, score_series
+from agents.scoring import auc_metrics, classify_metrics, score_panel, score_pooled, score_series
 from market.backtest import DEFAULT_FEE_BPS
 from market.labels import (
     LABELS,
@@ -94,6 +103,7 @@ from market.labels import (
     volscaled_returns,
 )
 from market.splits import Fold, WalkForward, check_labels_safe
+from market.timeframes import bars_in
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +135,11 @@ OBJECTIVES: dict[str, tuple[str, str, str]] = {
     "rank": ("sharpe", "max_drawdown", "direction_hit_rate"),
     "classify": ("auc", "precision", "recall"),
 }
-N_FOLDS, TEST_FRACTION, K_FOLDS = 4, 0.4, 5
+K_FOLDS = 5
+INITIAL_FRACTION = 0.25
+"""Share of a series' units (bars, or timestamps of a panel) that only train (``default_split``)."""
+MIN_FOLDS, MAX_FOLDS, TEST_SPAN = 4, 8, "90d"
+"""Walk-forward test folds: at least 4, at most 8, about 90 days each where that fits."""
 _NAN3 = (math.nan, math.nan, math.nan)
 
 
@@ -163,6 +177,7 @@ class ChildReport:
     oos_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     oos_position: np.ndarray = field(default_factory=lambda: np.zeros(0))
     folds: tuple[Fold, ...] = ()
+    symbols: tuple[str, ...] = ()  # a pooled dataset's symbols (its group_names), else ()
 
     @property
     def ok(self) -> bool:
@@ -224,10 +239,11 @@ class _Diverged(ValueError):
 
 
 def infer_task(dataset: Dataset) -> str:
-    """``classify`` with a ``target``, ``rank`` for a panel (``group``), else ``direction``."""
+    """``classify`` with a ``target``, ``rank`` for a panel (``group``, not ``pooled``), else
+    ``direction`` (a single series, or a pooled dataset: each symbol traded by its own score)."""
     if dataset.target is not None:
         return "classify"
-    return "rank" if dataset.group is not None else "direction"
+    return "rank" if dataset.group is not None and not dataset.pooled else "direction"
 
 
 def _int_gene(genome: Genome, name: str, low: int) -> int:
@@ -374,26 +390,56 @@ class FoldPlan:
     test_rows: np.ndarray
 
 
-def default_split(n_units: int, *, horizon: int, lookback: int) -> WalkForward:
-    """4 expanding folds whose test segments tile the last 40% (see the module doc)."""
-    test = int(n_units * TEST_FRACTION) // N_FOLDS
-    train = n_units - N_FOLDS * test - horizon - lookback
+def default_split(
+    n_units: int, *, horizon: int, lookback: int, timeframe: str | None = None
+) -> WalkForward:
+    """Expanding folds whose test segments tile everything after the first quarter (module doc).
+
+    The first ``INITIAL_FRACTION`` of the units only trains; the rest is cut into
+    ``MIN_FOLDS``..``MAX_FOLDS`` equal test folds, about ``TEST_SPAN`` long when ``timeframe``
+    is known (``MIN_FOLDS`` folds otherwise); the remainder of that division (fewer than a fold's
+    units) joins the initial window, so the last unit is always tested. The test segments
+    depend only on ``n_units`` and ``timeframe``, never on the genes.
+    """
+    initial = int(n_units * INITIAL_FRACTION)
+    rest = n_units - initial
+    span = _span_units(timeframe)
+    folds = MIN_FOLDS if span is None else min(MAX_FOLDS, max(MIN_FOLDS, rest // span))
+    test = rest // folds
+    train = n_units - folds * test - horizon - lookback
     if test < 1 or train < 1:
         raise ValueError(
-            f"dataset has {n_units} rows: too few for {N_FOLDS} test folds over the last "
-            f"{TEST_FRACTION:.0%} with purge {horizon} and embargo {lookback}"
+            f"dataset has {n_units} rows: too few for {folds} test folds after the first "
+            f"{INITIAL_FRACTION:.0%} with purge {horizon} and embargo {lookback}"
         )
     return WalkForward(train=train, test=test, mode="expanding", purge=horizon, embargo=lookback)
 
 
-def _walk_forward_plan(layout: _Layout, split: WalkForward) -> list[FoldPlan]:
+def _span_units(timeframe: str | None) -> int | None:
+    if not timeframe:
+        return None
+    try:
+        return max(1, bars_in(TEST_SPAN, timeframe))
+    except ValueError:
+        return None
+
+
+def train_stride(horizon: int) -> int:
+    """Every ``train_stride``-th unit of a fold's training rows is trained on: labels over
+    ``horizon`` bars overlap, so neighbours carry little new information (and a pooled child
+    trains on every symbol's rows, which must stay affordable on one core)."""
+    return max(1, horizon // 4)
+
+
+def _walk_forward_plan(layout: _Layout, split: WalkForward, stride: int = 1) -> list[FoldPlan]:
     plans = []
     valid = layout.hist[:, 0] >= 0
+    strided = layout.unit % stride == 0
     for fold in split.split(layout.n_units):
         first_held = fold.held_out()[0].start
         in_train = (layout.unit >= fold.train.start) & (layout.unit < fold.train.stop)
         labeled = np.isfinite(layout.label) & (layout.reach < first_held)
-        train_rows = np.flatnonzero(in_train & valid & labeled)
+        train_rows = np.flatnonzero(in_train & valid & labeled & strided)
         in_test = (layout.unit >= fold.test.start) & (layout.unit < fold.test.stop)
         test_rows = np.flatnonzero(in_test & valid)
         if len(train_rows) < 2 or len(test_rows) == 0:
@@ -437,8 +483,10 @@ def _plan(
 ) -> tuple[_Layout, list[FoldPlan]]:
     lookback, horizon = _int_gene(genome, "lookback", 1), _int_gene(genome, "horizon", 1)
     layout = _layout(dataset, _columns(dataset, genome), lookback, horizon)
-    split = split or default_split(layout.n_units, horizon=horizon, lookback=lookback)
-    return layout, _walk_forward_plan(layout, split)
+    split = split or default_split(
+        layout.n_units, horizon=horizon, lookback=lookback, timeframe=dataset.timeframe or None
+    )
+    return layout, _walk_forward_plan(layout, split, train_stride(horizon))
 
 
 def _binary_target(dataset: Dataset) -> np.ndarray:
@@ -718,16 +766,23 @@ def _train(
         regimes = None if dataset.regimes is None else np.asarray(dataset.regimes)[rows]
         # Close a position where the next scored row is not the next bar of its series.
         breaks = np.append(layout.prev[rows[1:]] != rows[:-1], False)
-        if task == "rank":
-            assert dataset.group is not None
+        if dataset.group is not None:
             group = np.asarray(dataset.group)[rows]
             # Within a symbol, the next scored row is found per group, not in row order.
             breaks = np.zeros(len(rows), dtype=bool)
             for g in np.unique(group):
                 sel = np.flatnonzero(group == g)
                 breaks[sel[:-1]] = layout.prev[rows[sel[1:]]] != rows[sel[:-1]]
+        if task == "rank":
+            assert dataset.group is not None
             scored = score_panel(
                 dataset.ts[rows], close[rows], group, score, rule, breaks=breaks,
+                regimes=regimes, timeframe=dataset.timeframe, fee_bps=fee_bps,
+            )  # fmt: skip
+        elif dataset.group is not None:  # pooled: each symbol by its own score
+            scored = score_pooled(
+                dataset.ts[rows], close[rows], group, score, rule,
+                names=dataset.group_names, breaks=breaks, labels=layout.label[rows],
                 regimes=regimes, timeframe=dataset.timeframe, fee_bps=fee_bps,
             )  # fmt: skip
         else:
@@ -748,6 +803,7 @@ def _train(
         per_regime=per_regime, oos_ts=np.asarray(dataset.ts)[rows], oos_score=score,
         n_train_rows=n_fit, n_test_rows=len(rows), oos_rows=rows,
         oos_position=position, folds=tuple(p.fold for p in plans if p.fold is not None),
+        symbols=tuple(dataset.group_names) if dataset.pooled else (),
     )  # fmt: skip
     state = {name: value.detach().clone() for name, value in model.state_dict().items()}
     return report, state
@@ -760,4 +816,4 @@ def checkpoint_meta(report: ChildReport) -> dict[str, Any]:
         "generation": report.generation, "seed": report.seed, "task": report.task,
         "genome": report.genome.to_json(), "dataset_digest": report.dataset_digest,
         "objectives": list(report.objectives), "status": report.status.value,
-    }  # fmt: skip
+    } | ({"symbols": list(report.symbols)} if report.symbols else {})  # fmt: skip

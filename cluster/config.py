@@ -118,6 +118,10 @@ class EvolveConfig(_Frozen):
     plugins: tuple[str, ...] = ()
     population: dict[str, int]
     data: EvolveDataConfig = EvolveDataConfig()
+    # The candle specialties (technical_analyst, volume_hunter) train one model on every run
+    # symbol's rows and are scored on every symbol (agents.datasets.pooled); false: on the first
+    # symbol's dataset only, as before.
+    pooled: bool = True
     selection: str = "nsga2"
     weights: tuple[float, float, float] = (1.0, 0.5, 1.0)
     kill: KillConfig = KillConfig()

@@ -57,6 +57,7 @@ def prepare_datasets(
         data_sources(evolve, store, config),
         home if write else None,
         import_sample=evolve.data.import_sample,
+        pooled=evolve.pooled,
     )
 
 
@@ -66,7 +67,10 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         specialty, name = key.split("/", 1)
         primary.setdefault(specialty, name)
     if COORDINATOR in evolve.population:
-        base = primary.get("technical_analyst") or primary[min(primary)]
+        first = "technical_analyst" if "technical_analyst" in primary else min(primary)
+        base = primary[first]
+        if datasets[f"{first}/{base}"].pooled:  # stack on the first symbol's rows (its own
+            base = [k.split("/", 1)[1] for k in datasets if k.startswith(f"{first}/")][1]
         primary[COORDINATOR] = base
     # Specialties in name order, not the YAML's: a resumed run rebuilds its config from the
     # database's canonical (key-sorted) JSON, and must walk the specialties as the fresh run did.
@@ -145,8 +149,11 @@ def run_config(
     naming what changed (for this invocation: the run keeps its stored config). A run stored
     before its settings were (``settings == {}``) takes them from ``given`` or the defaults.
     """
+    # A run stored before ``evolve.pooled`` existed trained every specialty on its first
+    # symbol's dataset: it resumes so.
+    own = {"pooled": False, **run.config}
     if run.settings:
-        stored = RedlineConfig.model_validate({**run.settings, "evolve": run.config})
+        stored = RedlineConfig.model_validate({**run.settings, "evolve": own})
     else:
         base = given or load_config()
         logger.warning(
@@ -155,7 +162,7 @@ def run_config(
             run.run_id,
             "the given config" if given else "configs/defaults.yaml",
         )
-        stored = base.model_copy(update={"evolve": EvolveConfig.model_validate(run.config)})
+        stored = base.model_copy(update={"evolve": EvolveConfig.model_validate(own)})
     if given is None:
         return stored
     if given.evolve is None:  # a config without an evolve section: only the other sections count

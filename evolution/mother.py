@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.child import TrainOutcome, TrainTask, read_oos
+from agents.child import TrainOutcome, TrainTask, read_oos, read_oos_rows
 from agents.dataset import Dataset
-from agents.datasets import stacked_dataset
+from agents.datasets import stacked_dataset, symbol_group
 from agents.genome import Genome
 from agents.pool import TrainerPool
 from agents.specialties import get_specialty, load_plugins
@@ -292,8 +292,9 @@ class Mother:
         """Members' out-of-sample scores, stacked on the coordinator's base series.
 
         The best ``coordinator_members`` alive children of every member specialty that trains on
-        the base dataset contribute their scores; the coordinator then walks forward over them, so
-        it trains on earlier out-of-sample scores and is scored on later ones.
+        the base dataset, or on a pooled dataset holding the base series' rows (their scores of
+        those rows: ``symbol_group``), contribute their scores; the coordinator then walks forward
+        over them, so it trains on earlier out-of-sample scores and is scored on later ones.
         """
         base_key = (
             self.settings.datasets.get(COORDINATOR) or self.settings.datasets[self.members[0]]
@@ -301,15 +302,23 @@ class Mother:
         base = self.datasets[self._dataset_key(base_key)]
         predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for specialty in self.members:
-            if self._dataset_key(self.settings.datasets[specialty]) != self._dataset_key(base_key):
-                continue
+            own = self.datasets[self._dataset_key(self.settings.datasets[specialty])]
+            group = None
+            if own is not base:
+                group = symbol_group(own, base) if own.pooled else None
+                if group is None:
+                    continue
             alive = [r for r in self.runs.agents(self.run_id, specialty=specialty, alive_at=generation)
                      if r.status == AgentStatus.OK and r.objectives]  # fmt: skip
             ranked = sorted(alive, key=lambda r: (-self._score(r), r.agent_id))
             for record in ranked[: self.settings.coordinator_members]:
-                predictions[record.agent_id] = read_oos(
-                    self.root, record.agent_id, record.generation
-                )
+                ts, score = read_oos(self.root, record.agent_id, record.generation)
+                if group is not None:  # a pooled member: its scores of the base symbol's rows
+                    rows = read_oos_rows(self.root, record.agent_id, record.generation)
+                    assert own.group is not None
+                    mine = own.group[rows] == group
+                    ts, score = ts[mine], score[mine]
+                predictions[record.agent_id] = (ts, score)
         if not predictions:
             raise RuntimeError(
                 f"generation {generation}: no member child trained on {base.name} succeeded, so "

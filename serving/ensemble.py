@@ -39,6 +39,12 @@ abstains with that reason:
 - ``whale_watcher`` (public trades) is listed as unavailable with that reason;
   ``rugpull_detector`` answers ``/v1/rugpull``; ``report_coordinator`` is the mother brain.
 
+**Which symbols.** A member knows the symbols its model was trained on (``Member.symbols``: a
+pooled model's checkpoint records them; a single-symbol model's run names the dataset it ate by
+digest, ``RunRecord.dataset_digests``); ``/v1/models`` lists them. Asked about another symbol it
+abstains: listed with vote 0, weight 0 and the reason naming the symbol and its symbols, never
+applied silently. A member whose symbols are not recorded (``null``) votes on any symbol.
+
 A champion in stage DECAY does not vote (a decaying live record is not trusted; a new champion
 replaces it).
 
@@ -319,6 +325,10 @@ class Member:
     # The regime rules its run was judged under: it votes when they put the last candle in its
     # regime (``row.regime``), and its features are built with them.
     rules: RegimeRules = field(default_factory=RegimeRules)
+    # The symbols its model was trained on (normalized; () when not recorded): asked about any
+    # other symbol, it abstains naming both (``Ensemble.predict``).
+    symbols: tuple[str, ...] = ()
+    dataset_digest: str = ""  # of the dataset it trained on (its checkpoint's meta)
     net: Scorer = field(init=False, repr=False)  # the model's scores, in numpy
 
     def __post_init__(self) -> None:
@@ -345,14 +355,19 @@ def _gene(genome: Genome, name: str, default: Any) -> Any:
 
 
 def _entry(row: RegimeBestRecord, generation: int | None, threshold: float | None,
-           live: bool, reason: str | None = None) -> ModelEntry:  # fmt: skip
+           live: bool, reason: str | None = None,
+           symbols: tuple[str, ...] = ()) -> ModelEntry:  # fmt: skip
     metrics = row.metrics
     return ModelEntry(
         agent_id=row.agent_id, run_id=row.run_id, specialty=row.specialty, regime=row.regime,
         generation=generation, stage=row.stage, sharpe=row.sharpe, threshold=threshold,
         live=live, reason=reason, auc=metrics.get("auc"), auc_low=metrics.get("auc_low"),
-        auc_high=metrics.get("auc_high"),
+        auc_high=metrics.get("auc_high"), symbols=list(symbols) or None,
     )  # fmt: skip
+
+
+def _member_entry(member: Member) -> ModelEntry:
+    return _entry(member.row, member.generation, member.threshold, True, None, member.symbols)
 
 
 def _load_member(row: RegimeBestRecord, home: Path) -> Member:
@@ -373,8 +388,29 @@ def _load_member(row: RegimeBestRecord, home: Path) -> Member:
     tuned = row.source == ModelSource.TUNE
     rule = PositionRule(threshold) if tuned else PositionRule.from_genome(genome, default)
     rule = replace(rule, threshold=threshold)
+    symbols = tuple(normalize_symbol(str(v)) for v in meta.get("symbols") or ())
     return Member(row, model, genome, int(meta.get("generation", 0)), threshold,
-                  float(row.inference.get("size", 1.0)), rule=rule)  # fmt: skip
+                  float(row.inference.get("size", 1.0)), rule=rule, symbols=symbols,
+                  dataset_digest=str(meta.get("dataset_digest", "")))  # fmt: skip
+
+
+def _trained_on(member: Member, store: Store) -> tuple[str, ...]:
+    """The symbols ``member`` was trained on: its checkpoint's (a pooled model records them),
+    else, for a model of one series' candles, the series of its run's dataset with its digest
+    (``RunRecord.dataset_digests``, names as ``SeriesKey.file_stem``); () when not recorded."""
+    if member.symbols or get_specialty(member.row.specialty).live is not LiveInput.CANDLES:
+        return member.symbols
+    run = store.runs.get_run(member.row.run_id)
+    data = (run.config.get("data") if run is not None else None) or {}
+    if run is None or not data or not member.dataset_digest:
+        return ()
+    names = {key.split("/", 1)[-1] for key, digest in run.dataset_digests.items()
+             if digest == member.dataset_digest}  # fmt: skip
+    try:
+        spec = DataSources.from_config(store, data, member.rules, where=f"run {run.run_id} data")
+    except ValueError:  # a data spec this version cannot read: the symbols are not recorded
+        return ()
+    return tuple(normalize_symbol(s) for s in spec.symbols if spec.key(s).file_stem in names)
 
 
 def _source(
@@ -776,6 +812,7 @@ class Ensemble:
             try:
                 source = _source(row, store, sentiment, max_input_age_days, judged[row.run_id])
                 member = replace(_load_member(row, home), source=source, rules=judged[row.run_id])
+                member = replace(member, symbols=_trained_on(member, store))  # after the rules
             except (CheckpointRefused, ValueError, KeyError, OSError) as exc:
                 logger.error("champion %s (%s/%s) refused: %s", row.model, row.specialty,
                              row.regime, exc)  # fmt: skip
@@ -840,13 +877,25 @@ class Ensemble:
         champions = self._voting(name, work, columns, series)
         if not champions:
             return flat(f"no validated champion for the live regime {name}")
+        asked = normalize_symbol(symbol)
+        elsewhere = [m for m, _ in champions if m.symbols and asked not in m.symbols]
+        abstained = [MemberOut(
+            agent_id=m.row.agent_id, run_id=m.row.run_id, specialty=m.row.specialty,
+            regime=m.row.regime, generation=m.generation, vote=0, score=0.0, weight=0.0,
+            position=0.0, symbols=list(m.symbols), reason=f"trained on {', '.join(m.symbols)}, not {asked}: "
+            "a model is not applied to a symbol it was not trained on",
+        ) for m in elsewhere]  # fmt: skip
+        champions = [(m, w) for m, w in champions if m not in elsewhere]
+        if not champions:
+            return flat(f"no champion of {name} was trained on {asked}", abstained)
         # The brain was fit on one run's members, judged under that run's rules (the live ones).
         same_rules = all(member.rules == self.rules for member, _ in champions)
         coordinator = self.coordinators.get(name) if same_rules else None
         depth = coordinator.lookback if coordinator else 1
         scored, notes = self._score(champions, depth)
         if not scored:
-            return flat(f"no champion of {name} could score these candles: {'; '.join(notes)}")
+            return flat(f"no champion of {name} could score these candles: {'; '.join(notes)}",
+                        abstained)  # fmt: skip
         total = sum(m.weight for m, _ in scored)
         if total <= 0:
             return flat(f"no champion of {name} has a positive out-of-sample Sharpe")
@@ -866,7 +915,9 @@ class Ensemble:
                 specialty=member.row.specialty, regime=member.row.regime,
                 generation=member.generation,
                 vote=vote, score=score, weight=weight, position=mine,
+                symbols=list(member.symbols) or None,
             ))  # fmt: skip
+        outs += abstained
         net = sum(w * p for w, p in zip(weights, held, strict=True))
         if coordinator is not None and all(len(f.scores) >= depth for _, f in scored):
             # (members, depth), oldest first
@@ -955,7 +1006,7 @@ class Ensemble:
         """What is live, per regime, and what is not (with the reason)."""
         regimes = {}
         for regime in REGIMES:
-            entries = [_entry(m.row, m.generation, m.threshold, True) for m in self.members[regime]]
+            entries = [_member_entry(m) for m in self.members[regime]]
             combiner = ("none" if not entries  # nothing to combine: predict answers flat
                         else f"mother_brain:{self.brain_version}" if regime in self.coordinators
                         else "sharpe_weighted_vote")  # fmt: skip
@@ -964,7 +1015,7 @@ class Ensemble:
         return ModelsResponse(
             model_version=self.version, brain_version=self.brain_version,
             loaded_at=self.loaded_at.isoformat(), swaps=swaps, regimes=regimes,
-            rugpull=None if rug is None else _entry(rug.row, rug.generation, rug.threshold, True),
+            rugpull=None if rug is None else _member_entry(rug),
             unavailable=list(self.unavailable),
         )  # fmt: skip
 

@@ -201,6 +201,14 @@ class MemberOut(_Strict):
     score: float
     weight: float
     position: float = Field(..., ge=-1.0, le=1.0, description="Its own position in [-1, 1].")
+    symbols: list[str] | None = Field(
+        None, description="The symbols its model was trained on (null: not recorded)."
+    )
+    reason: str | None = Field(
+        None,
+        description="Why it abstained (vote 0, weight 0), e.g. a symbol it was not "
+        "trained on; null when it voted.",
+    )
 
 
 class PredictResponse(_Strict):
@@ -305,6 +313,11 @@ class ModelEntry(_Strict):
     auc: float | None = Field(None, description="A classifier's out-of-sample AUC.")
     auc_low: float | None = Field(None, description="Its DeLong 95% interval's lower bound.")
     auc_high: float | None = Field(None, description="Its DeLong 95% interval's upper bound.")
+    symbols: list[str] | None = Field(
+        None,
+        description="The symbols its model was trained on; it abstains on any other "
+        "(null: not recorded, or not a per-symbol model).",
+    )
 
 
 class RegimeModels(_Strict):

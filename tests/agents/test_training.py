@@ -4,6 +4,7 @@ FAILED reports for bad children, consistency with market.backtest, stacking a co
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -171,10 +172,10 @@ def test_child_trains_ok_on_real_btc_with_finite_metrics() -> None:
     for name in ("total_return", "sharpe", "max_drawdown", "volatility", "hit_rate", "turnover",
                  "direction_hit_rate", "horizon_hit_rate", "ic", "trade_count", "exposure"):  # fmt: skip
         assert math.isfinite(report.metrics[name]), name
-    # 4 folds tile the last 40% of the rows: the test rows are the same for every genome.
-    assert report.n_test_rows == 1600 and len(report.folds) == 4
-    assert np.array_equal(report.oos_rows, np.arange(2400, 4000))
-    assert np.array_equal(report.oos_ts, btc_dataset().ts[2400:])
+    # 4 folds tile every row after the first 25%: the test rows are the same for every genome.
+    assert report.n_test_rows == 3000 and len(report.folds) == 4
+    assert np.array_equal(report.oos_rows, np.arange(1000, 4000))
+    assert np.array_equal(report.oos_ts, btc_dataset().ts[1000:])
     assert np.all(np.abs(report.oos_score) < 1.0)
     assert set(REGIMES) <= set(report.per_regime)
     assert report.dataset_digest == btc_dataset().digest()
@@ -272,11 +273,40 @@ def test_a_split_with_gaps_never_holds_across_unscored_bars() -> None:
 
 def test_default_split_is_purged_and_names_a_short_dataset() -> None:
     split = default_split(10_000, horizon=12, lookback=24)
-    assert (split.purge, split.embargo, split.mode, split.test) == (12, 24, "expanding", 1000)
+    # No timeframe: 4 folds tile everything after the first quarter.
+    assert (split.purge, split.embargo, split.mode, split.test) == (12, 24, "expanding", 1875)
     folds = split.split(10_000)
-    assert len(folds) == 4 and folds[0].test.start == 6000 and folds[-1].test.stop == 10_000
+    assert len(folds) == 4 and folds[0].test.start == 2500 and folds[-1].test.stop == 10_000
     with pytest.raises(ValueError, match="dataset has 30 rows: too few"):
         default_split(30, horizon=12, lookback=24)
+
+
+def test_default_split_tiles_the_whole_history_after_the_first_quarter() -> None:
+    n = 28_500  # 1h bars of 2020-01-01 .. 2023-04-01
+    split = default_split(n, horizon=24, lookback=24, timeframe="1h")
+    folds = split.split(n)
+    assert len(folds) == 8  # 90-day folds would be 9: capped at MAX_FOLDS
+    assert folds[0].test.start == n - 8 * split.test and n - 8 * split.test - n // 4 < 8
+    assert folds[-1].test.stop == n
+    assert all(a.test.stop == b.test.start for a, b in itertools.pairwise(folds))
+    assert default_split(n, horizon=1, lookback=1, timeframe="1h").test == split.test
+    short = default_split(4000, horizon=6, lookback=6, timeframe="1h")
+    assert short.n_folds(4000) == 4  # fewer than 4 spans of 90 days: still 4 folds
+
+
+def test_no_training_label_reaches_a_held_out_bar_over_the_whole_history() -> None:
+    ds = btc_dataset()
+    g = genome(horizon=9, lookback=5)
+    plans = plan_folds(ds, g)
+    layout = _layout(ds, tuple(range(ds.features.shape[1])), 5, 9)
+    assert plans[-1].test_rows.max() == ds.n_rows - 1  # the last bar is scored
+    for plan in plans:
+        assert plan.fold is not None
+        first_held = plan.fold.test.start
+        assert np.all(layout.reach[plan.train_rows] < first_held)
+        assert np.all(plan.train_rows + 9 < plan.test_rows.min())
+        assert np.all(plan.train_rows % 2 == 0)  # stride max(1, 9 // 4) = 2
+        check_labels_safe(plan.fold, 9, train_rows=plan.train_rows)
 
 
 def test_a_diverging_genome_gives_a_failed_report() -> None:
@@ -325,7 +355,7 @@ def test_panel_ranker_trades_long_and_short_at_the_same_time() -> None:
                                 agent_id="ms-1", generation=0)  # fmt: skip
     assert report.ok, report.reason
     assert report.task == "rank" and state is not None
-    assert report.n_test_rows == 3 * 600  # the last 40% of the 1500 timestamps, every symbol
+    assert report.n_test_rows == 3 * 4 * (1125 // 4)  # after the first 25% of 1500, every symbol
     for name in ("total_return", "sharpe", "max_drawdown", "direction_hit_rate", "turnover"):
         assert math.isfinite(report.metrics[name]), name
     frame = pd.DataFrame({"ts": report.oos_ts, "p": report.oos_position})
@@ -393,7 +423,7 @@ def test_report_coordinator_trains_on_members_oos_scores(trained: ChildReport) -
     assert np.isin(report.oos_ts, trained.oos_ts).all()
     later = trained.oos_ts[len(trained.oos_ts) - report.n_test_rows :]
     assert np.array_equal(report.oos_ts, later)
-    assert report.n_test_rows == int(0.4 * len(rows)) // 4 * 4
+    assert report.n_test_rows == (len(rows) - int(0.25 * len(rows))) // 4 * 4
     first_trained = plan_folds(stacked, coord_genome)[0].train_rows
     assert base.ts[rows][first_trained].max() < report.oos_ts.min()
 

@@ -29,6 +29,7 @@ from agents.sources import SAMPLE_DIR
 from agents.training import ChildReport, checkpoint_meta, train_child
 from market.regimes import REGIMES, classify_regimes
 from market.series import SeriesKey
+from market.splits import WalkForward
 from store.champions import ChampionStore
 from store.db import Store
 from store.ingest import ensure_sample
@@ -80,9 +81,24 @@ class Champions:
         return {regime for regime, found in self.regimes.items() if len(found) == most}
 
 
+def last_40_percent(ds: Dataset, genes: dict[str, object]) -> WalkForward | None:
+    """The split these champions were first trained with (4 expanding folds tiling the last 40%
+    of the rows): the serving tests need champions with a positive Sharpe in some regime, which
+    the default whole-history walk-forward does not give these tiny 2-epoch children (classify
+    datasets use K-fold: None)."""
+    if ds.target is not None:
+        return None
+    horizon, lookback = int(genes["horizon"]), int(genes["lookback"])  # type: ignore[call-overload]
+    units = len(np.unique(ds.ts))  # bars, or timestamps of a panel
+    test = int(units * 0.4) // 4
+    return WalkForward(train=units - 4 * test - horizon - lookback, test=test,
+                       mode="expanding", purge=horizon, embargo=lookback)  # fmt: skip
+
+
 def train(ds: Dataset, genes: dict[str, object], home: Path, agent_id: str, seed: int) -> Trained:
     report, state = train_child(ds, Genome(ds.specialty, tuple(genes.items())), seed=seed,
-                                agent_id=agent_id, generation=3)  # fmt: skip
+                                agent_id=agent_id, generation=3,
+                                split=last_40_percent(ds, genes))  # fmt: skip
     assert report.ok and state is not None, report.reason
     path = save_checkpoint(home / "checkpoints" / f"{agent_id}_gen3.pt", state,
                            checkpoint_meta(report))  # fmt: skip
