@@ -44,7 +44,8 @@ dataset) across the whole history: the first 25% of the units only train, the re
 4 to 8 equal test folds of about 90 days where the timeframe is known (4 otherwise), expanding
 training windows, ``purge = horizon``, ``embargo = lookback``. Training rows are subsampled with
 a stride of ``max(1, horizon // 4)`` units (``train_stride``: overlapping labels carry little new
-information, and it keeps a pooled child affordable on one core); test rows never are. Every row
+information, and it keeps a pooled child affordable on one core), and a fold trains on at most
+``MAX_TRAIN_ROWS`` (20,000) of them, evenly spaced; test rows never are. Every row
 whose label reads a bar at or after the fold's first held-out bar is dropped from training,
 whatever split is passed, and ``market.splits.check_labels_safe`` asserts it. The test segments
 depend only on the data size (and timeframe), so every child of a dataset is scored on the same
@@ -431,6 +432,19 @@ def train_stride(horizon: int) -> int:
     return max(1, horizon // 4)
 
 
+#: At most this many training rows per fold, evenly spaced over the fold's training window (the
+#: newest always kept): a pooled five-symbol 1h child's late folds would otherwise train on ~90k
+#: rows, and its largest genomes for minutes on one core. Scoring is never capped.
+MAX_TRAIN_ROWS = 20_000
+
+
+def _cap(rows: np.ndarray, cap: int = MAX_TRAIN_ROWS) -> np.ndarray:
+    """``rows`` thinned to ``cap`` evenly spaced ones (the last kept) when there are more."""
+    if len(rows) <= cap:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, cap).round().astype(np.int64)]
+
+
 def _walk_forward_plan(layout: _Layout, split: WalkForward, stride: int = 1) -> list[FoldPlan]:
     plans = []
     valid = layout.hist[:, 0] >= 0
@@ -439,7 +453,7 @@ def _walk_forward_plan(layout: _Layout, split: WalkForward, stride: int = 1) -> 
         first_held = fold.held_out()[0].start
         in_train = (layout.unit >= fold.train.start) & (layout.unit < fold.train.stop)
         labeled = np.isfinite(layout.label) & (layout.reach < first_held)
-        train_rows = np.flatnonzero(in_train & valid & labeled & strided)
+        train_rows = _cap(np.flatnonzero(in_train & valid & labeled & strided))
         in_test = (layout.unit >= fold.test.start) & (layout.unit < fold.test.stop)
         test_rows = np.flatnonzero(in_test & valid)
         if len(train_rows) < 2 or len(test_rows) == 0:

@@ -562,3 +562,16 @@ def test_bad_target_genes_are_named() -> None:
     ):  # fmt: skip
         report, _ = train_child(ds, genome(**genes), seed=0, agent_id="x", generation=0)
         assert not report.ok and message in report.reason, report.reason
+
+
+def test_a_fold_trains_on_at_most_max_train_rows_evenly_spaced_keeping_the_newest() -> None:
+    from agents.training import MAX_TRAIN_ROWS, _cap
+
+    rows = np.arange(3, 3 + 3 * 50_000, 3)
+    capped = _cap(rows)
+    assert len(capped) == MAX_TRAIN_ROWS == 20_000
+    assert capped[0] == rows[0] and capped[-1] == rows[-1]
+    assert np.all(np.diff(capped) > 0) and np.isin(capped, rows).all()
+    assert np.max(np.diff(capped)) <= 3 * 3  # evenly spread: no stretch of the window skipped
+    short = np.arange(100)
+    assert _cap(short) is short
