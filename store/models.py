@@ -461,3 +461,35 @@ class TradeAttribution(Base):
     weight: Mapped[float] = mapped_column(Double)
     was_correct: Mapped[bool] = mapped_column(Boolean)
     profit_contribution: Mapped[float] = mapped_column(Double)
+
+
+# -- the rug-pull detector's answers and their outcomes (migration 0008) ----------------------------
+
+
+class RugpullAnswer(Base):
+    """What one ``/v1/rugpull`` answered with a champion: the probability and the call."""
+
+    __tablename__ = "rugpull_answers"
+    __table_args__ = (Index("ix_rugpull_answers_run_id_agent_id", "run_id", "agent_id"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Double)
+    is_rugpull: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RugpullOutcome(Base):
+    """What a token answered by a request id turned out to be: one per answer."""
+
+    __tablename__ = "rugpull_outcomes"
+
+    request_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("rugpull_answers.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    is_rugpull: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
