@@ -6,7 +6,8 @@ evolution run (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_m
 ``store.runs.RunStore``; ``store.champions.ChampionStore`` writes ``regime_best_models``), training with Ray Tune and the champions (``training_runs``,
 ``inference_backtests``, ``training_queue``, ``promotions``; repository
 ``store.training.TrainingStore``), and serving's feedback (``predictions``, ``trades``,
-``trade_attributions``; repository ``store.trades.TradesStore``). JSON columns hold canonical
+``trade_attributions``; repository ``store.trades.TradesStore``; and the rug-pull detector's
+``rugpull_answers``, ``rugpull_outcomes``: ``store.rugpulls.RugpullStore``). JSON columns hold canonical
 text (sorted keys) so that an upsert of an unchanged record compares equal and changes nothing.
 
 The Alembic migrations in ``store/migrations/versions`` create these tables; they spell the schema
