@@ -79,7 +79,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TRADING_STAGES = (Stage.PAPER, Stage.MATURE, Stage.DECAY)
-RUGPULL = "rugpull_detector"
+_RUGPULL = "rugpull_detector"
 
 
 @dataclass(frozen=True)
@@ -279,7 +279,7 @@ def apply_rugpull_feedback(
     with store.database.transaction():
         recorded = store.rugpulls.record_outcome(outcome)
         answer = recorded.answer
-        champion = store.champions.champion(RUGPULL, ALL_REGIMES)
+        champion = store.champions.champion(_RUGPULL, ALL_REGIMES)
         live = (
             not recorded.duplicate
             and champion is not None
@@ -292,7 +292,7 @@ def apply_rugpull_feedback(
             step = classifier_live_step(champion.stage, record, rules)
             stage, reason = step.stage, step.reason
             if step.stage != champion.stage:
-                store.champions.set_stage(answer.run_id, answer.agent_id, RUGPULL, ALL_REGIMES,
+                store.champions.set_stage(answer.run_id, answer.agent_id, _RUGPULL, ALL_REGIMES,
                                           step.stage)  # fmt: skip
                 logger.info("rug-pull champion %s/%s: %s -> %s", answer.run_id, answer.agent_id,
                             champion.stage, step.reason)  # fmt: skip

@@ -43,7 +43,7 @@ class RugpullAnswerRecord:
 @dataclass(frozen=True)
 class RugpullOutcomeRecord:
     """What a token answered by ``request_id`` turned out to be (``is_rugpull``), with an optional
-    ``note`` from whoever reported it. One per request id; ``created_at`` is the store's."""
+    ``note`` from whoever reported it (a blank one is None). One per request id; ``created_at`` is the store's."""
 
     request_id: str
     is_rugpull: bool
@@ -53,6 +53,8 @@ class RugpullOutcomeRecord:
     def __post_init__(self) -> None:
         check.key(self, "request_id")
         check.flag(self, "is_rugpull")
+        if isinstance(self.note, str) and not self.note.strip():
+            check.assign(self, "note", None)  # an empty note says nothing
         check.optional_text(self, "note")
         check.stamp(self, "created_at")
 

@@ -205,6 +205,9 @@ def test_feedback_is_idempotent_and_names_what_is_wrong(
     assert conflict.json()["detail"].startswith(
         f"request_id {answer['request_id']!r} already has another outcome (a rug pull"
     )
+    # Schemathesis found a blank note refused by the record after validation: a 500.
+    blank = _report(served_true, {"request_id": "not-an-answer", "is_rugpull": True, "note": ""})
+    assert blank.status_code == 404, blank.text
     unknown = _report(served_true, {"request_id": "not-an-answer", "is_rugpull": True})
     assert unknown.status_code == 404
     assert unknown.json()["detail"].startswith(

@@ -95,6 +95,13 @@ def test_labelled_is_a_champions_answers_with_their_outcomes_in_order(
     assert [(a.request_id, o) for a, o in rugpulls.labelled(RUN, "rd-other")] == [("rp-900", False)]
 
 
+def test_a_blank_note_is_no_note(rugpulls: RugpullStore) -> None:
+    rugpulls.append_answers([_answer(1)])
+    assert RugpullOutcomeRecord("rp-001", True, " ").note is None
+    rugpulls.record_outcome(RugpullOutcomeRecord("rp-001", True, ""))
+    assert rugpulls.record_outcome(RugpullOutcomeRecord("rp-001", True)).duplicate
+
+
 def test_records_name_the_bad_field() -> None:
     with pytest.raises(ValueError, match=r"RugpullAnswerRecord.probability must be between 0 "
                                          r"and 1; got 1.5"):  # fmt: skip
