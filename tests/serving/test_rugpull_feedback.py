@@ -75,10 +75,27 @@ def served_true(serve_port: int, crowned: Crowned, tmp_path_factory: Any) -> Ite
 def served_flip(serve_port: int, crowned: Crowned, tmp_path_factory: Any) -> Iterator[Served]:
     from ray import serve
 
+    from serving.app import build_app
+
     home = copy_crowned(crowned, tmp_path_factory.mktemp("rug-flip") / "redline_data")
-    app = run_redline(serve_port, home, "rugflip", reload_interval_s=0.5)
-    yield app
-    serve.delete(app.name)
+    # Once its only champion decays the replica holds none that answers, so it is unhealthy
+    # (serving.app, "Health") and Serve would replace it after three failed checks: a long
+    # period between checks keeps it while the test reads why.
+    app = build_app(f"sqlite:///{home / 'redline.db'}", home, token=TOKEN, reload_interval_s=0.5,
+                    deployment={"ray_actor_options": {"num_cpus": 0},
+                                "health_check_period_s": 600})  # fmt: skip
+    serve.run(app, name="rugflip", route_prefix="/rugflip")
+    served = Served(f"http://127.0.0.1:{serve_port}/rugflip", home, "rugflip")
+    wait_for("the rugflip application", lambda: _healthy(served), 120)
+    yield served
+    serve.delete(served.name)
+
+
+def _healthy(served: Served) -> bool:
+    try:
+        return httpx.get(f"{served.url}/healthz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_answers_carry_a_request_id_and_are_remembered(
@@ -180,6 +197,9 @@ def test_inverted_outcomes_decay_the_champion_which_stops_answering_then_retires
         f"no validated rugpull_detector champion: {champion} does not answer: stage DECAY: only "
         f"PAPER and MATURE champions answer; its {evidence}, upper bound {live.high:.3f} < 0.850"
     )
+    # Its only champion does not answer: the replica says it cannot serve (serving.app "Health").
+    health = httpx.get(f"{served_flip.url}/healthz", timeout=30)
+    assert health.status_code == 503 and health.json()["champions"] == 0
     # An outcome on an earlier answer, still failing: RETIRED.
     answer, wrong = answered[n]
     reply = _report(served_flip, {"request_id": answer["request_id"], "is_rugpull": wrong}).json()
