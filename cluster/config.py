@@ -165,11 +165,13 @@ class EvolveConfig(_Frozen):
 class ClassifierChampionsConfig(_Frozen):
     """The classifier rules' thresholds (``evolution.champions.ClassifierPolicy``): a classify
     specialty (the rug-pull detector) is crowned when the lower bound of its out-of-sample AUC's
-    interval at ``level`` reaches ``auc_floor`` and its AUC beats the champion's by ``margin``."""
+    interval at ``level`` reaches ``auc_floor`` and its AUC beats the champion's by ``margin``;
+    its live AUC moves its stage after ``min_live_labels`` labelled answers."""
 
     auc_floor: float = Field(0.85, ge=0, le=1)
     margin: float = Field(0.01, ge=0, lt=1)
     level: float = Field(0.95, gt=0, lt=1)
+    min_live_labels: int = Field(50, ge=4)
 
 
 class ChampionsConfig(_Frozen):

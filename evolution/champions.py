@@ -50,6 +50,16 @@ Lifecycle (:func:`next_stage`; ``store.records.champions.Stage``)::
   ``min_live_trades`` trades is not yet evidence: the stage stays. A recovered DECAY model stays
   DECAY (a decayed model is never promoted back; a new champion dethrones it).
 
+**A classifier's live record** (:func:`classifier_live_step`; the rug-pull detector, whose answers
+get a token's outcome through ``POST /v1/rugpull/feedback``) is not a hit rate (calling every token
+a rug pull scores 0.9 when 9 in 10 are): it is the **live AUC** of the champion's labelled answers
+with DeLong's interval at ``classifier.level`` (:class:`ClassifierLiveRecord`). It needs
+``classifier.min_live_labels`` labelled answers (default 50) with at least 2 of each outcome;
+less is not yet evidence and the stage stays. Then PAPER -> MATURE when the interval's lower
+bound reaches ``auc_floor``; PAPER/MATURE -> DECAY when its upper bound is below ``auc_floor``;
+DECAY -> RETIRED when it still is; otherwise the stage stays (a recovered DECAY stays DECAY).
+``next_stage`` takes a :class:`ClassifierLiveRecord` as it takes a :func:`live_record`.
+
 RETIRED is final: every event on it is an error, as is an event a stage cannot take (e.g. a live
 record of a model that never traded). Errors name the stage, the event and the allowed ones.
 """
@@ -63,7 +73,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agents.scoring import auc_bounds
+import numpy as np
+
+from agents.scoring import auc_bounds, auc_interval
 from market.overfitting import deflated_sharpe_ratio, per_period_sharpe
 from store.records.champions import Stage
 
@@ -73,9 +85,14 @@ __all__ = [
     "Candidate",
     "ChampionPolicy",
     "ClassifierCandidate",
+    "ClassifierLiveRecord",
     "ClassifierPolicy",
     "Decision",
     "LiveRecord",
+    "LiveStep",
+    "classifier_live_evidence",
+    "classifier_live_record",
+    "classifier_live_step",
     "decide",
     "decide_classifier",
     "live_record",
@@ -97,11 +114,13 @@ class ClassifierPolicy:
     """The thresholds of the classifier rules (``champions.classifier:`` in
     ``configs/defaults.yaml``): ``auc_floor`` the AUC the interval's lower bound must reach,
     ``margin`` the AUC a challenger must beat the champion's by, ``level`` the interval's
-    two-sided confidence level."""
+    two-sided confidence level, ``min_live_labels`` the labelled live answers before a
+    champion's live AUC moves its stage (:func:`classifier_live_step`)."""
 
     auc_floor: float = 0.85
     margin: float = 0.01
     level: float = 0.95
+    min_live_labels: int = 50
 
     def __post_init__(self) -> None:
         if not (_real(self.auc_floor) and 0.0 <= self.auc_floor <= 1.0):
@@ -116,8 +135,15 @@ class ClassifierPolicy:
             raise ValueError(
                 f"ClassifierPolicy.level must be strictly between 0 and 1; got {self.level!r}"
             )
+        if not (_integer(self.min_live_labels) and self.min_live_labels >= 4):
+            # 4: the interval needs 2 answers of each outcome.
+            raise ValueError(
+                f"ClassifierPolicy.min_live_labels must be an integer >= 4; "
+                f"got {self.min_live_labels!r}"
+            )
         for name in ("auc_floor", "margin", "level"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "min_live_labels", int(self.min_live_labels))
 
 
 @dataclass(frozen=True)
@@ -502,17 +528,23 @@ _TRADING = (Stage.PAPER, Stage.MATURE, Stage.DECAY)
 
 
 def next_stage(
-    stage: str, event: Event | LiveRecord, *, policy: ChampionPolicy | None = None
+    stage: str,
+    event: Event | LiveRecord | ClassifierLiveRecord,
+    *,
+    policy: ChampionPolicy | None = None,
 ) -> Stage:
     """The stage a model in ``stage`` moves to on ``event`` (module docstring).
 
-    ``event`` is ``"validated"``, ``"promoted"``, ``"dethroned"`` or a :func:`live_record`;
-    ``policy`` gives ``min_live_trades`` (default :class:`ChampionPolicy`'s). Raises ValueError
-    on an unknown stage or event and on an event the stage cannot take.
+    ``event`` is ``"validated"``, ``"promoted"``, ``"dethroned"``, a :func:`live_record` or a
+    classifier's :class:`ClassifierLiveRecord`; ``policy`` gives ``min_live_trades`` and the
+    classifier rules (default :class:`ChampionPolicy`'s). Raises ValueError on an unknown stage
+    or event and on an event the stage cannot take.
     """
     if stage not in tuple(Stage):
         raise ValueError(f"stage must be one of {', '.join(Stage)}; got {stage!r}")
     stage = Stage(stage)
+    if isinstance(event, ClassifierLiveRecord):
+        return classifier_live_step(stage, event, (policy or ChampionPolicy()).classifier).stage
     if isinstance(event, LiveRecord):
         if stage not in _TRADING:
             raise ValueError(
@@ -530,7 +562,8 @@ def next_stage(
         return Stage.MATURE
     if event not in _NAMED:
         raise ValueError(
-            f"event must be one of {', '.join(EVENTS)} or a live_record(trades, hit_rate); "
+            f"event must be one of {', '.join(EVENTS)}, a live_record(trades, hit_rate) or a "
+            f"ClassifierLiveRecord; "
             f"got {event!r}"
         )
     moves = _NAMED[event]
@@ -540,6 +573,113 @@ def next_stage(
             f"{', '.join(moves)}"
         )
     return moves[stage]
+
+
+@dataclass(frozen=True)
+class ClassifierLiveRecord:
+    """A classifier champion's labelled live answers: the AUC of their probabilities against the
+    outcomes reported, DeLong's standard error (NaN with fewer than 2 of an outcome) and the
+    count of each outcome (``n_pos``: rug pulls)."""
+
+    auc: float
+    auc_se: float
+    n_pos: int
+    n_neg: int
+
+    def __post_init__(self) -> None:
+        for name in ("auc", "auc_se"):
+            value = getattr(self, name)
+            if not _real(value):
+                raise ValueError(f"ClassifierLiveRecord.{name} must be a number; got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if math.isfinite(self.auc) and not 0.0 <= self.auc <= 1.0:
+            raise ValueError(f"ClassifierLiveRecord.auc must be between 0 and 1; got {self.auc!r}")
+        for name in ("n_pos", "n_neg"):
+            value = getattr(self, name)
+            if not (_integer(value) and value >= 0):
+                raise ValueError(
+                    f"ClassifierLiveRecord.{name} must be a non-negative integer; got {value!r}"
+                )
+            object.__setattr__(self, name, int(value))
+
+    @property
+    def labels(self) -> int:
+        """The labelled answers counted."""
+        return self.n_pos + self.n_neg
+
+
+def classifier_live_record(
+    outcomes: Sequence[bool] | np.ndarray, probabilities: Sequence[float] | np.ndarray
+) -> ClassifierLiveRecord:
+    """The live record of labelled answers: ``outcomes[i]`` what the token turned out to be (True:
+    a rug pull), ``probabilities[i]`` what the champion answered (``agents.scoring.auc_interval``).
+    """
+    found = auc_interval(np.asarray(outcomes, dtype=bool).astype(int),
+                         np.asarray(probabilities, dtype=np.float64))  # fmt: skip
+    return ClassifierLiveRecord(found.auc, found.se, found.n_pos, found.n_neg)
+
+
+def _counts(record: ClassifierLiveRecord) -> str:
+    return f"{record.labels:,} labelled answers ({record.n_pos:,} rug pulls, {record.n_neg:,} not)"
+
+
+def classifier_live_evidence(record: ClassifierLiveRecord, policy: ClassifierPolicy) -> str:
+    """``record`` in words: ``"live AUC 0.981 [0.962, 1.000] at 95% over 300 labelled answers
+    (270 rug pulls, 30 not)"`` (the interval at ``policy.level``; "no live AUC interval" without
+    one)."""
+    low, high = auc_bounds(record.auc, record.auc_se, policy.level)
+    if not math.isfinite(low):
+        return f"no live AUC interval over {_counts(record)}"
+    pct = f"{policy.level:.0%}".replace(".0%", "%")
+    return f"live AUC {record.auc:.3f} [{low:.3f}, {high:.3f}] at {pct} over {_counts(record)}"
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """Where a live record moves a champion, and why (the numbers)."""
+
+    stage: Stage
+    reason: str
+
+
+def classifier_live_step(
+    stage: str, record: ClassifierLiveRecord, policy: ClassifierPolicy
+) -> LiveStep:
+    """The classifier's live rule (module docstring): the stage ``record`` moves a champion in
+    ``stage`` to, with the reason, e.g. ``"DECAY: live AUC 0.412 [0.301, 0.523] at 95% over 120
+    labelled answers (108 rug pulls, 12 not), upper bound 0.523 < 0.850"``."""
+    if stage not in tuple(Stage):
+        raise ValueError(f"stage must be one of {', '.join(Stage)}; got {stage!r}")
+    stage = Stage(stage)
+    if stage not in _TRADING:
+        raise ValueError(
+            f"a live record needs a champion that answers ({', '.join(_TRADING)}); "
+            f"got stage {stage.value!r}"
+        )
+    counts = _counts(record)
+    if record.labels < policy.min_live_labels:
+        return LiveStep(stage, f"stays {stage}: {counts} < {policy.min_live_labels:,} required "
+                               "(min_live_labels)")  # fmt: skip
+    low, high = auc_bounds(record.auc, record.auc_se, policy.level)
+    if not math.isfinite(low):
+        return LiveStep(stage, f"stays {stage}: no live AUC interval over {counts}: it needs at "
+                               "least 2 answers of each outcome")  # fmt: skip
+    evidence = classifier_live_evidence(record, policy)
+    floor = policy.auc_floor
+    failing = high < floor
+    if stage == Stage.DECAY:
+        if failing:
+            return LiveStep(Stage.RETIRED,
+                            f"RETIRED: still failing: {evidence}, upper bound {high:.3f} < "
+                            f"{floor:.3f}")  # fmt: skip
+        return LiveStep(stage, f"stays DECAY: {evidence}, upper bound {high:.3f} >= {floor:.3f} "
+                               "(a decayed champion is never promoted back)")  # fmt: skip
+    if failing:
+        return LiveStep(Stage.DECAY, f"DECAY: {evidence}, upper bound {high:.3f} < {floor:.3f}")
+    if low >= floor:
+        return LiveStep(Stage.MATURE,
+                        f"MATURE: {evidence}, lower bound {low:.3f} >= {floor:.3f}")  # fmt: skip
+    return LiveStep(stage, f"stays {stage}: {evidence}, the interval straddles {floor:.3f}")
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Ray Serve application: a FastAPI ingress deployment ``RedlineAPI`` around the live ensemble.
 
 Routes (API v1, models in :mod:`serving.schemas`): ``POST /v1/predict``, ``POST /v1/rugpull``,
-``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``; the OpenAPI schema at
+``POST /v1/rugpull/feedback``, ``POST /v1/feedback``, ``GET /v1/models``, ``GET /healthz``; the OpenAPI schema at
 ``/openapi.json``. The maths is :mod:`serving.ensemble` (no Ray); this module only moves data.
 
 - **Hot swap without blocking.** Serve's ``user_config``/``reconfigure`` takes a replica out of
@@ -78,7 +78,7 @@ from serving.ensemble import (
     candle_columns,
     ensemble_version,
 )
-from serving.feedback import FeedbackMismatchError, apply_feedback
+from serving.feedback import FeedbackMismatchError, apply_feedback, apply_rugpull_feedback
 from serving.schemas import (
     ErrorResponse,
     FeedbackAttribution,
@@ -88,6 +88,8 @@ from serving.schemas import (
     ModelsResponse,
     PredictRequest,
     PredictResponse,
+    RugpullFeedbackRequest,
+    RugpullFeedbackResponse,
     RugpullRequest,
     RugpullResponse,
     ValidationErrorResponse,
@@ -96,7 +98,9 @@ from serving.writer import PredictionLog
 from store.db import Store
 from store.errors import NotFoundError
 from store.paths import home_from_env, local_home
+from store.records.rugpulls import RugpullAnswerRecord, RugpullOutcomeRecord
 from store.records.trades import TradeRecord
+from store.rugpulls import OutcomeConflictError
 from store.trades import FeedbackConflictError
 
 __all__ = [
@@ -282,8 +286,8 @@ def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
     said = {
         400: "The body could not be read as text (not UTF-8): FastAPI's parse error.",
         401: "Missing or wrong bearer token (when the service has one).",
-        404: "No prediction answered this request id.",
-        409: "Another trade was already reported on this request id.",
+        404: "No prediction (or rug-pull answer) carried this request id.",
+        409: "Another trade (or token outcome) was already reported on this request id.",
         413: "The request body is over the replica's max_body_bytes.",
         422: "A field breaks the schema or a rule; loc names it.",
     }
@@ -386,7 +390,7 @@ class RedlineAPI:
         self.home = Path(home) if home else home_from_env()
         self.store = Store.open(store_url, home=self.home)
         self.trades = self.store.trades
-        self.predictions = PredictionLog(self.trades)
+        self.predictions = PredictionLog(self.trades, rugpulls=self.store.rugpulls)
         self.ensemble = self._load()
         self.swaps = 0
         self.last_poll_error: str | None = None
@@ -521,13 +525,55 @@ class RedlineAPI:
 
     @api.post("/v1/rugpull", response_model=RugpullResponse, responses=_answers(400, 401, 413, 422))
     async def rugpull(self, request: RugpullRequest) -> RugpullResponse:
-        """The rug-pull champion's probability for a token, and the 5 features that drove it."""
+        """The rug-pull champion's probability for a token, and the 5 features that drove it; its
+        ``request_id`` names the answer in ``/v1/rugpull/feedback``."""
         ensemble = self.ensemble
         try:
-            return await asyncio.to_thread(ensemble.rugpull, request.features)
+            answer = await asyncio.to_thread(ensemble.rugpull, request.features)
         except ValueError as exc:
             failure = _field_error("features", str(exc))
             raise HTTPException(failure.status, failure.detail) from None
+        run_id, agent_id = answer.run_id, answer.agent_id
+        probability, call, threshold = answer.probability, answer.is_rugpull, answer.threshold
+        if run_id is None or agent_id is None or probability is None or call is None:
+            return answer  # no champion answered: nothing to remember
+        request_id = uuid.uuid4().hex
+        self.predictions.add_answers([RugpullAnswerRecord(
+            request_id, answer.model_version, run_id, agent_id, probability, call,
+            threshold if threshold is not None else 0.5,
+        )])  # fmt: skip
+        return answer.model_copy(update={"request_id": request_id})
+
+    @api.post(
+        "/v1/rugpull/feedback",
+        response_model=RugpullFeedbackResponse,
+        responses=_answers(400, 401, 404, 409, 413, 422),
+    )
+    async def rugpull_feedback(self, request: RugpullFeedbackRequest) -> RugpullFeedbackResponse:
+        """What a token answered by ``/v1/rugpull`` turned out to be: stored (idempotent on the
+        request id) and the rug-pull champion's stage moved by its live AUC."""
+        outcome = RugpullOutcomeRecord(request.request_id, request.is_rugpull, request.note)
+        try:
+            found = await asyncio.to_thread(self._rugpull_feedback_on, outcome)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except OutcomeConflictError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return RugpullFeedbackResponse(
+            request_id=found.outcome.request_id, duplicate=found.duplicate,
+            agent_id=found.answer.agent_id, run_id=found.answer.run_id,
+            stage=None if found.stage is None else str(found.stage), reason=found.reason,
+        )  # fmt: skip
+
+    def _rugpull_feedback_on(self, outcome: RugpullOutcomeRecord) -> Any:
+        """``apply_rugpull_feedback``; an unknown request id is looked up again once this
+        replica's queued answers are written (it may be one just answered)."""
+        try:
+            return apply_rugpull_feedback(self.store, outcome)
+        except NotFoundError:
+            if not self.predictions.flush():
+                raise
+            return apply_rugpull_feedback(self.store, outcome)
 
     @api.post(
         "/v1/feedback",

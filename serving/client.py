@@ -14,7 +14,7 @@ Results are the API's own pydantic models (``serving.schemas``), checked on arri
 connection error, a timeout or a 5xx answer is retried up to ``retries`` times with exponential
 backoff (``backoff`` x 2^attempt seconds, at most ``max_backoff``; a 503's ``Retry-After`` is
 honoured within that bound); every route can be retried safely: predict and rugpull only read,
-and feedback is idempotent on the prediction's request id. A 4xx is never retried: the request
+and feedback (trades and tokens' outcomes) is idempotent on the request id. A 4xx is never retried: the request
 itself is wrong (:class:`RedlineHTTPError` carries the status and the server's detail, e.g. the
 field a 422 names). After the last attempt the error of that attempt is raised.
 
@@ -41,6 +41,8 @@ from serving.schemas import (
     HealthResponse,
     ModelsResponse,
     PredictResponse,
+    RugpullFeedbackRequest,
+    RugpullFeedbackResponse,
     RugpullResponse,
 )
 
@@ -151,6 +153,15 @@ class RedlineClient:
             RugpullResponse,
             {"features": {k: float(v) for k, v in features.items()}},
         )
+
+    def rugpull_feedback(
+        self, request_id: str, is_rugpull: bool, note: str | None = None
+    ) -> RugpullFeedbackResponse:
+        """``POST /v1/rugpull/feedback``: what the token a rugpull answer's ``request_id`` named
+        turned out to be. Checked here before it is sent."""
+        body = RugpullFeedbackRequest(request_id=request_id, is_rugpull=is_rugpull, note=note)
+        return self._call("POST", "/v1/rugpull/feedback", RugpullFeedbackResponse,
+                          body.model_dump(mode="json"))  # fmt: skip
 
     def feedback(self, trade: FeedbackRequest | None = None, /, **fields: Any) -> FeedbackResponse:
         """``POST /v1/feedback``: a trade made on a prediction, as a :class:`FeedbackRequest` or

@@ -46,7 +46,9 @@ abstains: listed with vote 0, weight 0 and the reason naming the symbol and its 
 applied silently. A member whose symbols are not recorded (``null``) votes on any symbol.
 
 A champion in stage DECAY does not vote (a decaying live record is not trusted; a new champion
-replaces it).
+replaces it). A rug-pull champion in DECAY or RETIRED (its live AUC on the outcomes reported,
+``serving.feedback.apply_rugpull_feedback``) does not answer ``/v1/rugpull``, which says why with
+its live numbers.
 
 **A prediction.** The live regime is ``market.regimes.regime_labels`` of the candles (store rules)
 at the last candle, with its confidence. The champions of that regime score the last candles:
@@ -125,12 +127,15 @@ from agents.dataset import Dataset
 from agents.genome import Genome
 from agents.models import ChildModel, ChildNet, GbmModel, Scorer, load_model, scorer
 from agents.positions import PositionRule
+from agents.scoring import auc_bounds
 from agents.sources import DataSources
 from agents.specialties import LiveInput, get_specialty
 from agents.training import meta_scores, window_inputs
+from evolution.champions import ClassifierPolicy, classifier_live_evidence
 from market.regimes import REGIMES, RegimeRules, regime_labels
 from market.sentiment import DAY_MS, read_sentiment
 from market.series import CANDLE_COLUMNS, Candles, SeriesKey, candle_arrays, normalize_symbol
+from serving.feedback import rugpull_live_record
 from serving.schemas import (
     CandleRows,
     MemberOut,
@@ -368,6 +373,18 @@ def _entry(row: RegimeBestRecord, generation: int | None, threshold: float | Non
 
 def _member_entry(member: Member) -> ModelEntry:
     return _entry(member.row, member.generation, member.threshold, True, None, member.symbols)
+
+
+def _rugpull_stage_reason(store: Store, row: RegimeBestRecord) -> str:
+    """Why a rug-pull champion in DECAY or RETIRED does not answer: its live record
+    (``serving.feedback.apply_rugpull_feedback`` moved it there), with the numbers."""
+    policy = ClassifierPolicy()  # the rules serving's feedback applies
+    record = rugpull_live_record(store, row.run_id, row.agent_id)
+    evidence = classifier_live_evidence(record, policy)
+    _, high = auc_bounds(record.auc, record.auc_se, policy.level)
+    below = f", upper bound {high:.3f} < {policy.auc_floor:.3f}" if high < policy.auc_floor else ""
+    return (f"stage {row.stage}: only {' and '.join(_VOTING_STAGES)} champions answer; its "
+            f"{evidence}{below}")  # fmt: skip
 
 
 def _load_member(row: RegimeBestRecord, home: Path) -> Member:
@@ -806,6 +823,8 @@ class Ensemble:
             reason = None if fed else specialty.live_reason
             if row.stage not in _VOTING_STAGES:
                 reason = f"stage {row.stage}: only {' and '.join(_VOTING_STAGES)} champions vote"
+                if row.specialty == _RUGPULL:
+                    reason = _rugpull_stage_reason(store, row)
             if reason is not None:
                 unavailable.append(_entry(row, None, None, False, reason))
                 continue
@@ -977,8 +996,12 @@ class Ensemble:
         """The rug-pull champion's probability for one token (ValueError naming a bad feature)."""
         member = self.rugpull_member
         if member is None:
+            reason = "no validated rugpull_detector champion"
+            for entry in self.unavailable:  # a champion that stopped answering: say why
+                if entry.specialty == _RUGPULL and entry.regime == ALL_REGIMES:
+                    reason += f": {entry.run_id}/{entry.agent_id} does not answer: {entry.reason}"
             return RugpullResponse(top_features=[], model_version=self.version,
-                                   reason="no validated rugpull_detector champion")  # fmt: skip
+                                   reason=reason)  # fmt: skip
         known = {raw for group in RUGPULL_FEATURES.values() for raw in group}
         unknown = sorted(set(features) - known)
         if unknown:

@@ -27,6 +27,14 @@ After a new trade (never on a replayed one), for every member that voted:
 - when it is still the champion of its (specialty, regime) in a trading stage (PAPER, MATURE,
   DECAY), its stage moves by :func:`evolution.champions.next_stage` with the
   ``live_record(trades, hit_rate)`` of its trades in that regime (in the trade's transaction).
+
+**A token's outcome** (``POST /v1/rugpull/feedback``: a ``/v1/rugpull`` answer's request id and
+``is_rugpull`` as it turned out) is stored by :func:`apply_rugpull_feedback`
+(``store.rugpulls.RugpullStore.record_outcome``, idempotent on the request id). After a new
+outcome, when the answer's champion is still the rug-pull champion in PAPER, MATURE or DECAY, its
+live AUC over all its labelled answers (:func:`rugpull_live_record`) moves its stage by
+:func:`evolution.champions.classifier_live_step` (in the outcome's transaction; the reason, with
+the numbers, is logged and returned).
 """
 
 from __future__ import annotations
@@ -42,24 +50,36 @@ from pathlib import Path
 from typing import Any
 
 from agents.training import Performance, update_performance
-from evolution.champions import ChampionPolicy, live_record, next_stage
+from evolution.champions import (
+    ChampionPolicy,
+    ClassifierLiveRecord,
+    classifier_live_record,
+    classifier_live_step,
+    live_record,
+    next_stage,
+)
 from store.db import Store
 from store.paths import DataRoot, home_from_env
-from store.records.champions import Stage
+from store.records.champions import ALL_REGIMES, Stage
+from store.records.rugpulls import RugpullAnswerRecord, RugpullOutcomeRecord
 from store.records.trades import AttributionRecord, PredictionMember, PredictionRecord, TradeRecord
 
 __all__ = [
     "FeedbackMismatchError",
     "FeedbackOutcome",
+    "RugpullFeedbackOutcome",
     "apply_feedback",
+    "apply_rugpull_feedback",
     "attribute",
     "check_against",
     "live_performance",
+    "rugpull_live_record",
 ]
 
 logger = logging.getLogger(__name__)
 
 _TRADING_STAGES = (Stage.PAPER, Stage.MATURE, Stage.DECAY)
+_RUGPULL = "rugpull_detector"
 
 
 @dataclass(frozen=True)
@@ -221,3 +241,59 @@ def _write_live(root: DataRoot, member: PredictionMember, performance: Performan
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False))
     os.replace(tmp, path)
+
+
+# -- a token's outcome on a rug-pull answer -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RugpullFeedbackOutcome:
+    """The stored outcome, whether it had been reported already, the answer it labels, and the
+    champion's stage after it with the live rule's reason (None when the answer's model is no
+    longer the rug-pull champion in a live stage, or on a replayed report)."""
+
+    outcome: RugpullOutcomeRecord
+    duplicate: bool
+    answer: RugpullAnswerRecord
+    stage: Stage | None
+    reason: str | None
+
+
+def rugpull_live_record(store: Store, run_id: str, agent_id: str) -> ClassifierLiveRecord:
+    """The live record of the rug-pull model ``run_id``/``agent_id``: the AUC of its labelled
+    answers (``evolution.champions.classifier_live_record``)."""
+    labelled = store.rugpulls.labelled(run_id, agent_id)
+    return classifier_live_record([outcome for _, outcome in labelled],
+                                  [answer.probability for answer, _ in labelled])  # fmt: skip
+
+
+def apply_rugpull_feedback(
+    store: Store, outcome: RugpullOutcomeRecord, *, policy: ChampionPolicy | None = None
+) -> RugpullFeedbackOutcome:
+    """Store ``outcome`` and step the champion's lifecycle (module docstring). Raises
+    ``NotFoundError`` for a request id no answer carried, ``OutcomeConflictError`` for another
+    outcome on it."""
+    rules = (policy or ChampionPolicy()).classifier
+    stage: Stage | None = None
+    reason: str | None = None
+    with store.database.transaction():
+        recorded = store.rugpulls.record_outcome(outcome)
+        answer = recorded.answer
+        champion = store.champions.champion(_RUGPULL, ALL_REGIMES)
+        live = (
+            not recorded.duplicate
+            and champion is not None
+            and (champion.run_id, champion.agent_id) == (answer.run_id, answer.agent_id)
+            and champion.stage in _TRADING_STAGES
+        )
+        if live:
+            assert champion is not None
+            record = rugpull_live_record(store, answer.run_id, answer.agent_id)
+            step = classifier_live_step(champion.stage, record, rules)
+            stage, reason = step.stage, step.reason
+            if step.stage != champion.stage:
+                store.champions.set_stage(answer.run_id, answer.agent_id, _RUGPULL, ALL_REGIMES,
+                                          step.stage)  # fmt: skip
+                logger.info("rug-pull champion %s/%s: %s -> %s", answer.run_id, answer.agent_id,
+                            champion.stage, step.reason)  # fmt: skip
+    return RugpullFeedbackOutcome(recorded.outcome, recorded.duplicate, answer, stage, reason)

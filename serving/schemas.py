@@ -51,6 +51,8 @@ __all__ = [
     "RegimeModels",
     "RegimeOut",
     "RugpullFeature",
+    "RugpullFeedbackRequest",
+    "RugpullFeedbackResponse",
     "RugpullRequest",
     "RugpullResponse",
     "SignalOut",
@@ -243,6 +245,11 @@ class RugpullFeature(_Strict):
 
 
 class RugpullResponse(_Strict):
+    request_id: str | None = Field(
+        None,
+        description="Quote it in /v1/rugpull/feedback once the token's outcome is known; None "
+        "when no champion answered (nothing is remembered).",
+    )
     probability: float | None = Field(None, ge=0.0, le=1.0)
     is_rugpull: bool | None = None
     threshold: float | None = None
@@ -251,6 +258,29 @@ class RugpullResponse(_Strict):
     run_id: str | None = None
     reason: str | None = None
     model_version: str
+
+
+class RugpullFeedbackRequest(_Strict):
+    """``POST /v1/rugpull/feedback``: what a token answered by ``/v1/rugpull`` turned out to be."""
+
+    request_id: str = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
+    is_rugpull: Annotated[bool, Strict()] = Field(..., description="True: it was a rug pull.")
+    note: str | None = Field(
+        None, max_length=1000, pattern=r"^[^\x00]*$", description="No NUL characters."
+    )  # PostgreSQL's text cannot hold NUL
+
+
+class RugpullFeedbackResponse(_Strict):
+    """The outcome stored (``duplicate``: reported already, nothing changed), the champion that
+    answered, and its stage after the live rule with the reason (None when it no longer moves:
+    another champion, a stage that does not answer, or a replayed report)."""
+
+    request_id: str
+    duplicate: bool
+    agent_id: str
+    run_id: str
+    stage: str | None = None
+    reason: str | None = None
 
 
 class FeedbackRequest(_Strict):

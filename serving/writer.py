@@ -14,6 +14,9 @@ does not know yet first has its own queue written at once (:meth:`PredictionLog.
 linger short and waits) and looks again. With several replicas a trade reported on another
 replica's prediction within that fifth of a second could miss it; no real trade opens and closes
 that fast, and the bot's retry finds it.
+**Rug-pull answers** (``/v1/rugpull`` with a champion) are remembered the same way, for the
+outcomes reported on them (``add_answers``: ``store.rugpulls.RugpullStore.append_answers``), in
+the same transaction as the predictions queued beside them.
 A failed write is retried (3 attempts, 0.1 s apart) and then logged with the request ids it
 drops; the replica keeps serving. :meth:`close` (the replica's shutdown) writes what is queued.
 """
@@ -26,6 +29,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from store.records.rugpulls import RugpullAnswerRecord
+from store.rugpulls import RugpullStore
 from store.trades import PredictionRow, TradesStore
 
 __all__ = ["PredictionLog"]
@@ -37,17 +42,23 @@ _RETRY_S = 0.1
 #: How long the writer collects answers after the first before it writes them all (seconds).
 LINGER_S = 0.2
 
+#: What the writer stores: a ``/v1/predict`` prediction or a ``/v1/rugpull`` answer.
+_Row = PredictionRow | RugpullAnswerRecord
+
 
 class PredictionLog:
     """A queue of predictions and the thread that writes them (see the module doc)."""
 
-    def __init__(self, trades: TradesStore, linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self, trades: TradesStore, linger_s: float = LINGER_S, rugpulls: RugpullStore | None = None
+    ) -> None:
         if not linger_s >= 0:
             raise ValueError(f"linger_s must be a number >= 0; got {linger_s!r}")
         self._trades = trades
+        self._rugpulls = rugpulls
         self._linger_s = linger_s
         self._hurry = threading.Event()  # flush() and close(): write now, do not linger
-        self._queue: queue.Queue[Sequence[PredictionRow] | None] = queue.Queue()
+        self._queue: queue.Queue[Sequence[_Row] | None] = queue.Queue()
         self._written = threading.Condition()
         self._queued = 0  # batches put
         self._done = 0  # batches written (or dropped)
@@ -56,6 +67,15 @@ class PredictionLog:
 
     def add(self, predictions: Sequence[PredictionRow]) -> None:
         """Queue ``predictions`` for the writer; returns at once."""
+        self._put(predictions)
+
+    def add_answers(self, answers: Sequence[RugpullAnswerRecord]) -> None:
+        """Queue rug-pull ``answers`` for the writer (it needs ``rugpulls``); returns at once."""
+        if answers and self._rugpulls is None:
+            raise ValueError("this PredictionLog has no rugpulls store to write answers to")
+        self._put(answers)
+
+    def _put(self, predictions: Sequence[_Row]) -> None:
         if predictions:
             with self._written:
                 self._queued += 1
@@ -101,14 +121,25 @@ class PredictionLog:
             if stop:
                 return
 
-    def _write(self, rows: list[PredictionRow]) -> None:
+    def _write(self, rows: list[_Row]) -> None:
+        answers = [row for row in rows if isinstance(row, RugpullAnswerRecord)]
+        predictions = [row for row in rows if not isinstance(row, RugpullAnswerRecord)]
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                self._trades.append_predictions(rows)
+                with self._trades.transaction():  # one transaction: a retry repeats none of it
+                    if predictions:
+                        self._trades.append_predictions(predictions)
+                    if answers and self._rugpulls is not None:
+                        self._rugpulls.append_answers(answers)
                 return
             except Exception as exc:  # the store hiccuped: retry, then say what is lost
                 if attempt == _ATTEMPTS:
+                    ids = [_request_id(row) for row in rows[:5]]
                     logger.error("dropped %d predictions (%s) after %d attempts: %s", len(rows),
-                                 ", ".join(r[0] for r in rows[:5]), attempt, exc)  # fmt: skip
+                                 ", ".join(ids), attempt, exc)  # fmt: skip
                     return
                 time.sleep(_RETRY_S)
+
+
+def _request_id(row: _Row) -> str:
+    return row.request_id if isinstance(row, RugpullAnswerRecord) else row[0]

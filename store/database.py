@@ -3,7 +3,7 @@
 A :class:`Database` is opened once (``Database.open``: migrated to the newest schema) and handed to
 each topic repository (``store.candles.CandleStore``, ``store.regimes.RegimeStore``,
 ``store.runs.RunStore``, ``store.champions.ChampionStore``, ``store.training.TrainingStore``,
-``store.trades.TradesStore``), which use only this public API and their own tables.
+``store.trades.TradesStore``, ``store.rugpulls.RugpullStore``), which use only this public API and their own tables.
 
 Transactions belong to the database, not to a repository: inside ``with db.transaction():`` every
 read and write of this thread, through any repository on ``db``, is one transaction (committed at

@@ -8,7 +8,9 @@
 - ``store.champions``: the best model per (specialty, regime), the champions and the promotions
   log (:class:`ChampionStore`, the one writer of ``regime_best_models``);
 - ``store.training``: Tune's trained configs, their backtests and the queue (:class:`TrainingStore`);
-- ``store.trades``: served predictions, reported trades and their attribution (:class:`TradesStore`).
+- ``store.trades``: served predictions, reported trades and their attribution (:class:`TradesStore`);
+- ``store.rugpulls``: the rug-pull detector's served answers and the tokens' outcomes
+  (:class:`RugpullStore`).
 
 The repositories share the database's transactions and clock; each uses only the database's public
 API and its own tables, and asks another repository (never its private members) for the rest.
@@ -23,6 +25,7 @@ from store.candles import CandleStore
 from store.champions import ChampionStore
 from store.database import Clock, Database, utcnow
 from store.regimes import RegimeStore
+from store.rugpulls import RugpullStore
 from store.runs import RunStore
 from store.trades import TradesStore
 from store.training import TrainingStore
@@ -41,6 +44,7 @@ class Store:
         self.runs = RunStore(database, champions=self.champions)
         self.training = TrainingStore(database, runs=self.runs)
         self.trades = TradesStore(database)
+        self.rugpulls = RugpullStore(database)
 
     @classmethod
     def open(

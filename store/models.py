@@ -6,7 +6,8 @@ evolution run (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_m
 ``store.runs.RunStore``; ``store.champions.ChampionStore`` writes ``regime_best_models``), training with Ray Tune and the champions (``training_runs``,
 ``inference_backtests``, ``training_queue``, ``promotions``; repository
 ``store.training.TrainingStore``), and serving's feedback (``predictions``, ``trades``,
-``trade_attributions``; repository ``store.trades.TradesStore``). JSON columns hold canonical
+``trade_attributions``; repository ``store.trades.TradesStore``; and the rug-pull detector's
+``rugpull_answers``, ``rugpull_outcomes``: ``store.rugpulls.RugpullStore``). JSON columns hold canonical
 text (sorted keys) so that an upsert of an unchanged record compares equal and changes nothing.
 
 The Alembic migrations in ``store/migrations/versions`` create these tables; they spell the schema
@@ -461,3 +462,35 @@ class TradeAttribution(Base):
     weight: Mapped[float] = mapped_column(Double)
     was_correct: Mapped[bool] = mapped_column(Boolean)
     profit_contribution: Mapped[float] = mapped_column(Double)
+
+
+# -- the rug-pull detector's answers and their outcomes (migration 0008) ----------------------------
+
+
+class RugpullAnswer(Base):
+    """What one ``/v1/rugpull`` answered with a champion: the probability and the call."""
+
+    __tablename__ = "rugpull_answers"
+    __table_args__ = (Index("ix_rugpull_answers_run_id_agent_id", "run_id", "agent_id"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Double)
+    is_rugpull: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RugpullOutcome(Base):
+    """What a token answered by a request id turned out to be: one per answer."""
+
+    __tablename__ = "rugpull_outcomes"
+
+    request_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("rugpull_answers.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    is_rugpull: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

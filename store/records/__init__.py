@@ -9,6 +9,8 @@ dataclasses of plain Python values, one module per topic: what the repositories 
   ``QueueItemRecord`` (``TrainingStatus``, ``QueueStatus``);
 - ``store.records.trades``: ``PredictionMember``, ``PredictionRecord``, ``TradeRecord``,
   ``AttributionRecord`` (``TradeSide``);
+- ``store.records.rugpulls``: ``RugpullAnswerRecord``, ``RugpullOutcomeRecord`` (the rug-pull
+  detector's served answers and the tokens' outcomes);
 - ``store.records.checks``: the checks they run when built.
 
 Import each from its module (this package re-exports nothing). Statuses, stages and decisions are
@@ -17,7 +19,7 @@ stores), so ``record.stage == "PAPER"`` and ``Stage.PAPER`` are the same test.
 
 One record per table (``runs``, ``agents``, ``generations``, ``kills``, ``regime_best_models``;
 ``training_runs``, ``inference_backtests``, ``training_queue``, ``promotions``; ``predictions``,
-``trades``, ``trade_attributions``). Fields have the column names, except that the JSON text
+``trades``, ``trade_attributions``; ``rugpull_answers``, ``rugpull_outcomes``). Fields have the column names, except that the JSON text
 columns ``config_json``, ``metrics_json``, ``per_regime_json``, ``inference_json``,
 ``before_json``, ``after_json`` and ``members_json`` are the decoded ``config``, ``metrics``,
 ``per_regime``, ``inference``, ``before``, ``after`` and ``members`` (a tuple of

@@ -200,6 +200,7 @@ def test_the_openapi_document_names_every_status_and_the_symbol_rule(served: Ser
     assert statuses == {
         ("POST", "/v1/predict"): ["200", "401", "413", "422"],
         ("POST", "/v1/rugpull"): ["200", "400", "401", "413", "422"],
+        ("POST", "/v1/rugpull/feedback"): ["200", "400", "401", "404", "409", "413", "422"],
         ("POST", "/v1/feedback"): ["200", "400", "401", "404", "409", "413", "422"],
         ("GET", "/v1/models"): ["200", "401"],
         ("GET", "/healthz"): ["200", "503"],

@@ -7,50 +7,27 @@ its agent id."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 
 from agents.banks import RUGPULL_FEATURES
 from agents.scoring import roc_auc
-from cluster.config import load_config
-from evolution.crowning import consider_evolution_run
 from store.db import Store
-from store.records.champions import ALL_REGIMES, RegimeBestRecord
+from store.records.champions import ALL_REGIMES
 from tests.evolution import classifier_scenario
 from tests.serving.conftest import TOKEN, Served, run_redline
+from tests.serving.crowned_rugpull import (
+    HELD_OUT,
+    Crowned,
+    crowned_fixture,  # noqa: F401  (the session fixture `crowned`)
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HELD_OUT = 1000
 ASKED = 120  # held-out tokens sent over HTTP
-
-
-@dataclass(frozen=True)
-class Crowned:
-    home: Path
-    champion: RegimeBestRecord
-    reason: str
-    held_out: pd.DataFrame
-
-
-@pytest.fixture(scope="module")
-def crowned(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Crowned:
-    home = tmp_path_factory.mktemp("rugpull-served") / "redline_data"
-    home.mkdir()
-    tokens = shared_data / "rugpull_uniswapv2_tokens.csv.gz"
-    classifier_scenario.run(home, tokens, HELD_OUT)  # the Mother in-process (it never uses Ray)
-    with Store.open(f"sqlite:///{home / 'redline.db'}", home=home) as store:
-        policy = load_config().champions.to_policy()  # the project's default rules
-        (decision,) = consider_evolution_run(store, classifier_scenario.RUN_ID, policy, "1h")
-        champion = store.champions.champion("rugpull_detector", ALL_REGIMES)
-    assert decision.decision == "PROMOTED", decision.reason
-    assert champion is not None
-    _, held = classifier_scenario.split_tokens(pd.read_csv(tokens), HELD_OUT)
-    return Crowned(home, champion, decision.reason, held)
 
 
 @pytest.fixture(scope="module")

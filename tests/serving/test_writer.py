@@ -11,6 +11,8 @@ import pytest
 
 from serving.writer import PredictionLog
 from store.db import Store
+from store.records.rugpulls import RugpullAnswerRecord
+from store.rugpulls import RugpullStore
 from store.trades import PredictionRow, TradesStore
 
 MEMBER = {"agent_id": "ta-1", "run_id": "run-1", "specialty": "technical_analyst",
@@ -101,3 +103,24 @@ def test_flush_does_not_wait_out_the_linger(trades: TradesStore) -> None:
 def test_a_negative_linger_is_refused(trades: TradesStore) -> None:
     with pytest.raises(ValueError, match=r"linger_s must be a number >= 0; got -1"):
         PredictionLog(trades, linger_s=-1)
+
+
+def test_rugpull_answers_share_the_predictions_write_and_its_all_or_nothing(
+    trades: TradesStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    rugpulls = RugpullStore(trades.database)
+    log = PredictionLog(trades, rugpulls=rugpulls)
+    answer = RugpullAnswerRecord("rp-1", "v1", "r-rugpull", "rd-1", 0.97, True, 0.5)
+    log.add(rows("req-1"))
+    log.add_answers([answer])
+    assert log.flush(timeout=10)
+    assert trades.prediction("req-1") is not None and rugpulls.answer("rp-1") is not None
+    with caplog.at_level(logging.ERROR, logger="serving.writer"):
+        log.add(rows("req-2"))
+        log.add_answers([answer])  # rp-1 is stored: the whole write is refused, req-2 with it
+        assert log.flush(timeout=10)
+    assert "dropped 2 predictions (req-2, rp-1) after 3 attempts" in caplog.text
+    assert trades.prediction("req-2") is None
+    log.close()
+    with pytest.raises(ValueError, match="this PredictionLog has no rugpulls store"):
+        PredictionLog(trades).add_answers([answer])
