@@ -302,7 +302,9 @@ class Mother:
         base = self.datasets[self._dataset_key(base_key)]
         predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for specialty in self.members:
-            own = self.datasets[self._dataset_key(self.settings.datasets[specialty])]
+            name = self.settings.datasets[specialty]
+            # Its own dataset first: two specialties' pooled datasets share a name, not their rows.
+            own = self.datasets.get(f"{specialty}/{name}") or self.datasets[self._dataset_key(name)]
             group = None
             if own is not base:
                 group = symbol_group(own, base) if own.pooled else None

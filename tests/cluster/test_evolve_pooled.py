@@ -25,7 +25,9 @@ def test_a_two_symbol_run_evolves_pooled_children(ray_session: str, tmp_path: Pa
     home = tmp_path / "redline_data"
     config = evolve_config(
         tmp_path / "pooled.yaml",
-        population={"technical_analyst": 4, "report_coordinator": 2},
+        # Two pooled specialties: their pooled datasets share a name, not their rows (the
+        # coordinator must stack each member's scores on its own specialty's rows).
+        population={"technical_analyst": 4, "volume_hunter": 2, "report_coordinator": 2},
         generations=2,
         data=DATA,
     )
@@ -35,10 +37,9 @@ def test_a_two_symbol_run_evolves_pooled_children(ray_session: str, tmp_path: Pa
     run = runs.require_run(run_id)
     assert (run.status, run.generations_done) == ("finished", 2)
     assert run.config["pooled"] is True
-    assert set(run.dataset_digests) == {
-        "technical_analyst/binance_pooled_1h",
-        "technical_analyst/binance_BTC-USDT_1h",  # the coordinator's base: the first symbol
-    }
+    assert {"technical_analyst/binance_pooled_1h", "volume_hunter/binance_pooled_1h",
+            "technical_analyst/binance_BTC-USDT_1h",  # the coordinator's base: the first symbol
+            } <= set(run.dataset_digests)  # fmt: skip
     agents = runs.agents(run_id)
     pooled = [a for a in agents if a.specialty == "technical_analyst" and a.status == "OK"]
     assert pooled, [(a.agent_id, a.reason) for a in agents]
@@ -53,6 +54,8 @@ def test_a_two_symbol_run_evolves_pooled_children(ray_session: str, tmp_path: Pa
         assert meta["symbols"] == SYMBOLS
     coordinators = [a for a in agents if a.specialty == COORDINATOR]
     assert coordinators and not any("stacked dataset not built" in a.reason for a in coordinators)
+    hunters = [a for a in agents if a.specialty == "volume_hunter" and a.status == "OK"]
+    assert hunters and all(a.metrics["n_symbols"] == 2.0 for a in hunters)
     assert any(a.status == "OK" for a in coordinators), [a.reason for a in coordinators]
 
 
