@@ -59,6 +59,13 @@ def run_demo(state: CliState, console: Console, *, evolve: bool = True) -> None:
 
     demo = load_config(CONFIG_DIR / "evolve-demo.yaml")
     console.print("evolving the seven specialties (configs/evolve-demo.yaml) ...")
+    lowered = demo.champions.changed_from_defaults()
+    if lowered:
+        console.print(
+            f"[yellow]the demo lowers the champion bar for speed: {'; '.join(lowered)}[/]; "
+            "its few short generations could not pass the default rules, and nothing it crowns "
+            "should serve a real bot (benchmarks/edge.py judges by the defaults)"
+        )
     last = [-1]
 
     def show(progress: Any) -> None:

@@ -48,6 +48,12 @@ def evolve_cmd(
     # against it (refused if it differs, unless --override-config).
     given = cfg if not resume or config or state.config_path else None
     store = open_store(state)
+    lowered = cfg.champions.changed_from_defaults()
+    if lowered:
+        console.print(
+            "[yellow]champion rules differ from the project's defaults: "
+            f"{'; '.join(lowered)}[/]: do not serve a real bot from what they crown"
+        )
     with status_progress(console) as bars:
         task = bars.add_task("preparing datasets", total=None, status="")
 

@@ -206,6 +206,22 @@ class ChampionsConfig(_Frozen):
             classifier=ClassifierPolicy(**config.classifier.model_dump()),
         )
 
+    def changed_from_defaults(self) -> list[str]:
+        """``"<dotted key> <value> (default <value>)"`` for every rule set away from the project's
+        defaults: what a demo or smoke config must print when it lowers a bar."""
+        mine, default = self.model_dump(), ChampionsConfig().model_dump()
+        out = [
+            f"champions.classifier.{key} {value} (default {default['classifier'][key]})"
+            for key, value in mine.pop("classifier").items()
+            if value != default["classifier"][key]
+        ]
+        default.pop("classifier")
+        return [
+            f"champions.{key} {value} (default {default[key]})"
+            for key, value in mine.items()
+            if value != default[key]
+        ] + out
+
 
 class ValidationConfig(_Frozen):
     """What a real candle price can be (``market.validation.Plausibility``): import, the store's

@@ -74,5 +74,5 @@ def redline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 def smoke_run(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> RunOnDisk:
     """``redline evolve --config configs/evolve-smoke.yaml``, run once per session, uninterrupted."""
     home = tmp_path_factory.mktemp("smoke") / "redline_data"
-    run_cli("evolve", "--config", str(SMOKE_CONFIG), home=home)
-    return RunOnDisk(home, only_run(home))
+    output = run_cli("evolve", "--config", str(SMOKE_CONFIG), home=home)
+    return RunOnDisk(home, only_run(home), output)

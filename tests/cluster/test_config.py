@@ -123,3 +123,16 @@ def test_the_edge_benchmark_holds_out_the_final_test_and_judges_by_the_default_r
     )
     assert config.champions == ChampionsConfig()
     assert config.champions.dsr_threshold == 0.95
+
+
+def test_a_config_that_lowers_a_champion_bar_is_named_key_by_key() -> None:
+    from cluster.config import CONFIG_DIR, ChampionsConfig, load_config
+
+    assert ChampionsConfig().changed_from_defaults() == []
+    demo = load_config(CONFIG_DIR / "evolve-demo.yaml")
+    assert demo.champions.changed_from_defaults() == ["champions.dsr_threshold 0.25 (default 0.95)"]
+    lowered = ChampionsConfig.model_validate({"margin": 0.0, "classifier": {"auc_floor": 0.5}})
+    assert lowered.changed_from_defaults() == [
+        "champions.margin 0.0 (default 0.25)",
+        "champions.classifier.auc_floor 0.5 (default 0.85)",
+    ]

@@ -151,3 +151,11 @@ def test_the_same_seed_breeds_the_same_children(smoke_run: RunOnDisk, tmp_path: 
     ids = {short_id(a.agent_id) for a in first}
     expected = [k for k in kill_rows(smoke_run.runs, smoke_run.run_id) if k[0] == 0 and k[1] in ids]
     assert kill_rows(again, run_id) == expected
+
+
+def test_a_run_under_lowered_champion_rules_says_so(smoke_run: RunOnDisk) -> None:
+    """configs/evolve-smoke.yaml lowers the DSR bar for speed; `redline evolve` prints that."""
+    printed = " ".join(smoke_run.output.split())
+    assert "champion rules differ from the project's defaults: champions.dsr_threshold 0.5 " \
+        "(default 0.95)" in printed  # fmt: skip
+    assert "do not serve a real bot from what they crown" in printed

@@ -62,6 +62,7 @@ def run_cli(*args: str, home: Path) -> str:
 class RunOnDisk:
     home: Path
     run_id: str
+    output: str = ""  # what `redline evolve` printed
 
     @property
     def runs(self) -> RunStore:
