@@ -511,11 +511,11 @@ def _stacked(
 
     The Mother keeps it in memory only, so it is rebuilt as ``evolution.mother.Mother._stack``
     made it: the ``coordinator_members`` best children (weighted objectives) of every member
-    specialty trained on the base series, among those alive while generation N trained, stacked
-    on the base. A stack already written under ``training_db/report_coordinator/`` is used first.
+    specialty trained on the base series (or on a pooled dataset holding its rows: their scores
+    of those rows), among those alive while generation N trained, stacked on the base. A stack already written under ``training_db/report_coordinator/`` is used first.
     """
-    from agents.child import read_oos
-    from agents.datasets import dataset_path, stacked_dataset
+    from agents.child import read_oos, read_oos_rows
+    from agents.datasets import dataset_path, stacked_dataset, symbol_group
     from cluster.config import EvolveConfig
 
     generation = agent.generation
@@ -531,33 +531,56 @@ def _stacked(
         and a.objectives and (a.killed_generation is None or a.killed_generation >= generation)
     ]  # fmt: skip
     by_digest = {digest: key for key, digest in run.dataset_digests.items()}
-    # Each member specialty trains on one dataset; the base is technical_analyst's (else the first).
-    names: dict[str, str] = {}
+    # Each member specialty trains on one dataset (a pooled one holds every symbol's rows).
+    trained: dict[str, str] = {}
     for member in alive:
         if member.dataset_digest in by_digest:
-            names.setdefault(member.specialty, by_digest[member.dataset_digest].split("/", 1)[1])
-    order = sorted(names, key=lambda s: (s != "technical_analyst", s))
-    for base_specialty in order:
-        base_name = names[base_specialty]
+            trained.setdefault(member.specialty, by_digest[member.dataset_digest])
+    datasets: dict[str, Dataset] = {}
+
+    def read(key: str) -> Dataset:
+        if key not in datasets:
+            datasets[key] = _read(root, key)
+        return datasets[key]
+
+    # The base: a member specialty's single-series dataset, technical_analyst's first (the
+    # Mother's choice); with pooled members, the first symbol's dataset kept beside the pool.
+    bases = sorted(
+        (key for key in run.dataset_digests
+         if key.split("/", 1)[0] in trained and "_pooled_" not in key),
+        key=lambda k: (k.split("/", 1)[0] != "technical_analyst", k),
+    )  # fmt: skip
+    for base_key in bases:
+        base = read(base_key)
         predictions = {}
-        for specialty in (s for s in order if names[s] == base_name):
+        for specialty in sorted(trained, key=lambda s: (s != "technical_analyst", s)):
+            own = read(trained[specialty])
+            group = None
+            if trained[specialty] != base_key:
+                group = symbol_group(own, base)
+                if group is None:
+                    continue
             ranked = sorted(
                 (a for a in alive if a.specialty == specialty),
                 key=lambda a: (-float(np.dot(a.objectives, evolve.weights)), a.agent_id),
             )
             for member in ranked[: evolve.coordinator_members]:
-                predictions[member.agent_id] = read_oos(root, member.agent_id, member.generation)
-        base = _read(root, f"{base_specialty}/{base_name}")
+                ts, score = read_oos(root, member.agent_id, member.generation)
+                if group is not None:  # a pooled member: its scores of the base symbol's rows
+                    rows = read_oos_rows(root, member.agent_id, member.generation)
+                    assert own.group is not None
+                    mine = own.group[rows] == group
+                    ts, score = ts[mine], score[mine]
+                predictions[member.agent_id] = (ts, score)
+        if not predictions:
+            continue
         try:
             stacked = stacked_dataset(base, predictions)
         except ValueError:  # members that share no bar: not the stack the Mother built
             continue
         stacked = replace(stacked, specialty=COORDINATOR, name=f"stack_g{generation:03d}")
         if stacked.digest() == agent.dataset_digest:
-            return (
-                f"{COORDINATOR}/{stacked.name} (stacked on {base_specialty}/{base_name})",
-                stacked,
-            )
+            return f"{COORDINATOR}/{stacked.name} (stacked on {base_key})", stacked
     raise ValueError(
         f"could not rebuild the stacked dataset of {agent.agent_id!r}: no stack of its members' "
         f"stored scores has digest {agent.dataset_digest}; refusing to score"
