@@ -556,7 +556,7 @@ def _stacked(
         for specialty in sorted(trained, key=lambda s: (s != "technical_analyst", s)):
             own = read(trained[specialty])
             group = None
-            if trained[specialty] != base_key:
+            if trained[specialty].split("/", 1)[1] != base_key.split("/", 1)[1]:  # not its series
                 group = symbol_group(own, base)
                 if group is None:
                     continue

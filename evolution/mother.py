@@ -306,7 +306,7 @@ class Mother:
             # Its own dataset first: two specialties' pooled datasets share a name, not their rows.
             own = self.datasets.get(f"{specialty}/{name}") or self.datasets[self._dataset_key(name)]
             group = None
-            if own is not base:
+            if own.name != base.name:  # another series, or a pool: its rows of the base's symbol
                 group = symbol_group(own, base) if own.pooled else None
                 if group is None:
                     continue
