@@ -163,6 +163,9 @@ def mother_train_cmd(
     datasets = prepare_datasets(evolve, store, config, state.home, write=False)
     name = settings_for(evolve, datasets).datasets[COORDINATOR]
     base = next(ds for key, ds in datasets.items() if key.split("/", 1)[1] == name)
-    brain = fit_mother_brain(run_id, runs, state.home, base, fee_bps=evolve.training.fee_bps)
+    pools = [ds for ds in datasets.values() if ds.pooled]
+    brain = fit_mother_brain(
+        run_id, runs, state.home, base, fee_bps=evolve.training.fee_bps, pools=pools
+    )
     console.print(brain_table(json.loads((brain.path / "training_stats.json").read_text())))
     console.print(f"saved {brain.path}")

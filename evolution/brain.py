@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ import pandas as pd
 
 from agents.child import oos_path
 from agents.dataset import Dataset
+from agents.datasets import symbol_group
 from market.backtest import DEFAULT_FEE_BPS, backtest
 from market.regimes import REGIMES
 from store.paths import DataRoot
@@ -48,9 +49,19 @@ class BrainResult:
     rows: int
 
 
-def _positions(root: DataRoot, agent: AgentRecord) -> pd.Series:
+def _positions(
+    root: DataRoot, agent: AgentRecord, pooled: tuple[Dataset, int] | None = None
+) -> pd.Series:
+    """``agent``'s out-of-sample positions by timestamp; of a pooled member (its pooled dataset
+    and the base symbol's group), those of the base symbol's rows."""
     with np.load(oos_path(root, agent.agent_id, agent.generation)) as data:
-        return pd.Series(data["position"], index=data["ts"])
+        position, ts = data["position"], data["ts"]
+        if pooled is not None:
+            pool, group = pooled
+            assert pool.group is not None
+            mine = pool.group[data["rows"]] == group
+            position, ts = position[mine], ts[mine]
+        return pd.Series(position, index=ts)
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -76,6 +87,7 @@ def fit_mother_brain(
     base: Dataset,
     *,
     fee_bps: float = DEFAULT_FEE_BPS,
+    pools: Sequence[Dataset] = (),
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BrainResult:
     root = DataRoot(home)
@@ -124,10 +136,14 @@ def fit_mother_brain(
         mask = regimes == regime
         brain[mask] = held[agent.agent_id].reindex(common).to_numpy()[mask]
 
+    # The best single child: a member trained on the base series, or a pooled member (``pools``:
+    # the run's pooled datasets) judged on its positions of the base symbol's rows.
+    groups = {pool.digest(): (pool, g) for pool in pools
+              if (g := symbol_group(pool, base)) is not None}  # fmt: skip
     members = [
         a for a in runs.agents(run_id, alive_at=last)
-        if a.status == AgentStatus.OK and a.specialty != COORDINATOR and a.dataset_digest == base.digest()
-        and a.sharpe is not None
+        if a.status == AgentStatus.OK and a.specialty != COORDINATOR and a.sharpe is not None
+        and (a.dataset_digest == base.digest() or a.dataset_digest in groups)
     ]  # fmt: skip
     scores: dict[str, dict[str, float | None]] = {}
     per_regime: dict[str, dict[str, dict[str, float | None]]] = {r: {} for r in REGIMES}
@@ -137,7 +153,12 @@ def fit_mother_brain(
     }
     best_child = max(members, key=lambda a: (a.sharpe or -math.inf, a.agent_id), default=None)
     if best_child is not None:
-        child = _positions(root, best_child).reindex(common).fillna(0.0).to_numpy()
+        child = (
+            _positions(root, best_child, groups.get(best_child.dataset_digest or ""))
+            .reindex(common)
+            .fillna(0.0)
+            .to_numpy()
+        )
         contenders["best_child"] = child
     for name, positions in contenders.items():
         overall, per = _score(frame, positions, regimes, fee_bps)

@@ -154,7 +154,12 @@ class Mother:
             base = self.datasets[self._dataset_key(self.settings.datasets[COORDINATOR])]
             try:
                 brain = fit_mother_brain(
-                    self.run_id, self.runs, self.root.home, base, fee_bps=self.settings.fee_bps
+                    self.run_id,
+                    self.runs,
+                    self.root.home,
+                    base,
+                    fee_bps=self.settings.fee_bps,
+                    pools=[ds for ds in self.datasets.values() if ds.pooled],
                 )
             except ValueError as exc:  # nothing to fit (every coordinator failed): no brain
                 logger.warning("no mother brain for run %s: %s", self.run_id, exc)

@@ -56,6 +56,14 @@ def test_a_two_symbol_run_evolves_pooled_children(ray_session: str, tmp_path: Pa
     assert coordinators and not any("stacked dataset not built" in a.reason for a in coordinators)
     hunters = [a for a in agents if a.specialty == "volume_hunter" and a.status == "OK"]
     assert hunters and all(a.metrics["n_symbols"] == 2.0 for a in hunters)
+    # The mother brain is compared with the best single child: a pooled member, on its
+    # positions of the base symbol's rows.
+    from evolution.brain import latest_brain
+
+    stats = latest_brain(home, run_id)
+    assert stats is not None
+    assert stats["best_child"] in {a.agent_id for a in pooled + hunters}
+    assert stats["scores"]["best_child"]["sharpe"] is not None
     assert any(a.status == "OK" for a in coordinators), [a.reason for a in coordinators]
 
 
