@@ -224,16 +224,25 @@ def oos_path(root: DataRoot, agent_id: str, generation: int) -> Path:
     return root.playground(agent_id) / f"oos_gen{generation:03d}.npz"
 
 
-def read_oos(root: DataRoot, agent_id: str, generation: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ts, score)`` a child predicted out of sample."""
+def read_oos(
+    root: DataRoot,
+    agent_id: str,
+    generation: int,
+    *,
+    column: str = "score",
+    pooled: tuple[Dataset, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ts, <column>)`` a child predicted out of sample (``column``: ``score`` or
+    ``position``). With ``pooled`` (the pooled dataset it trained on and a group of it), only the
+    rows of that group's symbol: how a pooled member is read on one symbol's series."""
     with np.load(oos_path(root, agent_id, generation)) as data:
-        return data["ts"].copy(), data["score"].copy()
-
-
-def read_oos_rows(root: DataRoot, agent_id: str, generation: int) -> np.ndarray:
-    """The dataset rows a child scored out of sample, aligned with :func:`read_oos`."""
-    with np.load(oos_path(root, agent_id, generation)) as data:
-        return data["rows"].copy()
+        ts, values = data["ts"].copy(), data[column].copy()
+        if pooled is not None:
+            pool, group = pooled
+            assert pool.group is not None
+            mine = pool.group[data["rows"]] == group
+            ts, values = ts[mine], values[mine]
+    return ts, values
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

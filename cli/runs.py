@@ -514,7 +514,7 @@ def _stacked(
     specialty trained on the base series (or on a pooled dataset holding its rows: their scores
     of those rows), among those alive while generation N trained, stacked on the base. A stack already written under ``training_db/report_coordinator/`` is used first.
     """
-    from agents.child import read_oos, read_oos_rows
+    from agents.child import read_oos
     from agents.datasets import dataset_path, stacked_dataset, symbol_group
     from cluster.config import EvolveConfig
 
@@ -565,13 +565,12 @@ def _stacked(
                 key=lambda a: (-float(np.dot(a.objectives, evolve.weights)), a.agent_id),
             )
             for member in ranked[: evolve.coordinator_members]:
-                ts, score = read_oos(root, member.agent_id, member.generation)
-                if group is not None:  # a pooled member: its scores of the base symbol's rows
-                    rows = read_oos_rows(root, member.agent_id, member.generation)
-                    assert own.group is not None
-                    mine = own.group[rows] == group
-                    ts, score = ts[mine], score[mine]
-                predictions[member.agent_id] = (ts, score)
+                predictions[member.agent_id] = read_oos(
+                    root,
+                    member.agent_id,
+                    member.generation,
+                    pooled=None if group is None else (own, group),
+                )
         if not predictions:
             continue
         try:

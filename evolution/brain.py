@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agents.child import oos_path
+from agents.child import read_oos
 from agents.dataset import Dataset
 from agents.datasets import symbol_group
 from market.backtest import DEFAULT_FEE_BPS, backtest
@@ -54,14 +54,9 @@ def _positions(
 ) -> pd.Series:
     """``agent``'s out-of-sample positions by timestamp; of a pooled member (its pooled dataset
     and the base symbol's group), those of the base symbol's rows."""
-    with np.load(oos_path(root, agent.agent_id, agent.generation)) as data:
-        position, ts = data["position"], data["ts"]
-        if pooled is not None:
-            pool, group = pooled
-            assert pool.group is not None
-            mine = pool.group[data["rows"]] == group
-            position, ts = position[mine], ts[mine]
-        return pd.Series(position, index=ts)
+    ts, position = read_oos(root, agent.agent_id, agent.generation, column="position",
+                            pooled=pooled)  # fmt: skip
+    return pd.Series(position, index=ts)
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.child import TrainOutcome, TrainTask, read_oos, read_oos_rows
+from agents.child import TrainOutcome, TrainTask, read_oos
 from agents.dataset import Dataset
 from agents.datasets import stacked_dataset, symbol_group
 from agents.genome import Genome
@@ -319,13 +319,10 @@ class Mother:
                      if r.status == AgentStatus.OK and r.objectives]  # fmt: skip
             ranked = sorted(alive, key=lambda r: (-self._score(r), r.agent_id))
             for record in ranked[: self.settings.coordinator_members]:
-                ts, score = read_oos(self.root, record.agent_id, record.generation)
-                if group is not None:  # a pooled member: its scores of the base symbol's rows
-                    rows = read_oos_rows(self.root, record.agent_id, record.generation)
-                    assert own.group is not None
-                    mine = own.group[rows] == group
-                    ts, score = ts[mine], score[mine]
-                predictions[record.agent_id] = (ts, score)
+                pooled = None if group is None else (own, group)  # its base-symbol rows
+                predictions[record.agent_id] = read_oos(
+                    self.root, record.agent_id, record.generation, pooled=pooled
+                )
         if not predictions:
             raise RuntimeError(
                 f"generation {generation}: no member child trained on {base.name} succeeded, so "
