@@ -39,6 +39,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from agents.genome import ChoiceGene, FloatGene, Gene, GenomeSpace, IntGene
+from agents.positions import RULE_DEFAULTS
 from market.labels import LABELS, PRIMARY_RULES
 from market.series import SeriesKey
 
@@ -195,10 +196,12 @@ def model_genes(hidden: int = 64, depth: int = 3, dropout: float = 0.4) -> tuple
 def position_genes() -> tuple[Gene, ...]:
     """How a score becomes a position (``agents.positions.PositionRule``; bounds for 1h bars)."""
     return (
-        FloatGene("band", 0.0, 0.3, default=0.0),
-        IntGene("min_hold", 1, 24, default=1),
-        IntGene("levels", 1, 4, default=1),
-        ChoiceGene("vol_target", (0.0, 0.25, 0.5, 0.75, 1.0), default=0.0),
+        FloatGene("band", 0.0, 0.3, default=float(RULE_DEFAULTS["band"])),
+        IntGene("min_hold", 1, 24, default=int(RULE_DEFAULTS["min_hold"])),
+        IntGene("levels", 1, 4, default=int(RULE_DEFAULTS["levels"])),
+        ChoiceGene(
+            "vol_target", (0.0, 0.25, 0.5, 0.75, 1.0), default=float(RULE_DEFAULTS["vol_target"])
+        ),
     )
 
 
