@@ -240,6 +240,84 @@ class ValidationConfig(_Frozen):
         return Plausibility(**self.model_dump())
 
 
+class ScheduleConfig(_Frozen):
+    """The living loop's schedules: cron expressions (five fields, UTC; ``live/schedule.py``).
+    Jobs due at the same minute run in this order. A job whose time passed while the service was
+    down runs once on restart (its latest missed slot), not once per missed slot."""
+
+    collect: str = "0 * * * *"  # every candle close of a 1h series (plus collect_delay_s)
+    label: str = "0 * * * *"
+    answer: str = "0 * * * *"  # what Serve answers at each close, recorded for the equity report
+    monitor: str = "0 * * * *"
+    retrain: str = "0 */6 * * *"  # every retrain_hours (6)
+    evolve: str = "0 0 * * 0"  # the weekly evolution, Sunday 00:00
+    analysis: str = "0 2 * * *"  # the nightly analysis slot (the bots' trades: issue 17)
+
+    @field_validator("*")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"must be a cron expression like '0 * * * *'; got {value!r}")
+        return value
+
+
+class MonitorConfig(_Frozen):
+    """The live kill rule: a voting champion whose hit rate over at least ``min_votes`` labelled
+    votes falls below ``min_hit_rate`` goes to DECAY and stops voting."""
+
+    min_votes: int = Field(50, ge=1)
+    min_hit_rate: float = Field(0.5, ge=0, le=1)
+
+
+class RetentionConfig(_Frozen):
+    cleanup_every: int = Field(10, ge=1)  # retrains between two cleanups
+    retention_days: int = Field(1095, ge=1)  # candles older than this, per timeframe
+    max_training_examples: int = Field(50_000, ge=100)  # the newest rows a retrain trains on
+
+
+class LiveConfig(_Frozen):
+    """``redline live``: what to watch, how to collect it, and when to retrain (``live/``)."""
+
+    exchange: str = "binance"
+    timeframe: str = "1h"
+    watch: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    api_base: str | None = None  # None: the exchange itself; a URL: a proxy or a loopback
+    history_days: int = Field(365, ge=1)  # how far back a newly watched series is fetched
+    collect_delay_s: float = Field(10.0, ge=0)  # after each candle close, for the exchange to close it
+    fear_greed: bool = True  # collect the daily Fear & Greed value too
+    fear_greed_url: str = "https://api.alternative.me"
+    label_horizon: int = Field(1, ge=1)  # bars: a vote's realized forward return
+    auto_enable_threshold: int = Field(2000, ge=1)  # labelled examples before a series trains
+    retrain_hours: int = Field(6, ge=1)
+    expiration_hours: int = Field(72, ge=1)  # a champion not re-validated this long stops voting
+    train_days: int = Field(365, ge=7)  # the window a retrain trains and is scored on
+    history_bars: int = Field(1000, ge=50)  # candles each answer reads, as Serve's default
+    evolve: EvolveConfig = EvolveConfig(
+        seed=7,
+        generations=1,
+        population={"technical_analyst": 4, "volume_hunter": 4},
+    )
+    weekly_generations: int = Field(3, ge=1)  # the Sunday evolution's generations
+    schedules: ScheduleConfig = ScheduleConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="after")
+    def _retrain_every(self) -> LiveConfig:
+        unsupported = set(self.evolve.population) - {
+            "technical_analyst", "volume_hunter", "sentiment_scout", "report_coordinator"
+        }  # fmt: skip
+        if unsupported:
+            raise ValueError(
+                f"live.evolve.population: the living loop retrains candle specialties "
+                f"(technical_analyst, volume_hunter, sentiment_scout, report_coordinator); "
+                f"got {', '.join(sorted(unsupported))}"
+            )
+        return self
+
+
 class RedlineConfig(_Frozen):
     data: DataConfig = DataConfig()
     fetch: FetchConfig = FetchConfig()
@@ -249,6 +327,12 @@ class RedlineConfig(_Frozen):
     regimes: RegimeRules = RegimeRules()
     champions: ChampionsConfig = ChampionsConfig()
     evolve: EvolveConfig | None = None
+    live: LiveConfig | None = None
+
+    def require_live(self, source: str) -> LiveConfig:
+        if self.live is None:
+            raise ConfigError(f"{source} has no 'live' section (see configs/live.yaml)")
+        return self.live
 
     def require_evolve(self, source: str) -> EvolveConfig:
         if self.evolve is None:

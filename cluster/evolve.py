@@ -61,7 +61,11 @@ def prepare_datasets(
     )
 
 
-def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> EvolutionSettings:
+def settings_for(
+    evolve: EvolveConfig,
+    datasets: dict[str, Dataset],
+    ancestors: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+) -> EvolutionSettings:
     primary: dict[str, str] = {}
     for key in datasets:  # the first dataset of each specialty is the one its children train on
         specialty, name = key.split("/", 1)
@@ -97,6 +101,7 @@ def settings_for(evolve: EvolveConfig, datasets: dict[str, Dataset]) -> Evolutio
         fee_bps=evolve.training.fee_bps,
         torch_threads=evolve.training.torch_threads,
         plugins=evolve.plugins,
+        ancestors=dict(ancestors or {}),
     )
 
 
@@ -220,11 +225,14 @@ def start_or_resume(
     override_config: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     now: Callable[[], float] = time.time,
+    ancestors: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
 ) -> EvolveResult:
     """Start a run of ``config`` (its ``evolve`` section, or ``evolve``), or finish ``resume``.
 
     A resumed run uses the config stored with it (``run_config``): ``config``, when given, must
-    equal it unless ``override_config``; ``evolve`` is then ignored.
+    equal it unless ``override_config``; ``evolve`` is then ignored. ``ancestors``: genomes of
+    earlier runs that generation 0 starts from (``EvolutionSettings.ancestors``); a resume must
+    pass the same ones (the living loop derives them from the run before).
     """
     started = time.perf_counter()
     runs = store.runs
@@ -242,7 +250,7 @@ def start_or_resume(
     # The table follows the rules this run is judged under (Tune and `data regimes` read it).
     store.regimes.sync_regime_definitions(config.regimes)
     datasets = prepare_datasets(evolve, store, config, home)
-    settings = settings_for(evolve, datasets)
+    settings = settings_for(evolve, datasets, ancestors)
     if resume:
         run_id = resume
         _warn_changed_datasets(runs.require_run(run_id), datasets)

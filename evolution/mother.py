@@ -83,6 +83,9 @@ class EvolutionSettings:
     fee_bps: float = DEFAULT_FEE_BPS
     torch_threads: int = 1
     plugins: tuple[str, ...] = ()  # import paths of plug-in specialties (agents.specialties)
+    # specialty -> (agent id, genome JSON) of earlier runs' best children: generation 0 starts
+    # from them (the living loop's retrain continues the hall of fame), the rest drawn as usual.
+    ancestors: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         load_plugins(self.plugins)
@@ -208,9 +211,15 @@ class Mother:
         births = []
         for specialty, size in self.settings.population.items():
             space = get_specialty(specialty).space
+            carried = list(self.settings.ancestors.get(specialty, ()))[:size]
             for index, genome in enumerate(
                 initial_population(space, size, self.settings.root_seed)
             ):
+                if index < len(carried):  # an ancestor's genome, its agent id as its parent
+                    parent, text = carried[index]
+                    genome = space.validate(Genome.from_json(text))
+                    births.append(self._birth_record(genome, 0, index, (parent,), ("ancestor",)))
+                    continue
                 births.append(self._birth_record(genome, 0, index, (), ()))
         self.runs.add_agents(births)
 

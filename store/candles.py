@@ -303,6 +303,19 @@ class CandleStore(Repository):
         logger.info("%s: deleted %d candles", key, removed.rowcount)
         return int(removed.rowcount)
 
+    def delete_before(self, key: SeriesKey, ts_ms: int) -> int:
+        """Remove ``key``'s candles opened before ``ts_ms`` (the living loop's retention) and the
+        known gaps that end before it; returns how many candles were removed."""
+        with self._db.writing() as connection:
+            removed = connection.execute(
+                delete(_candles).where(*_series_filter(_candles, key), _candles.c.ts < ts_ms)
+            )
+            connection.execute(
+                delete(_gaps).where(*_series_filter(_gaps, key), _gaps.c.end_ts < ts_ms)
+            )
+        logger.info("%s: deleted %d candles before %d", key, removed.rowcount, ts_ms)
+        return int(removed.rowcount)
+
     # -- series overview ---------------------------------------------------------------------
 
     def list_series(self) -> list[SeriesInfo]:

@@ -10,7 +10,9 @@
 - ``store.training``: Tune's trained configs, their backtests and the queue (:class:`TrainingStore`);
 - ``store.trades``: served predictions, reported trades and their attribution (:class:`TradesStore`);
 - ``store.rugpulls``: the rug-pull detector's served answers and the tokens' outcomes
-  (:class:`RugpullStore`).
+  (:class:`RugpullStore`);
+- ``store.live``: the living loop's watch list, schedules, events, answers, vote labels and
+  champions' re-validations (:class:`LiveStore`).
 
 The repositories share the database's transactions and clock; each uses only the database's public
 API and its own tables, and asks another repository (never its private members) for the rest.
@@ -24,6 +26,7 @@ from types import TracebackType
 from store.candles import CandleStore
 from store.champions import ChampionStore
 from store.database import Clock, Database, utcnow
+from store.live import LiveStore
 from store.regimes import RegimeStore
 from store.rugpulls import RugpullStore
 from store.runs import RunStore
@@ -45,6 +48,7 @@ class Store:
         self.training = TrainingStore(database, runs=self.runs)
         self.trades = TradesStore(database)
         self.rugpulls = RugpullStore(database)
+        self.live = LiveStore(database)
 
     @classmethod
     def open(

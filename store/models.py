@@ -494,3 +494,102 @@ class RugpullOutcome(Base):
     is_rugpull: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- the living loop (migration 0009; store.live.LiveStore) -----------------------------------------
+
+
+class LiveSeries(Base):
+    """A watched series: when it was added, its labelled examples, when training turned on."""
+
+    __tablename__ = "live_series"
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    added_ms: Mapped[int] = mapped_column(BigInteger)
+    labelled: Mapped[int] = mapped_column(Integer)
+    enabled_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    label_cursor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class LiveJob(Base):
+    """One schedule's last slot, its last start and finish, and their outcome."""
+
+    __tablename__ = "live_jobs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_slot_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    started_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer)
+
+
+class LiveEvent(Base):
+    """What the loop did or decided, at the loop's clock, with its numbers (JSON)."""
+
+    __tablename__ = "live_events"
+    __table_args__ = (Index("ix_live_events_at_ms", "at_ms"),)
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(160))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class LiveAnswer(Base):
+    """What the ensemble answered at the close of candle ``ts`` of a watched series."""
+
+    __tablename__ = "live_answers"
+
+    exchange: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    direction: Mapped[int] = mapped_column(Integer)
+    size: Mapped[float] = mapped_column(Double)
+    score: Mapped[float] = mapped_column(Double)
+    regime: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class VoteLabel(Base):
+    """A served member's vote with the realized forward return over its horizon."""
+
+    __tablename__ = "vote_labels"
+    __table_args__ = (Index("ix_vote_labels_run_id_agent_id", "run_id", "agent_id"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[int] = mapped_column(BigInteger)
+    horizon: Mapped[int] = mapped_column(Integer)
+    vote: Mapped[int] = mapped_column(Integer)
+    forward_return: Mapped[float] = mapped_column(Double)
+    hit: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    labelled_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChampionValidation(Base):
+    """One re-validation of a champion on the newest window: its numbers and the verdict."""
+
+    __tablename__ = "champion_validations"
+    __table_args__ = (Index("ix_champion_validations_run_id_agent_id", "run_id", "agent_id"),)
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    specialty: Mapped[str] = mapped_column(String(32))
+    regime: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    window_from: Mapped[int] = mapped_column(BigInteger)
+    window_to: Mapped[int] = mapped_column(BigInteger)
+    bars: Mapped[int] = mapped_column(Integer)
+    sharpe: Mapped[float | None] = mapped_column(Double, nullable=True)
+    dsr: Mapped[float | None] = mapped_column(Double, nullable=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)

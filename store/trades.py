@@ -161,6 +161,26 @@ class TradesStore(Repository):
         with self._db.reading() as connection:
             return self._prediction(connection, request_id)
 
+    def predictions_of(
+        self, exchange: str, symbol: str, timeframe: str, after: int | None, upto: int
+    ) -> list[PredictionRecord]:
+        """The predictions on one series whose last candle opened in ``(after, upto]``, by
+        ``as_of`` (what the living loop labels once their horizon has passed)."""
+        query = (
+            select(_predictions)
+            .where(
+                _predictions.c.exchange == exchange,
+                _predictions.c.symbol == symbol,
+                _predictions.c.timeframe == timeframe,
+                _predictions.c.as_of <= upto,
+            )
+            .order_by(_predictions.c.as_of, _predictions.c.request_id)
+        )
+        if after is not None:
+            query = query.where(_predictions.c.as_of > after)
+        with self._db.reading() as connection:
+            return [_prediction_record(row) for row in connection.execute(query).mappings()]
+
     @staticmethod
     def _prediction(connection: Connection, request_id: str) -> PredictionRecord | None:
         query = select(_predictions).where(_predictions.c.request_id == request_id)

@@ -48,21 +48,21 @@ def test_first_open_creates_the_schema_and_seeds_the_built_in_regimes(store: Sto
     assert store.regimes.regime_rules().rules[2].description == (
         "no trend, annualized volatility of 60% or more"
     )
-    assert migrate.current_revision(store.database.engine) == migrate.head_revision() == "0008"
+    assert migrate.current_revision(store.database.engine) == migrate.head_revision() == "0009"
 
 
 def test_upgrade_is_idempotent(store: Store, fresh_url: str) -> None:
     store.candles.write_candles(BTC_1H, real_candles(BTC_1H, JAN_2020, FEB_2020))
-    assert store.database.upgrade() == "0008"
-    assert store.database.upgrade() == "0008"
-    assert migrate.upgrade(fresh_url) == "0008"
+    assert store.database.upgrade() == "0009"
+    assert store.database.upgrade() == "0009"
+    assert migrate.upgrade(fresh_url) == "0009"
     with Store.open(fresh_url) as again:
-        assert again.database.upgrade() == "0008"
+        assert again.database.upgrade() == "0009"
     assert count_rows(store, RegimeDefinition) == 4
     assert count_rows(store, MarketData) == 744
     with store.database.engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0008",)]
+    assert versions == [("0009",)]
 
 
 def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
@@ -80,7 +80,7 @@ def test_downgrade_and_upgrade_round_trip(fresh_url: str) -> None:
         engine.dispose()
     assert migrate.downgrade(fresh_url) is None
     assert table_names(fresh_url) <= {"alembic_version"}
-    assert migrate.upgrade(fresh_url) == "0008"
+    assert migrate.upgrade(fresh_url) == "0009"
     assert table_names(fresh_url) >= TABLES
     with Store.open(fresh_url) as store:
         assert store.candles.list_series() == []
@@ -98,7 +98,7 @@ def test_0008_downgrades_to_0007_dropping_only_the_rugpull_tables(fresh_url: str
     assert migrate.downgrade(fresh_url, revision="0007") == "0007"
     assert not table_names(fresh_url) & {"rugpull_answers", "rugpull_outcomes"}
     with Store.open(fresh_url) as store:  # upgraded again on open
-        assert migrate.current_revision(store.database.engine) == "0008"
+        assert migrate.current_revision(store.database.engine) == "0009"
         assert store.trades.prediction("p-1") is not None
         assert (
             store.rugpulls.answer("rp-1") is None
@@ -168,7 +168,7 @@ def test_concurrent_first_use_migrates_once_and_writes_each_candle_once(fresh_ur
     with Store.open(fresh_url) as store:
         assert count_rows(store, MarketData) == 744
         assert count_rows(store, RegimeDefinition) == 4
-        assert migrate.current_revision(store.database.engine) == "0008"
+        assert migrate.current_revision(store.database.engine) == "0009"
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
