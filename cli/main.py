@@ -14,6 +14,7 @@ from rich.markup import escape
 from cli.backtest import backtest_cmd
 from cli.data import data_app
 from cli.evolve import evolve_cmd, mother_train_cmd, prepare_cmd
+from cli.live import live_cmd, status_cmd
 from cli.models import models_app, search_cmd
 from cli.queue import queue_app
 from cli.runs import (
@@ -57,6 +58,9 @@ app.add_typer(models_app, name="models")
 # Backtests of a strategy beside the baselines (cli/backtest.py).
 app.command("backtest")(backtest_cmd)
 app.command("serve")(serve_cmd)  # cli/serve.py
+# The living loop and where it stands (cli/live.py).
+app.command("live")(live_cmd)
+app.command("status")(status_cmd)
 
 console = make_console()
 

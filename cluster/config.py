@@ -250,16 +250,18 @@ class ScheduleConfig(_Frozen):
     answer: str = "0 * * * *"  # what Serve answers at each close, recorded for the equity report
     monitor: str = "0 * * * *"
     retrain: str = "0 */6 * * *"  # every retrain_hours (6)
-    evolve: str = "0 0 * * 0"  # the weekly evolution, Sunday 00:00
-    analysis: str = "0 2 * * *"  # the nightly analysis slot (the bots' trades: issue 17)
+    # The weekly evolution, Sunday 00:00 (null: off) and the nightly analysis slot (the bots'
+    # trades: not built yet).
+    evolve: str | None = "0 0 * * 0"
+    analysis: str | None = "0 2 * * *"
 
     @field_validator("*")
     @classmethod
-    def _cron(cls, value: str) -> str:
+    def _cron(cls, value: str | None) -> str | None:
         from croniter import croniter
 
-        if not croniter.is_valid(value):
-            raise ValueError(f"must be a cron expression like '0 * * * *'; got {value!r}")
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"must be a cron expression like '0 * * * *' or null; got {value!r}")
         return value
 
 

@@ -38,13 +38,13 @@ class LiveLock:
                 f"another `redline live` holds {self.path} ({holder}); stop it first, or use "
                 "another REDLINE_HOME"
             ) from None
-        holder = {
+        me = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

@@ -109,6 +109,14 @@ class LiveStore(Repository):
             rows = connection.execute(select(_jobs).order_by(_jobs.c.name)).mappings()
             return [JobRecord(**dict(row)) for row in rows]
 
+    def job_registered(self, name: str, slot_ms: int) -> None:
+        """First sight of a job that waits for its next slot: its last slot is ``slot_ms`` (the
+        latest before the service first started), unless it has a record already."""
+        values = {"name": name, "last_slot_ms": slot_ms, "started_ms": None, "finished_ms": None,
+                  "outcome": "waiting", "detail": "", "runs": 0}  # fmt: skip
+        with self._db.transaction() as connection:
+            connection.execute(self._db.insert(_jobs).on_conflict_do_nothing(), [values])
+
     def job_started(self, name: str, slot_ms: int, now_ms: int) -> None:
         """``name`` starts its run for ``slot_ms``: outcome ``running`` until :meth:`job_finished`
         (a run that never finishes, killed, stays ``running`` and is run again on restart)."""
