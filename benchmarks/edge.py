@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.scoring import roc_auc  # noqa: E402
-from market.backtest import backtest  # noqa: E402
 from market.baselines import sma_cross  # noqa: E402
+from market.equity import choose_sma, equity_stats  # noqa: E402
 from market.when import parse_when  # noqa: E402
 
 SHARED = Path(os.environ.get("REDLINE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -63,7 +63,6 @@ FEE_BPS = 10.0
 HISTORY = 1000  # candles sent with each request: every feature window, the regime window and the
 # longest position-rule replay (a volatility-targeting member needs about 800)
 VOL_WINDOW = 720  # bars of realized volatility for the vol-targeted buy-and-hold
-SMA_GRID = [(f, s) for f in (5, 10, 20, 50) for s in (20, 50, 100, 200) if f < s]
 TOKEN_HOLDOUT = 0.2
 TOKEN_SEED = 20230401
 QUICK = {"generations": 2, "population": {
@@ -177,16 +176,8 @@ def show_champions(store: Any) -> int:
 
 
 def stats(frame: pd.DataFrame, positions: np.ndarray) -> dict[str, float]:
-    result = backtest(frame, positions, fee_bps=FEE_BPS, slippage_bps=0.0, timeframe="1h")
-    metrics = result.metrics()
-    sharpe = float(metrics["sharpe"])
-    return {
-        "sharpe": sharpe if math.isfinite(sharpe) else 0.0,  # never in the market: flat, 0
-        "return": float(metrics["total_return"]),
-        "max_dd": float(metrics["max_drawdown"]),
-        "exposure": float(np.mean(np.abs(positions))),
-        "turnover": float(np.sum(np.abs(np.diff(positions, prepend=0.0)))),
-    }
+    """``market.equity.equity_stats`` at the benchmark's fee, on hourly bars."""
+    return equity_stats(frame, positions, fee_bps=FEE_BPS, timeframe="1h")
 
 
 def realized_vol(close: np.ndarray) -> np.ndarray:
@@ -200,11 +191,8 @@ def baselines(candles: pd.DataFrame, start: int) -> tuple[dict[str, np.ndarray],
     bars up to its own close; SMA pair and vol target chosen on the bars before ``start``."""
     close = candles["close"].to_numpy(dtype=np.float64)
     train = candles.iloc[:start].reset_index(drop=True)
-    best, pair = -math.inf, SMA_GRID[0]
-    for fast, slow in SMA_GRID:
-        sharpe = stats(train, sma_cross(train, fast, slow))["sharpe"]
-        if math.isfinite(sharpe) and sharpe > best:
-            best, pair = sharpe, (fast, slow)
+    pair = choose_sma(train, fee_bps=FEE_BPS, timeframe="1h")
+    best = stats(train, sma_cross(train, *pair))["sharpe"]
     vol = realized_vol(close)
     target = float(np.nanmedian(vol[:start]))
     vt = np.minimum(1.0, target / vol)
@@ -269,9 +257,9 @@ def final_test(store: Any, home: Path, tokens: pd.DataFrame, quick: bool) -> dic
         log(f"{symbol}: {len(frame)} bars replayed in {seconds:.0f}s ({chosen})")
         for name in ("served", "buy_and_hold", "vol_target_bh", "sma_cross"):
             s = row[name]
-            log(f"    {name:14s} Sharpe {s['sharpe']:+6.2f}  return {s['return']:+8.1%}  "
-                f"max DD {s['max_dd']:+7.1%}  exposure {s['exposure']:5.2f}  "
-                f"turnover {s['turnover']:8.1f}")  # fmt: skip
+            log(f"    {name:14s} Sharpe {s['sharpe']:+6.2f}  return {s['total_return']:+8.1%}  "
+                f"max DD {s['max_drawdown']:+7.1%}  exposure {s['mean_abs_position']:5.2f}  "
+                f"turnover {s['traded']:8.1f}")  # fmt: skip
         if reasons:
             top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
             log("    flat bars: " + "; ".join(f"{n}x {r}" for r, n in top))
