@@ -28,12 +28,10 @@ from market.equity import compare_series
 from cluster.config import RedlineConfig
 from live.clock import ReplayClock
 from live.loopback import LoopbackExchange
-from live.report import ReplayReport
+from live.report import EVENT_KINDS, REPORT_FILE, ReplayReport
 from live.service import LiveService, Tick
 from store.db import Store
 
-REPORT_NAME = "replay_report.json"
-REPORTED = ("retrain", "promotion", "refusal", "expire", "decay", "auto_enable", "validation")
 
 
 def _iso(ms: int) -> str:
@@ -84,7 +82,7 @@ def replay(
         )
     events = [
         {"at": _iso(e.at_ms), "kind": e.kind, "subject": e.subject, "numbers": e.detail}
-        for e in store.live.events(since_ms=start_ms, kinds=list(REPORTED))
+        for e in store.live.events(since_ms=start_ms, kinds=list(EVENT_KINDS))
     ]
     report = ReplayReport(
         started_at=_iso(start_ms), ended_at=_iso(clock.now_ms()),
@@ -95,5 +93,5 @@ def replay(
         promotions=sum(e["kind"] == "promotion" for e in events),
         refusals=sum(e["kind"] == "refusal" for e in events),
     )  # fmt: skip
-    report.write(home / REPORT_NAME)
+    report.write(home / REPORT_FILE)
     return report

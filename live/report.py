@@ -29,7 +29,7 @@ REPORT_FILE = "replay_report.json"
 """The report's file name under the data root."""
 
 EVENT_KINDS: tuple[str, ...] = (
-    "retrain", "promotion", "refusal", "expire", "decay", "auto_enable", "swap",
+    "retrain", "validation", "promotion", "refusal", "expire", "decay", "auto_enable", "swap",
 )  # fmt: skip
 EVENT_KEYS: tuple[str, ...] = ("at", "kind", "subject", "numbers")
 SERIES_ROWS: tuple[str, ...] = ("served", "buy_and_hold", "sma_cross")
