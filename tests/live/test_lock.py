@@ -16,9 +16,9 @@ from tests.support.waiting import wait_for
 
 
 def test_a_second_service_on_the_same_root_is_refused_naming_the_holder(tmp_path: Path) -> None:
-    with LiveLock(tmp_path):
-        with pytest.raises(LiveLockedError, match=rf'"pid": {os.getpid()}.*another REDLINE_HOME'):
-            LiveLock(tmp_path).acquire()
+    refused = rf'"pid": {os.getpid()}.*another REDLINE_HOME'
+    with LiveLock(tmp_path), pytest.raises(LiveLockedError, match=refused):
+        LiveLock(tmp_path).acquire()
     with LiveLock(tmp_path):  # released on exit: free again
         pass
 
