@@ -1,0 +1,135 @@
+"""The living loop on real Ray and real SQLite, replayed over real candles: killed with SIGKILL
+in the middle of a retrain and started again, it backfills, stores no candle, label or child
+twice, reruns the retrain once, and ends in the state of an uninterrupted replay (same seed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.config import load_config
+from live.replay import replay
+from market.when import parse_when
+from store.db import Store
+from tests.support.smoke import REPO, sqlite_url
+from tests.support.waiting import wait_for
+
+FROM, UNTIL = "2024-01-01", "2024-01-02T12:00"
+LIVE = {
+    "watch": ["BTC/USDT"],
+    "history_days": 120,
+    "fear_greed": True,
+    "evolve": {"seed": 7, "generations": 1,
+               "population": {"technical_analyst": 2, "volume_hunter": 2}},
+    "schedules": {"retrain": "0 0 * * 1", "evolve": None},  # 2024-01-01 is a Monday: once
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("live") / "live-test.yaml"
+    path.write_text(yaml.safe_dump({"live": LIVE}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    ray_session: str, config_file: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    home = tmp_path_factory.mktemp("uninterrupted") / "redline_data"
+    store = Store.open(sqlite_url(home), home=home)
+    replay(load_config(config_file), store, home, shared_data, parse_when(FROM, "f"),
+           parse_when(UNTIL, "u"))  # fmt: skip
+    store.close()
+    return home
+
+
+def rows(home: Path, query: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(home / "redline.db")) as db:
+        return list(db.execute(query))
+
+
+STATE = {
+    "candles": "SELECT symbol, COUNT(*), MIN(ts), MAX(ts) FROM market_data GROUP BY symbol",
+    "answers": "SELECT symbol, ts, direction, size, regime FROM live_answers ORDER BY symbol, ts",
+    "labels": "SELECT request_id, agent_id, vote, forward_return FROM vote_labels "
+    "ORDER BY request_id, agent_id",
+    "children": "SELECT agent_id, status, sharpe FROM agents ORDER BY agent_id",
+    "champions": "SELECT specialty, regime, agent_id, stage, sharpe FROM regime_best_models "
+    "WHERE is_champion ORDER BY specialty, regime",
+    "decisions": "SELECT specialty, regime, decision, challenger FROM promotions ORDER BY id",
+}
+DUPLICATES = {
+    "candles": "SELECT symbol, ts FROM market_data GROUP BY symbol, timeframe, ts "
+    "HAVING COUNT(*) > 1",
+    "labels": "SELECT request_id, agent_id FROM vote_labels GROUP BY request_id, run_id, "
+    "agent_id HAVING COUNT(*) > 1",
+    "children": "SELECT agent_id FROM agents GROUP BY run_id, agent_id HAVING COUNT(*) > 1",
+}
+
+
+def test_the_uninterrupted_replay_trains_answers_and_labels(uninterrupted: Path) -> None:
+    [(symbol, count, first, last)] = rows(uninterrupted, STATE["candles"])
+    assert symbol == "BTC/USDT" and first == parse_when("2023-09-03", "t")
+    assert last == parse_when("2024-01-02T11:00", "t")
+    assert count == 120 * 24 + 36  # the backfill's 120 days and the replay's 36 hours
+    assert len(rows(uninterrupted, STATE["children"])) == 4  # one retrain of 4 children
+    # An answer at every close from the start on (the first, on 2023-12-31 23:00's candle,
+    # before the first retrain: flat).
+    assert len(rows(uninterrupted, STATE["answers"])) == 37
+    jobs = dict(rows(uninterrupted, "SELECT name, runs FROM live_jobs"))
+    assert jobs["retrain"] == 1 and jobs["collect"] == 37  # the backfill, then each close
+
+
+def test_killed_mid_retrain_and_restarted_it_ends_as_the_uninterrupted_replay(
+    uninterrupted: Path, ray_session: str, config_file: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "redline_data"
+    env = {k: v for k, v in os.environ.items() if k != "REDLINE_DATABASE_URL"}
+    env |= {"REDLINE_HOME": str(home), "RAY_ADDRESS": ray_session, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "cli", "--config", str(config_file), "live",
+               "--replay-data", str(shared_data), "--replay-from", FROM, "--replay-until", UNTIL]  # fmt: skip
+    log_path = tmp_path / "live.log"
+    with log_path.open("w") as log:
+        service = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for("the database", (home / "redline.db").exists, 120)
+
+            def mid_retrain() -> bool:
+                assert service.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    running = rows(home, "SELECT 1 FROM live_jobs WHERE name = 'retrain' AND "
+                                         "outcome = 'running'")  # fmt: skip
+                    trained = rows(home, "SELECT 1 FROM agents WHERE status != 'PENDING'")
+                except sqlite3.OperationalError:  # tables not there yet
+                    return False
+                return bool(running and trained)
+
+            wait_for("a child trained mid-retrain", mid_retrain, 300, every=0.1)
+            service.send_signal(signal.SIGKILL)
+            assert service.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            if service.poll() is None:
+                service.kill()
+    assert rows(home, "SELECT outcome FROM live_jobs WHERE name = 'retrain'") == [("running",)]
+
+    store = Store.open(sqlite_url(home), home=home)
+    replay(load_config(config_file), store, home, shared_data, parse_when(FROM, "f"),
+           parse_when(UNTIL, "u"))  # fmt: skip
+    store.close()
+
+    assert {name: rows(home, q) for name, q in DUPLICATES.items()} == {name: [] for name in DUPLICATES}
+    jobs = dict(rows(home, "SELECT name, runs FROM live_jobs"))
+    assert jobs["retrain"] == 1  # rerun once, for its slot: finished once
+    assert len(rows(home, "SELECT 1 FROM live_events WHERE kind = 'retrain'")) == 1
+    for name, query in STATE.items():
+        assert rows(home, query) == rows(uninterrupted, query), name
