@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.state import CliState, make_console, open_store
@@ -18,16 +21,28 @@ from market.when import parse_when
 console = make_console()
 
 
-def _printer() -> object:
+LOUD = frozenset({"retrain", "evolve", "analysis"})
+
+
+def _printer(
+    progress: Progress | None = None, start_ms: int = 0, until_ms: int = 0
+) -> Callable[[Tick], None]:
+    """What the terminal shows: every retrain and failure as a line; in a replay, a progress bar
+    on the simulated clock with the job running and its last outcome."""
+    out = progress.console if progress is not None else console
+    task = None if progress is None else progress.add_task("replay", total=until_ms - start_ms)
+
     def on_tick(tick: Tick) -> None:
-        quiet = tick.job in ("collect", "label", "answer", "monitor") and tick.ok
-        if quiet and not tick.outcome.startswith(("0 candles",)) and tick.job != "collect":
-            return
-        if quiet:
+        if progress is not None and task is not None:
+            progress.update(
+                task, completed=tick.now_ms - start_ms,
+                description=f"{fmt(tick.now_ms)} {tick.job}: {tick.outcome[:48]}",
+            )  # fmt: skip
+        if tick.ok and tick.job not in LOUD:
             return
         colour = "green" if tick.ok else "red"
-        console.print(
-            f"[dim]{fmt(tick.now_ms)}[/] [{colour}]{tick.job}[/] {tick.outcome} "
+        out.print(
+            f"[dim]{fmt(tick.now_ms)}[/] [{colour}]{tick.job}[/] {escape(tick.outcome)} "
             f"[dim]({tick.seconds:.1f} s)[/]", highlight=False, soft_wrap=True,
         )  # fmt: skip
 
@@ -58,13 +73,16 @@ def live_cmd(
         start = parse_when(replay_from, "--replay-from")
         until = parse_when(replay_until, "--replay-until")
         console.print(f"replaying {replay_from} .. {replay_until} from {replay_data}")
-        report = replay(config, store, home, replay_data, start, until, on_tick=on_tick)  # type: ignore[arg-type]
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            on_tick = _printer(progress, start, until)
+            report = replay(config, store, home, replay_data, start, until, on_tick=on_tick)
         report.render(console)
         console.print(f"report written to {home / 'replay_report.json'}")
         return
     from live.clock import WallClock
 
-    service = LiveService(config, store, home, WallClock(), on_tick=on_tick)  # type: ignore[arg-type]
+    service = LiveService(config, store, home, WallClock(), on_tick=on_tick)
     service.install_signal_handlers()
     console.print(f"redline live on {home}: Ctrl-C stops it")
     service.run()
