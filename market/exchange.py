@@ -24,7 +24,6 @@ import ccxt
 import pandas as pd
 
 from market.errors import (
-    ExchangeError,
     FixConfig,
     RetryLater,
     translate,
@@ -32,6 +31,7 @@ from market.errors import (
     unknown_symbol,
     unsupported_timeframe,
 )
+from market.retry import check_backoff, with_retries
 from market.series import CANDLE_COLUMNS, SeriesKey
 
 __all__ = ["fetch_candles", "make_exchange", "point_at"]
@@ -144,13 +144,7 @@ def fetch_candles(
         raise ValueError(f"since_ms must not be after until_ms ({until_ms}); got {since_ms}")
     if page_limit < 1:
         raise ValueError(f"page_limit must be at least 1; got {page_limit}")
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be 0 or more; got {max_retries}")
-    if backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
-        raise ValueError(
-            "backoff must satisfy 0 <= backoff_initial_s <= backoff_max_s; "
-            f"got {backoff_initial_s} and {backoff_max_s}"
-        )
+    check_backoff(max_retries, backoff_initial_s, backoff_max_s)
     if key.exchange != exchange.id:
         raise FixConfig(
             f"series {key} is for exchange {key.exchange!r} but the client is {exchange.id!r}; "
@@ -267,8 +261,7 @@ def _with_retries(
     backoff: tuple[float, float],
     sleep: Callable[[float], None],
 ) -> T:
-    initial, ceiling = backoff
-    for attempt in range(max_retries + 1):
+    def translated() -> T:
         try:
             return call()
         except ccxt.BaseError as exc:
@@ -279,26 +272,16 @@ def _with_retries(
                 timeframe=key.timeframe,
                 retry_after_s=_retry_after(exchange, exc),
             )
-            cause: BaseException = exc
-        except ExchangeError as exc:
-            error, cause = exc, exc
-        if not isinstance(error, RetryLater):
-            raise error from cause
-        tries = attempt + 1
-        if attempt == max_retries:
-            raise RetryLater(
-                f"{key} {what} failed {tries} times (1 try + {max_retries} retries); "
-                f"last error: {error}",
-                retry_after_s=error.retry_after_s,
-            ) from cause
-        delay = min(ceiling, initial * 2**attempt)
-        if error.retry_after_s is not None:
-            delay = max(delay, error.retry_after_s)  # ignoring Retry-After gets an IP banned
-        logger.warning(
-            "%s %s: try %d failed, retrying in %.2fs: %s", key, what, tries, delay, error
-        )
-        sleep(delay)
-    raise AssertionError("unreachable: the loop returns or raises")
+            raise error from exc
+
+    return with_retries(
+        translated,
+        what=f"{key} {what}",
+        max_retries=max_retries,
+        backoff=backoff,
+        sleep=sleep,
+        log=logger,
+    )
 
 
 def _retry_after(exchange: ccxt.Exchange, error: BaseException) -> float | None:

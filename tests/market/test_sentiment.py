@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.sentiment import DAY_MS, join_daily_lagged, read_sentiment
+from market.sentiment import DAY_MS, join_daily_lagged, read_sentiment, write_sentiment
 from tests.conftest import shared_data_dir
 
 FEAR_GREED = "feargreed_crypto_1d.csv.gz"
@@ -159,3 +159,55 @@ def test_join_has_no_look_ahead(
         candles.iloc[:k], fear_greed.assign(value=fear_greed["ts"].astype("float64"))
     )["sentiment"].to_numpy()
     assert (seen_days + DAY_MS <= candles["ts"].to_numpy()[:k]).all()
+
+
+# --- the growing copy the live service keeps ---------------------------------------------------
+
+
+def shipped_days(shared_data: Path) -> pd.DataFrame:
+    """The shipped Fear & Greed file as write_sentiment's input (``ts, value, label``)."""
+    frame = pd.read_csv(shared_data / FEAR_GREED, dtype={"label": str})
+    return frame.rename(columns={"timestamp": "ts"})
+
+
+def test_write_merges_by_day_into_the_shipped_shape(shared_data: Path, tmp_path: Path) -> None:
+    days = shipped_days(shared_data)
+    copy = tmp_path / "sentiment" / FEAR_GREED
+    assert write_sentiment(days.iloc[:100], copy) == 100  # created, with its folder
+    assert write_sentiment(days.iloc[50:150], copy) == 50  # 50 already there, 50 new
+    with gzip.open(shared_data / FEAR_GREED, "rt") as shipped, gzip.open(copy, "rt") as written:
+        assert written.read().splitlines() == shipped.read().splitlines()[:151]  # header + 150
+    before = copy.read_bytes()
+    assert write_sentiment(days.iloc[20:150], copy) == 0  # idempotent: the file is not touched
+    assert copy.read_bytes() == before
+    pd.testing.assert_frame_equal(
+        read_sentiment(copy), read_sentiment(shared_data / FEAR_GREED).iloc[:150]
+    )
+
+
+def test_write_keeps_a_stored_day_and_warns_when_the_source_changed_it(
+    shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    days = shipped_days(shared_data).iloc[:10]
+    copy = tmp_path / FEAR_GREED
+    write_sentiment(days, copy)
+    changed = days.iloc[[3]].assign(value=99.0, label="Extreme Greed")
+    day = int(changed["ts"].iloc[0])
+    with caplog.at_level("WARNING", logger="market.sentiment"):
+        assert write_sentiment(changed, copy) == 0
+    assert f"day {day} is stored with value {days['value'].iloc[3]:g}; kept it" in caplog.text
+    assert read_sentiment(copy)["value"].tolist() == days["value"].astype(float).tolist()
+
+
+def test_write_refuses_what_is_not_one_value_per_day(shared_data: Path, tmp_path: Path) -> None:
+    days = shipped_days(shared_data).iloc[:3]
+    copy = tmp_path / FEAR_GREED
+    with pytest.raises(
+        ValueError, match=r"frame must have columns ts, value, label; missing \['label'\]"
+    ):
+        write_sentiment(days.drop(columns="label"), copy)
+    with pytest.raises(ValueError, match=r"ts must be 00:00 UTC of its day; got 1517443200001"):
+        write_sentiment(days.assign(ts=days["ts"] + 1), copy)
+    with pytest.raises(ValueError, match=r"ts must be one per day; got 1517443200000 twice"):
+        write_sentiment(pd.concat([days, days.iloc[:1]]), copy)
+    assert not copy.exists()
