@@ -33,6 +33,7 @@ import ccxt
 import numpy as np
 
 from cluster.config import LiveConfig, RedlineConfig
+from market.errors import ExchangeError
 from market.exchange import make_exchange
 from market.series import SeriesKey
 from market.timeframes import bars_per_year, timeframe_ms
@@ -122,7 +123,7 @@ def collect(ctx: LiveContext, now_ms: int, *, backfill: bool = False) -> str:
                 ctx.store, key, since, until, settings,
                 exchange=ctx.exchange(key.exchange), plausibility=plausibility,
             )  # fmt: skip
-        except (ccxt.BaseError, ValueError, OSError) as exc:
+        except (ExchangeError, ccxt.BaseError, ValueError, OSError) as exc:
             failed.append(f"{key.symbol}: {type(exc).__name__}: {exc}")
             ctx.store.live.event(now_ms, "error", f"collect {key}", error=f"{exc}"[:500])
             continue
@@ -144,16 +145,16 @@ class CollectError(RuntimeError):
 
 
 def collect_fear_greed(ctx: LiveContext, now_ms: int) -> str:
-    from market.sentiment import fetch_fear_greed, merge_sentiment_file
+    from market.sentiment import fetch_fear_greed, write_sentiment
 
     path = ctx.fear_greed_path
     days = 0 if not path.exists() else 3  # the whole history once, then the last days
     try:
         frame = fetch_fear_greed(ctx.live.fear_greed_url, limit=days)
-    except (ValueError, OSError) as exc:
+    except (ExchangeError, ValueError, OSError) as exc:
         ctx.store.live.event(now_ms, "error", "collect fear & greed", error=f"{exc}"[:500])
         return f"fear & greed failed: {exc}"
-    added = merge_sentiment_file(frame, path)
+    added = write_sentiment(frame, path)
     return f"{added} fear & greed days"
 
 

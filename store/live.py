@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from market.series import SeriesKey
 from store.models import (
@@ -180,8 +180,7 @@ class LiveStore(Repository):
             for a in answers
         ]  # fmt: skip
         with self._db.transaction() as connection:
-            result = connection.execute(self._db.insert(_answers).on_conflict_do_nothing(), values)
-            return max(int(result.rowcount or 0), 0)
+            return _insert_new(self._db.insert(_answers), connection, values, _answers.c.ts)
 
     def answers(
         self, key: SeriesKey, since_ms: int | None = None, until_ms: int | None = None
@@ -215,8 +214,7 @@ class LiveStore(Repository):
             return 0
         values = [label.__dict__.copy() for label in labels]
         with self._db.transaction() as connection:
-            result = connection.execute(self._db.insert(_labels).on_conflict_do_nothing(), values)
-            return max(int(result.rowcount or 0), 0)
+            return _insert_new(self._db.insert(_labels), connection, values, _labels.c.as_of)
 
     def labels(self, run_id: str, agent_id: str) -> list[VoteLabelRecord]:
         """A member's labelled votes, oldest first."""
@@ -262,6 +260,18 @@ class LiveStore(Repository):
                 delete(_answers).where(_of(_answers, key) & (_answers.c.ts < ts))
             )
             return max(int(result.rowcount or 0), 0)
+
+
+def _insert_new(
+    insert: Any, connection: Connection, values: list[dict[str, Any]], column: Any
+) -> int:
+    """INSERT .. ON CONFLICT DO NOTHING of ``values`` in chunks (SQLite's bound-parameter
+    limit); RETURNING counts the rows added on both backends (psycopg's rowcount is -1)."""
+    added = 0
+    for start in range(0, len(values), 500):
+        statement = insert.values(values[start : start + 500]).on_conflict_do_nothing()
+        added += len(connection.execute(statement.returning(column)).all())
+    return added
 
 
 def _series_record(row: RowMapping) -> LiveSeriesRecord:
