@@ -331,14 +331,10 @@ class _Handler(BaseHTTPRequestHandler):
             files = ", ".join(sorted(p.name for (s, _), p in state.series.items() if s == symbol))
             msg = f"{state.name} has no {interval} candles for {symbol}; it serves {files}"
             return self._error(400, -1120, msg)
-        try:
-            limit = min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
-            start = int(params["startTime"]) if "startTime" in params else None
-            end = int(params["endTime"]) if "endTime" in params else None
-        except ValueError as exc:
-            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
-        if limit <= 0:
-            return self._error(400, -1100, f"limit must be positive; got {limit}")
+        paging = self._paging(params)
+        if isinstance(paging, int):
+            return paging
+        limit, start, end, _ = paging
         with state.lock:
             candles = state.cache.get((symbol, interval))
             if candles is None:
@@ -355,6 +351,22 @@ class _Handler(BaseHTTPRequestHandler):
             for ts, (o, h, low, c, v) in zip(candles.ts[lo:hi], candles.fields[lo:hi], strict=True)
         ]
 
+    def _paging(
+        self, params: dict[str, str]
+    ) -> tuple[int, int | None, int | None, int | None] | int:
+        """``limit, startTime, endTime, fromId`` as Binance reads them, or the 400 sent."""
+        try:
+            limit = min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
+            start, end, from_id = (
+                int(params[name]) if name in params else None
+                for name in ("startTime", "endTime", "fromId")
+            )
+        except ValueError as exc:
+            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
+        if limit <= 0:
+            return self._error(400, -1100, f"limit must be positive; got {limit}")
+        return limit, start, end, from_id
+
     def _agg_trades(self, params: dict[str, str]) -> list[dict[str, Any]] | int:
         state = self.server.state
         symbol = params.get("symbol")
@@ -367,15 +379,10 @@ class _Handler(BaseHTTPRequestHandler):
             served = ", ".join(sorted(p.name for p in state.trades.values())) or "none"
             msg = f"{state.name} has no trades for {symbol}; it serves {served}"
             return self._error(400, -1120, msg)
-        try:
-            limit = min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
-            from_id = int(params["fromId"]) if "fromId" in params else None
-            start = int(params["startTime"]) if "startTime" in params else None
-            end = int(params["endTime"]) if "endTime" in params else None
-        except ValueError as exc:
-            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
-        if limit <= 0:
-            return self._error(400, -1100, f"limit must be positive; got {limit}")
+        paging = self._paging(params)
+        if isinstance(paging, int):
+            return paging
+        limit, start, end, from_id = paging
         with state.lock:
             trades = state.trade_cache.get(symbol)
             if trades is None:
