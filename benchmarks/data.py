@@ -29,12 +29,12 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from live.loopback import LoopbackExchange  # noqa: E402
 from market.features import build_features, momentum_rank  # noqa: E402
 from market.files import read_candle_file  # noqa: E402
 from market.series import SeriesKey, parse_series_file_name  # noqa: E402
 from store.db import Store  # noqa: E402
 from store.fetch import FetchSettings, fetch_series  # noqa: E402
-from tests.support.fake_binance import FakeBinance  # noqa: E402
 
 DATA = Path(os.environ.get("REDLINE_SHARED_DATA", REPO.parent / "shared" / "data"))
 PANEL = ["BTC", "ETH", "SOL", "XRP", "BNB", "ADA", "DOGE", "LINK", "LTC"]
@@ -86,7 +86,7 @@ def bench_ingest(label: str, make_url, panel, insert_panel) -> float:
 
 def bench_db_vs_ccxt(tmp: Path, repeats: int) -> float:
     key = SeriesKey("binance", "BTC/USDT", "1h")
-    with FakeBinance(DATA) as server:
+    with LoopbackExchange(DATA) as server:
         settings = FetchSettings(api_base=server.url, enable_rate_limit=False)
         store = Store.open(f"sqlite:///{tmp / 'dbfirst.db'}")
         start = time.perf_counter()

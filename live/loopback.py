@@ -6,10 +6,12 @@ its URLs here (``api_base=server.url``), and ``market.sentiment.fetch_fear_greed
 reads the index from it. ``redline live --replay-data DIR`` runs the whole service against it; the
 tests use it to script exchange failures. It answers:
 
-- ``GET /api/v3/exchangeInfo``: one TRADING spot market per symbol that has a candle file;
+- ``GET /api/v3/exchangeInfo``: one TRADING spot market per symbol that has a candle or trades file;
 - ``GET /api/v3/klines``: Binance semantics (open time >= startTime and <= endTime, at most
   ``limit`` rows, default 500, max 1000; no startTime: the latest rows), the 12-field array format
   with prices as strings;
+- ``GET /api/v3/aggTrades``: Binance's compressed trades (``fromId``, ``startTime``, ``endTime``,
+  ``limit``; none: the most recent), one per row of a trades file, its row number as its id;
 - ``GET /api/v3/time`` and ``GET /api/v3/ping``;
 - ``GET /fng/?limit=N&format=json``: alternative.me's answer (``name``, ``data`` newest first with
   ``value``, ``value_classification``, ``timestamp`` in seconds as strings and
@@ -17,15 +19,16 @@ tests use it to script exchange failures. It answers:
   0 means every day;
 - anything else: HTTP 404 with a Binance-style JSON error.
 
-Candles come from ``binance_<BASE>-<QUOTE>_<tf>.csv.gz`` files and the index from
+Candles come from ``binance_<BASE>-<QUOTE>_<tf>.csv.gz`` files, trades from
+``binance_<BASE>-<QUOTE>_trades.csv.gz`` (``timestamp,price,amount,side``) and the index from
 ``feargreed_crypto_1d.csv.gz`` (``timestamp,value,label``, ms of the day's 00:00 UTC), loaded on
 first use. Values are served as the files' own text, so a client parses exactly what they hold.
 
 The clock: with ``now_ms`` (a callable returning epoch ms), the server lives at that simulated time.
-A candle is served only once closed (open time + timeframe <= now), a Fear & Greed day once its
-timestamp <= now (alternative.me publishes a day's value at its start), and ``/api/v3/time`` and
-exchangeInfo's ``serverTime`` answer now. Without it, every row of the files is served and the
-server's time is the wall clock.
+A candle is served only once closed (open time + timeframe <= now), a trade once made (time <=
+now), a Fear & Greed day once its timestamp <= now (alternative.me publishes a day's value at its
+start), and ``/api/v3/time`` and exchangeInfo's ``serverTime`` answer now. Without it, every row of
+the files is served and the server's time is the wall clock.
 
 Faults are scripted: ``server.inject(Fault.http_status(503), Fault.truncated())`` makes the next
 two klines requests fail that way, in order (``path="/fng/"`` for the index); later requests are
@@ -35,7 +38,6 @@ served normally again. ``server.requests`` lists every request served, with the 
 from __future__ import annotations
 
 import bisect
-import gzip
 import json
 import threading
 import time
@@ -49,10 +51,11 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from market.series import SeriesKey, parse_series_file_name
+from live.loopback_files import Candles, Days, Trades, load_candles, load_days, load_trades, scan
 from market.timeframes import timeframe_ms
 
 __all__ = [
+    "AGG_TRADES",
     "DEFAULT_LIMIT",
     "EXCHANGE_INFO",
     "FEAR_GREED",
@@ -65,6 +68,7 @@ __all__ = [
 ]
 
 KLINES = "/api/v3/klines"
+AGG_TRADES = "/api/v3/aggTrades"
 EXCHANGE_INFO = "/api/v3/exchangeInfo"
 FEAR_GREED = "/fng/"
 FEAR_GREED_FILE = "feargreed_crypto_1d.csv.gz"
@@ -158,71 +162,24 @@ class Served:
 
 
 @dataclass
-class _Candles:
-    ts: list[int]
-    # The files' own text for open, high, low, close, volume: served verbatim.
-    fields: list[tuple[str, str, str, str, str]]
-
-
-@dataclass
-class _Days:
-    ts: list[int]  # ms at 00:00 UTC, ascending
-    values: list[str]  # the file's own text
-    labels: list[str]
-
-
-@dataclass
 class _State:
     name: str
     data_dir: Path
     series: dict[tuple[str, str], Path]  # (exchange symbol id like BTCUSDT, interval) -> file
+    trades: dict[str, Path]  # XRPETH -> its trades file
     markets: dict[str, tuple[str, str]]  # BTCUSDT -> (BTC, USDT)
     now_ms: Callable[[], int] | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     served: list[Served] = field(default_factory=list)
     generation: int = 0  # bumped by reset(): answers to older requests are not logged
-    cache: dict[tuple[str, str], _Candles] = field(default_factory=dict)
-    days: _Days | None = None
+    cache: dict[tuple[str, str], Candles] = field(default_factory=dict)
+    trade_cache: dict[str, Trades] = field(default_factory=dict)
+    days: Days | None = None
     closing: threading.Event = field(default_factory=threading.Event)
 
     def now(self) -> int:
         return int(self.now_ms()) if self.now_ms is not None else int(time.time() * 1000)
-
-
-def _scan(data_dir: Path) -> tuple[dict[tuple[str, str], Path], dict[str, tuple[str, str]]]:
-    series: dict[tuple[str, str], Path] = {}
-    markets: dict[str, tuple[str, str]] = {}
-    for path in sorted(data_dir.glob("binance_*.csv.gz")):
-        key: SeriesKey | None = parse_series_file_name(path)
-        if key is None or key.exchange != "binance":
-            continue
-        base, quote = key.symbol.split("/")
-        series[(base + quote, key.timeframe)] = path
-        markets[base + quote] = (base, quote)
-    return series, markets
-
-
-def _rows(path: Path, header: list[str], width: int) -> list[list[str]]:
-    """The data lines of a gzip CSV whose header starts with ``header``, split, short ones skipped."""
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        found = handle.readline().strip().split(",")
-        if found[: len(header)] != header:
-            raise ValueError(f"{path.name}: header must start {','.join(header)}; got {found}")
-        return [parts for line in handle if len(parts := line.strip().split(",")) >= width]
-
-
-def _load(path: Path) -> _Candles:
-    rows = _rows(path, ["timestamp", "open", "high", "low", "close", "volume"], 6)
-    return _Candles(
-        [int(parts[0]) for parts in rows],
-        [(parts[1], parts[2], parts[3], parts[4], parts[5]) for parts in rows],
-    )
-
-
-def _load_days(path: Path) -> _Days:
-    rows = sorted(_rows(path, ["timestamp", "value", "label"], 3), key=lambda parts: int(parts[0]))
-    return _Days([int(p[0]) for p in rows], [p[1] for p in rows], [p[2] for p in rows])
 
 
 def _market_entry(symbol_id: str, base: str, quote: str) -> dict[str, Any]:
@@ -310,6 +267,11 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(result, int):
                 return result, 0
             payload = rows = result
+        elif path == AGG_TRADES:
+            trades = self._agg_trades(params)
+            if isinstance(trades, int):
+                return trades, 0
+            payload = rows = trades
         elif path in (FEAR_GREED, FEAR_GREED.rstrip("/")):
             answer = self._fear_greed(params)
             if isinstance(answer, int):
@@ -369,18 +331,14 @@ class _Handler(BaseHTTPRequestHandler):
             files = ", ".join(sorted(p.name for (s, _), p in state.series.items() if s == symbol))
             msg = f"{state.name} has no {interval} candles for {symbol}; it serves {files}"
             return self._error(400, -1120, msg)
-        try:
-            limit = min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
-            start = int(params["startTime"]) if "startTime" in params else None
-            end = int(params["endTime"]) if "endTime" in params else None
-        except ValueError as exc:
-            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
-        if limit <= 0:
-            return self._error(400, -1100, f"limit must be positive; got {limit}")
+        paging = self._paging(params)
+        if isinstance(paging, int):
+            return paging
+        limit, start, end, _ = paging
         with state.lock:
             candles = state.cache.get((symbol, interval))
             if candles is None:
-                candles = state.cache[(symbol, interval)] = _load(path)
+                candles = state.cache[(symbol, interval)] = load_candles(path)
         step = timeframe_ms(interval)
         lo = 0 if start is None else bisect.bisect_left(candles.ts, start)
         hi = len(candles.ts) if end is None else bisect.bisect_right(candles.ts, end)
@@ -391,6 +349,67 @@ class _Handler(BaseHTTPRequestHandler):
         return [
             [ts, o, h, low, c, v, ts + step - 1, "0", 0, "0", "0", "0"]
             for ts, (o, h, low, c, v) in zip(candles.ts[lo:hi], candles.fields[lo:hi], strict=True)
+        ]
+
+    def _paging(
+        self, params: dict[str, str]
+    ) -> tuple[int, int | None, int | None, int | None] | int:
+        """``limit, startTime, endTime, fromId`` as Binance reads them, or the 400 sent."""
+        try:
+            limit = min(int(params.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
+            start, end, from_id = (
+                int(params[name]) if name in params else None
+                for name in ("startTime", "endTime", "fromId")
+            )
+        except ValueError as exc:
+            return self._error(400, -1100, f"Illegal characters found in a parameter: {exc}")
+        if limit <= 0:
+            return self._error(400, -1100, f"limit must be positive; got {limit}")
+        return limit, start, end, from_id
+
+    def _agg_trades(self, params: dict[str, str]) -> list[dict[str, Any]] | int:
+        state = self.server.state
+        symbol = params.get("symbol")
+        if not symbol:
+            return self._error(400, -1102, "Mandatory parameter 'symbol' was not sent.")
+        if symbol not in state.markets:
+            return self._error(400, -1121, "Invalid symbol.")
+        path = state.trades.get(symbol)
+        if path is None:
+            served = ", ".join(sorted(p.name for p in state.trades.values())) or "none"
+            msg = f"{state.name} has no trades for {symbol}; it serves {served}"
+            return self._error(400, -1120, msg)
+        paging = self._paging(params)
+        if isinstance(paging, int):
+            return paging
+        limit, start, end, from_id = paging
+        with state.lock:
+            trades = state.trade_cache.get(symbol)
+            if trades is None:
+                trades = state.trade_cache[symbol] = load_trades(path)
+        # Only trades made by the simulated now have happened.
+        hi = len(trades.ts) if state.now_ms is None else bisect.bisect_right(trades.ts, state.now())
+        if end is not None:
+            hi = min(hi, bisect.bisect_right(trades.ts, end))
+        if from_id is not None:  # Binance: ids from fromId on, oldest first
+            lo, hi = max(0, from_id), min(hi, max(0, from_id) + limit)
+        elif start is not None:
+            lo = bisect.bisect_left(trades.ts, start)
+            hi = min(hi, lo + limit)
+        else:  # the most recent trades
+            lo = max(0, hi - limit)
+        return [
+            {
+                "a": i,
+                "p": trades.prices[i],
+                "q": trades.amounts[i],
+                "f": i,
+                "l": i,
+                "T": trades.ts[i],
+                "m": trades.sells[i],
+                "M": True,
+            }
+            for i in range(lo, hi)
         ]
 
     def _fear_greed(self, params: dict[str, str]) -> dict[str, Any] | int:
@@ -409,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             days = state.days
             if days is None:
-                days = state.days = _load_days(path)
+                days = state.days = load_days(path)
         now = state.now()
         hi = bisect.bisect_right(days.ts, now) if state.now_ms is not None else len(days.ts)
         lo = 0 if limit == 0 else max(0, hi - limit)
@@ -474,13 +493,18 @@ class LoopbackExchange:
     def __init__(self, data_dir: Path, now_ms: Callable[[], int] | None = None) -> None:
         if not data_dir.is_dir():
             raise ValueError(f"data_dir must be a directory of candle files; got {data_dir}")
-        series, markets = _scan(data_dir)
-        if not markets:
+        listing = scan(data_dir)
+        if not listing.series:
             raise ValueError(
                 f"data_dir holds no binance_<BASE>-<QUOTE>_<tf>.csv.gz files: {data_dir}"
             )
         self._state = _State(
-            name=self.NAME, data_dir=data_dir, series=series, markets=markets, now_ms=now_ms
+            name=self.NAME,
+            data_dir=data_dir,
+            series=listing.series,
+            trades=listing.trades,
+            markets=listing.markets,
+            now_ms=now_ms,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -298,3 +298,26 @@ def test_fetched_days_written_to_the_live_copy_read_back_as_the_shipped_file(
     shipped = read_sentiment(shared_data / FEAR_GREED_FILE)
     expected = shipped[shipped["ts"] <= utc_ms("2024-01-13")].reset_index(drop=True)
     pd.testing.assert_frame_equal(read_sentiment(copy), expected)
+
+
+# --- trades (the whale watcher's) -----------------------------------------------------------------
+
+
+def test_trades_are_served_as_binance_agg_trades_up_to_the_clock(shared_data: Path) -> None:
+    trades = pd.read_csv(shared_data / "binance_XRP-ETH_trades.csv.gz")
+    first = int(trades["timestamp"].iloc[0])
+    clock = Clock(first + 2 * H)
+    with LoopbackExchange(shared_data, now_ms=clock) as loopback:
+        exchange = make_exchange("binance", api_base=loopback.url, enable_rate_limit=False)
+        assert "XRP/ETH" in loopback.symbols
+        hour = exchange.fetch_trades("XRP/ETH", since=first, limit=1000)  # ccxt asks for 1 hour
+        latest = exchange.fetch_trades("XRP/ETH", limit=3)
+        assert loopback.count("/api/v3/aggTrades") == 2
+    expected = trades[trades["timestamp"] <= first + H]
+    assert [t["timestamp"] for t in hour] == expected["timestamp"].tolist()
+    assert [t["price"] for t in hour] == expected["price"].tolist()
+    assert [t["amount"] for t in hour] == expected["amount"].tolist()
+    assert [t["side"] for t in hour] == expected["side"].tolist()
+    made = trades[trades["timestamp"] <= clock.now_ms]
+    assert [t["timestamp"] for t in latest] == made["timestamp"].tail(3).tolist()
+    assert [t["id"] for t in latest] == [str(i) for i in made.index[-3:]]
