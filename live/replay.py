@@ -33,7 +33,6 @@ from live.service import LiveService, Tick
 from store.db import Store
 
 
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="minutes")
 

@@ -154,11 +154,14 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
         if not decision.challenger.startswith(f"{result_run}/"):
             continue
         kind = "promotion" if decision.decision == PromotionDecision.PROMOTED else "refusal"
+        challenger = decision.after.get("challenger") or {}
+        incumbent = decision.after.get("incumbent") or {}
         numbers = {
             "challenger": decision.challenger, "incumbent": decision.incumbent,
             "reason": decision.reason, "dsr": decision.dsr, "n_trials": decision.n_trials,
-            "margin": decision.margin, "sharpe": decision.after.get("sharpe"),
-            "incumbent_sharpe": decision.before.get("sharpe"),
+            "margin": decision.margin, "sharpe": challenger.get("sharpe"),
+            "bars": (challenger.get("metrics") or {}).get("bars"),
+            "incumbent_sharpe": incumbent.get("sharpe"),
         }  # fmt: skip
         ctx.store.live.event(now_ms, kind, f"{decision.specialty}/{decision.regime}", **numbers)
         if kind == "promotion":
@@ -166,14 +169,14 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
             run_part, agent = decision.challenger.split("/", 1)
             ctx.store.live.add_validation(ValidationRecord(
                 decision.specialty, decision.regime, run_part, agent, now_ms, start, end, 0,
-                decision.after.get("sharpe"), decision.dsr, True, "crowned",
+                challenger.get("sharpe"), decision.dsr, True, "crowned",
             ))  # fmt: skip
         else:
             refused += 1
     children = len(ctx.store.runs.agents(result_run))
     ctx.store.live.event(
-        now_ms, "retrain", result_run, run_id=result_run, series=[s.key.symbol for s in enabled],
-        data_from=start, data_to=end, children=children, promoted=promoted, refused=refused,
+        now_ms, "retrain", result_run, run_id=result_run, series=", ".join(s.key.symbol for s in enabled),
+        data_from=_iso(start), data_to=_iso(end), children=children, promoted=promoted, refused=refused,
         ancestors=sum(len(v) for v in carried.values()), previous=previous,
     )  # fmt: skip
     return f"run {result_run}: {children} children, {promoted} promoted, {refused} refused"
