@@ -20,6 +20,7 @@ from cluster.config import load_config
 from live.replay import replay
 from market.when import parse_when
 from store.db import Store
+from tests.cluster.test_evolve_faults import run_actors
 from tests.support.smoke import REPO, sqlite_url
 from tests.support.waiting import wait_for
 
@@ -121,13 +122,19 @@ def test_killed_mid_retrain_and_restarted_it_ends_as_the_uninterrupted_replay(
             if service.poll() is None:
                 service.kill()
     assert rows(home, "SELECT outcome FROM live_jobs WHERE name = 'retrain'") == [("running",)]
+    [(run_id,)] = rows(home, "SELECT run_id FROM runs")
+    # Ray ends a dead driver's actors (its job owns them); the rerun names its Mother the same.
+    wait_for("the killed service's actors to die",
+             lambda: not run_actors(ray_session, run_id, alive_only=True), 60)  # fmt: skip
 
     store = Store.open(sqlite_url(home), home=home)
     replay(load_config(config_file), store, home, shared_data, parse_when(FROM, "f"),
            parse_when(UNTIL, "u"))  # fmt: skip
     store.close()
 
-    assert {name: rows(home, q) for name, q in DUPLICATES.items()} == {name: [] for name in DUPLICATES}
+    assert {name: rows(home, q) for name, q in DUPLICATES.items()} == {
+        name: [] for name in DUPLICATES
+    }
     jobs = dict(rows(home, "SELECT name, runs FROM live_jobs"))
     assert jobs["retrain"] == 1  # rerun once, for its slot: finished once
     assert len(rows(home, "SELECT 1 FROM live_events WHERE kind = 'retrain'")) == 1
