@@ -157,11 +157,7 @@ def prune_cmd(
         size = _mb(pruned.size) if pruned.size is not None else "missing"
         table.add_row(m.model_id, m.kind, m.run_id, m.stage, num(m.sharpe), size)
     console.print(table)
-    summary = ", ".join(f"{n} {why}" for why, n in result.kept_by_category().items())
-    console.print(
-        f"kept {len(result.kept)} models ({summary or 'none'}); {verb} {len(result.deleted)} "
-        f"({_mb(result.model_bytes)} MB)"
-    )
+    console.print(result.summary())
     if result.missing:
         missing_kept = [m.model_id for m in result.missing if m.key in result.kept]
         kept_note = (

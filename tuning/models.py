@@ -354,6 +354,15 @@ class PruneResult:
             counts[category] = counts.get(category, 0) + 1
         return dict(sorted(counts.items()))
 
+    def summary(self) -> str:
+        """One line: ``kept 6 models (4 ancestor, 2 hall of fame); deleted 2 (0.01 MB)``."""
+        verb = "would delete" if self.dry_run else "deleted"
+        kept = ", ".join(f"{n} {why}" for why, n in self.kept_by_category().items())
+        return (
+            f"kept {len(self.kept)} models ({kept or 'none'}); {verb} {len(self.deleted)} "
+            f"({self.model_bytes / 2**20:.2f} MB)"
+        )
+
 
 def prune_models(
     store: Store, home: Path, *, delete_orphans: bool = False, dry_run: bool = False

@@ -9,11 +9,15 @@ specialty's space, a child bred by the real mutation operator, checkpoint files 
   hall of fame is b1 alone: without the later run, b0 and a0 (and a2) would be pruned.
 - ``evo-feb``: c0 carried from ``evo-jan.ta-g001-000`` (b0; operators ``ancestor``), c1 sampled;
   d0 = mutant of c0, its hall of fame.
+
+Also: ``prune_models`` leaves orphan files while a ``queue start`` holds the data root (and says
+so), and deletes them once it does not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from store.db import Store
 from store.records.population import ANCESTOR, AgentRecord, GenerationRecord, RunRecord
 from tests.support.smoke import cli_env, sqlite_url
 from tuning.models import prune_models
+from tuning.queue import queue_lock
 
 SPECIALTY = "technical_analyst"
 SPACE = get_specialty(SPECIALTY).space
@@ -147,6 +152,7 @@ def test_prune_keeps_a_kept_models_ancestors_in_earlier_runs(home: Path) -> None
     assert {p.model.model_id for p in dry.deleted} == gone
     assert dry.bytes_freed == sum(files[g].stat().st_size for g in gone) > 0
     assert dry.files_deleted == 2 and not dry.problems and not dry.orphans
+    assert dry.summary().startswith("kept 6 models (4 ancestor, 2 hall of fame); would delete 2 (")
     assert all(path.exists() for path in files.values())  # a dry run changes nothing
     store.close()
 
@@ -154,3 +160,20 @@ def test_prune_keeps_a_kept_models_ancestors_in_earlier_runs(home: Path) -> None
     assert "kept 6 models (4 ancestor, 2 hall of fame); deleted 2" in output
     for agent_id, path in files.items():
         assert path.exists() == (agent_id not in gone), agent_id
+
+
+def test_prune_deletes_orphans_only_while_no_queue_runs(home: Path) -> None:
+    orphan = home / "checkpoints" / "tune" / f"{'e' * 64}.pt"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x" * 1000)
+    store = Store.open(sqlite_url(home), home=home)
+    with queue_lock(home):  # a `queue start`: a trial's file exists a moment before its row
+        held = prune_models(store, home, delete_orphans=True)
+    assert held.orphans == (orphan,) and held.orphan_bytes == 1000 and not held.orphans_deleted
+    assert held.orphans_refused is not None and held.problems == (held.orphans_refused,)
+    assert re.match(r"`redline queue start` \(pid \d+\) is running", held.orphans_refused)
+    assert orphan.exists() and len(held.deleted) == 2  # the models went all the same
+    free = prune_models(store, home, delete_orphans=True)
+    assert free.orphans_deleted and not orphan.exists() and not free.deleted
+    assert (free.files_deleted, free.bytes_freed) == (1, 1000)
+    store.close()
