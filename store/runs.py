@@ -325,7 +325,7 @@ class RunStore(Repository):
                 order.append(found)
                 queue.append(found)
         discovery = {record.agent_id: index for index, record in enumerate(order)}
-        return sorted(order, key=lambda r: (-r.generation, discovery[r.agent_id]))
+        return sorted(order, key=lambda record: (-record.generation, discovery[record.agent_id]))
 
     def _carried_from(self, child: AgentRecord, parent: str) -> AgentRecord | None:
         """The agent of an earlier run a carried generation-0 ``child`` names as its parent
