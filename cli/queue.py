@@ -206,7 +206,7 @@ def status_cmd(ctx: typer.Context) -> None:
 
     The Sharpe is a trained model's best inference config's; the models: `redline runs search`.
     """
-    from cli.models import best_inference_sharpes
+    from tuning.models import best_inference_sharpes
     from tuning.queue import experiment_id, queue_running
 
     state: CliState = ctx.obj

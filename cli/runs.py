@@ -294,7 +294,10 @@ def lineage_cmd(
     agent = require_agent(runs, store, agent_id)
     ancestors = runs.ancestors(agent.agent_id, run_id=agent.run_id)
     console.print(lineage_tree(agent, ancestors))
-    console.print(f"{len(ancestors)} ancestors back to generation 0 (run {agent.run_id})")
+    earlier = [a for a in ancestors if a.run_id != agent.run_id]  # carried over by a retrain
+    runs_named = ", ".join(sorted({a.run_id for a in earlier}))
+    where = f"; {len(earlier)} of them in earlier runs: {runs_named}" if earlier else ""
+    console.print(f"{len(ancestors)} ancestors back to generation 0 (run {agent.run_id}{where})")
 
 
 def lineage_tree(agent: AgentRecord, ancestors: Sequence[AgentRecord]) -> Tree:

@@ -42,8 +42,10 @@ def parse_agent_id(agent_id: str) -> tuple[str, int, int]:
 class LineageRecord:
     """One child's birth certificate: who, when, from whom, by which operators, with which seed.
 
-    ``parents`` is empty for generation 0 (sampled from the genome space); its first entry is the
-    parent the operator records compare the child with. ``operators`` are the strings of
+    ``parents`` is empty for generation 0 (sampled from the genome space), except a child carried
+    over from an earlier run (operators ``("ancestor",)``: its parent is that run's agent, which
+    these records may not hold); its first entry is the parent the operator records compare the
+    child with. ``operators`` are the strings of
     ``evolution.operators.OperatorRecord`` (e.g. ``mutPolynomialBounded(eta=20,indpb=0.2)[lr]``).
     """
 

@@ -51,6 +51,7 @@ from market.regimes import REGIMES
 from store.paths import DataRoot
 from store.records.champions import ALL_REGIMES, RegimeBestRecord, Stage
 from store.records.population import (
+    ANCESTOR,
     AgentRecord,
     AgentStatus,
     GenerationRecord,
@@ -218,7 +219,7 @@ class Mother:
                 if index < len(carried):  # an ancestor's genome, its agent id as its parent
                     parent, text = carried[index]
                     genome = space.validate(Genome.from_json(text))
-                    births.append(self._birth_record(genome, 0, index, (parent,), ("ancestor",)))
+                    births.append(self._birth_record(genome, 0, index, (parent,), (ANCESTOR,)))
                     continue
                 births.append(self._birth_record(genome, 0, index, (), ()))
         self.runs.add_agents(births)

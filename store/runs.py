@@ -39,6 +39,7 @@ from store.errors import NotFoundError
 from store.models import Agent, Generation, Kill, Run
 from store.records.champions import RegimeBestRecord
 from store.records.population import (
+    ANCESTOR,
     AgentRecord,
     AgentStatus,
     GenerationRecord,
@@ -265,9 +266,37 @@ class RunStore(Repository):
         Nearest first: by generation, latest first (an elite that outlived its generation can
         parent a much younger child), then in order of discovery walking parents breadth first in
         the order they are listed. One recursive query finds them; a parent id the run does not
-        hold ends its branch (logged).
+        hold ends its branch (logged). Except one: a generation-0 child carried over from an
+        earlier run (operators ``(ANCESTOR,)``) names its ancestor there, and the walk goes on in
+        that run; an earlier run's ancestors come after the later run's (they are older).
         """
         head = self.require_agent(agent_id, run_id=run_id)
+        found: list[AgentRecord] = []
+        seen = {(head.run_id, head.agent_id)}
+        starts = [head]
+        while starts:  # one run per step: the agent's, then each earlier run it was carried from
+            start = starts.pop(0)
+            in_run = self._ancestors_in_run(start)
+            carried: list[AgentRecord] = []
+            for record in [start, *in_run]:
+                if record.operators != (ANCESTOR,):
+                    continue
+                for parent in record.parents:
+                    ancestor = self._carried_from(record, parent)
+                    if ancestor is None or (ancestor.run_id, ancestor.agent_id) in seen:
+                        continue
+                    seen.add((ancestor.run_id, ancestor.agent_id))
+                    carried.append(ancestor)
+                    starts.append(ancestor)
+            for record in in_run:
+                if (record.run_id, record.agent_id) not in seen:
+                    seen.add((record.run_id, record.agent_id))
+                    found.append(record)
+            found.extend(carried)
+        return found
+
+    def _ancestors_in_run(self, head: AgentRecord) -> list[AgentRecord]:
+        """The ancestors of ``head`` in its own run, nearest first (see ``ancestors``)."""
         statement = text(_ancestors_sql(self.dialect)).columns(*_agents.c)
         params = {"run_id": head.run_id, "agent_id": head.agent_id}
         with self._db.reading() as connection:
@@ -285,14 +314,39 @@ class RunStore(Repository):
                 seen.add(parent)
                 found = by_id.get(parent)
                 if found is None:
-                    logger.warning(
-                        "lineage of %s: run %s has no agent %s", agent_id, head.run_id, parent
-                    )
+                    if current.operators != (ANCESTOR,):  # a carried parent: another run's
+                        logger.warning(
+                            "lineage of %s: run %s has no agent %s",
+                            head.agent_id,
+                            head.run_id,
+                            parent,
+                        )
                     continue
                 order.append(found)
                 queue.append(found)
         discovery = {record.agent_id: index for index, record in enumerate(order)}
         return sorted(order, key=lambda record: (-record.generation, discovery[record.agent_id]))
+
+    def _carried_from(self, child: AgentRecord, parent: str) -> AgentRecord | None:
+        """The agent of an earlier run a carried generation-0 ``child`` names as its parent
+        (its full id, ``<run_id>.<agent>``: the run it names wins when several runs hold the
+        id); None, logged, when no other run holds it."""
+        query = select(_agents).where(
+            _agents.c.agent_id == parent, _agents.c.run_id != child.run_id
+        )
+        with self._db.reading() as connection:
+            rows = [from_row(AgentRecord, row) for row in connection.execute(query).mappings()]
+        named = [r for r in rows if parent.startswith(f"{r.run_id}.")]
+        if len(rows) == 1 or len(named) == 1:
+            return rows[0] if len(rows) == 1 else named[0]
+        logger.warning(
+            "lineage of %s (run %s): its ancestor %s is in %s",
+            child.agent_id,
+            child.run_id,
+            parent,
+            "no other run" if not rows else f"{len(rows)} runs, none named by the id",
+        )
+        return None
 
     # -- generations and kills ------------------------------------------------------------------
 

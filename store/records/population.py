@@ -14,6 +14,7 @@ from market.regimes import RegimeRules
 from store.records import checks as check
 
 __all__ = [
+    "ANCESTOR",
     "AgentRecord",
     "AgentStatus",
     "GenerationRecord",
@@ -22,6 +23,11 @@ __all__ = [
     "RunRecord",
     "RunStatus",
 ]
+
+
+#: The operator of a generation-0 child carried over from an earlier run (the living loop's retrain
+#: continues the hall of fame): its one parent is that run's agent, named by its full agent id.
+ANCESTOR = "ancestor"
 
 
 class RunStatus(StrEnum):
@@ -107,8 +113,9 @@ class RunRecord:
 class AgentRecord:
     """One child: birth certificate, then (status OK or FAILED) its out-of-sample result.
 
-    ``parents`` are agent ids of the same run (empty in generation 0); ``operators`` the operator
-    records that made it (``evolution.operators.OperatorRecord`` strings); ``objectives`` are all
+    ``parents`` are agent ids of the same run (empty in generation 0, except a child carried over
+    from an earlier run: operators ``(ANCESTOR,)`` and one parent, that run's agent); ``operators``
+    the operator records that made it (``evolution.operators.OperatorRecord`` strings); ``objectives`` are all
     maximized (direction and rank: ``(sharpe, max_drawdown, hit_rate)``; classify: ``(auc,
     precision, recall)``). ``killed_generation`` is written by ``RunStore.record_kill`` only.
     """
@@ -151,17 +158,19 @@ class AgentRecord:
             )
         check.seed(self, "seed")
         check.strings(self, "parents")
+        check.strings(self, "operators")
         if self.agent_id in self.parents:
             raise ValueError(
                 f"AgentRecord.parents of {self.agent_id!r} must not name the agent itself; "
                 f"got {self.parents!r}"
             )
-        if self.parents and self.generation == 0:
+        carried = self.operators == (ANCESTOR,) and len(self.parents) == 1
+        if self.parents and self.generation == 0 and not carried:
             raise ValueError(
-                f"AgentRecord.parents of {self.agent_id!r} must be empty in generation 0; "
-                f"got {self.parents!r}"
+                f"AgentRecord.parents of {self.agent_id!r} must be empty in generation 0 (or one "
+                f"ancestor of an earlier run, with operators ({ANCESTOR!r},)); got "
+                f"{self.parents!r}"
             )
-        check.strings(self, "operators")
         check.member(self, "status", AgentStatus)
         check.text(self, "reason", empty=True)
         try:

@@ -33,7 +33,13 @@ from store.db import Store
 from store.errors import NotFoundError
 from store.models import Agent, Generation, Kill, MarketData, RegimeBestModel, Run
 from store.records.champions import RegimeBestRecord
-from store.records.population import AgentRecord, GenerationRecord, KillRecord, RunRecord
+from store.records.population import (
+    ANCESTOR,
+    AgentRecord,
+    GenerationRecord,
+    KillRecord,
+    RunRecord,
+)
 from store.runs import RunStore
 from tests.store.conftest import BTC_1H, FEB_2020, JAN_2020, MAR_2020, real_candles
 from tests.store.rows import Clock, clocked, count_rows, record_content, table_names
@@ -485,6 +491,48 @@ def test_ancestors_stay_in_their_run_and_end_at_missing_parents(runs: RunStore) 
         "ta-g001-000", "ta-g001-001",
     ]  # fmt: skip
     assert {a.run_id for a in runs.ancestors("ta-g002-000", run_id=run_a)} == {run_a}
+
+
+def test_a_carried_generation_0_child_walks_on_into_the_run_it_came_from(
+    runs: RunStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The living loop's retrain starts generation 0 from an earlier run's elite: the child's one
+    parent (operators ``(ANCESTOR,)``) is that run's agent, and lineage goes on there."""
+    run_a = runs.create_run(_run()).run_id
+    run_b = runs.create_run(_run("evo-20240401-b")).run_id
+    lineage_a = _lineage(run_a)
+    runs.upsert_agents(list(lineage_a.values()))
+    elite = lineage_a["ta-g002-000"]
+    carried = _birth(
+        run_b, 0, 0, Genome.from_json(elite.genome_json), (elite.agent_id,), (ANCESTOR,)
+    )
+    sampled = _birth(run_b, 0, 1, initial_population(SPACE, 2, ROOT_SEED + 1)[1])
+    child = mutate_traced(Genome.from_json(carried.genome_json), SPACE, np.random.default_rng(7))
+    bred = _birth(run_b, 1, 0, child.genome, (carried.agent_id,), child.operators)
+    runs.upsert_agents([_scored(carried), _scored(sampled), _scored(bred)])
+
+    def walk(agent_id: str, run_id: str) -> list[tuple[str, str]]:
+        return [(a.run_id, a.agent_id) for a in runs.ancestors(agent_id, run_id=run_id)]
+
+    elite_and_its_own = ["ta-g002-000", "ta-g001-000", "ta-g001-001", "ta-g000-000", "ta-g000-001",
+                         "ta-g000-002"]  # fmt: skip
+    in_a = [(run_a, agent_id) for agent_id in elite_and_its_own]
+    # The later run's ancestors first (it is nearer), then the elite and its own, nearest first.
+    assert walk("ta-g001-000", run_b) == [(run_b, "ta-g000-000"), *in_a]
+    assert walk("ta-g000-000", run_b) == in_a
+    assert walk("ta-g000-001", run_b) == []
+
+    # An id several other runs hold, none of which it names, ends the walk (logged).
+    run_c = runs.create_run(_run("evo-20240401-c")).run_id
+    runs.upsert_agents(list(_lineage(run_c).values()))
+    assert walk("ta-g000-000", run_b) == []
+    assert "its ancestor ta-g002-000 is in 2 runs, none named by the id" in caplog.text
+
+    # Only a carried child may name a parent in generation 0.
+    with pytest.raises(ValueError, match=r"parents of 'ta-g000-000' must be empty in generation 0"):
+        replace(carried, operators=("mutPolynomialBounded(eta=20,indpb=0.2)[lr]",))
+    with pytest.raises(ValueError, match=r"must be empty in generation 0 .*got \('a', 'b'\)"):
+        replace(carried, parents=("a", "b"))
 
 
 # -- generations ---------------------------------------------------------------------------------
