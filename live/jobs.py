@@ -25,7 +25,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from market.exchange import make_exchange
 from market.series import SeriesKey
 from market.timeframes import bars_per_year, timeframe_ms
 from serving.ensemble import Ensemble, ensemble_version
+from store.candles import SeriesInfo
 from store.db import Store
 from store.fetch import FetchSettings, fetch_series
 from store.records.champions import RegimeBestRecord, Stage
@@ -60,6 +61,26 @@ class LiveContext:
     now_ms: Callable[[], int]
     _exchanges: dict[str, ccxt.Exchange] = field(default_factory=dict)
     _ensemble: Ensemble | None = None
+    _infos: dict[SeriesKey, tuple[int, SeriesInfo | None]] = field(default_factory=dict)
+    _fear_greed_day: int | None = None  # the newest day of the index the loop has stored
+
+    def series_info(self, key: SeriesKey, now_ms: int) -> SeriesInfo | None:
+        """``store.candles.series_info``, read once per clock reading (``collect`` forgets it
+        when it stores candles): label and answer read it at every close."""
+        cached = self._infos.get(key)
+        if cached is None or cached[0] != now_ms:
+            cached = self._infos[key] = (now_ms, self.store.candles.series_info(key))
+        return cached[1]
+
+    def remember_info(
+        self, key: SeriesKey, now_ms: int, info: SeriesInfo | None, inserted: int, last: int | None
+    ) -> None:
+        """The series after ``collect`` appended ``inserted`` candles ending at ``last``."""
+        if info is None or last is None:
+            self._infos.pop(key, None)  # a new series: read it whole next time
+            return
+        grown = replace(info, rows=info.rows + inserted, last_ts=max(info.last_ts, last))
+        self._infos[key] = (now_ms, grown)
 
     @property
     def keys(self) -> list[SeriesKey]:
@@ -114,7 +135,7 @@ def collect(ctx: LiveContext, now_ms: int, *, backfill: bool = False) -> str:
     for key in ctx.keys:
         ctx.store.live.watch(key, now_ms)
         until = closed_until(now_ms, ctx.step)
-        info = ctx.store.candles.series_info(key)
+        info = ctx.series_info(key, now_ms)
         since = info.last_ts + ctx.step if info else until - ctx.live.history_days * DAY_MS
         if since >= until:
             continue
@@ -128,6 +149,9 @@ def collect(ctx: LiveContext, now_ms: int, *, backfill: bool = False) -> str:
             ctx.store.live.event(now_ms, "error", f"collect {key}", error=f"{exc}"[:500])
             continue
         added += result.inserted
+        if result.inserted:  # what series_info would read now, without its scan
+            last = ctx.store.candles.get_cursor(key)
+            ctx.remember_info(key, now_ms, info, result.inserted, last)
         if backfill and result.inserted:
             ctx.store.live.event(
                 now_ms, "backfill", str(key), candles=result.inserted, since=since, until=until
@@ -145,16 +169,23 @@ class CollectError(RuntimeError):
 
 
 def collect_fear_greed(ctx: LiveContext, now_ms: int) -> str:
+    """The daily index: its whole history once, then the last days, once a day (a day's value
+    is published at 00:00 UTC; asking every hour would only ask again)."""
     from market.sentiment import fetch_fear_greed, write_sentiment
 
+    today = now_ms - now_ms % DAY_MS
+    if ctx._fear_greed_day == today:
+        return "fear & greed up to date"
     path = ctx.fear_greed_path
-    days = 0 if not path.exists() else 3  # the whole history once, then the last days
+    days = 0 if not path.exists() else 3
     try:
         frame = fetch_fear_greed(ctx.live.fear_greed_url, limit=days)
     except (ExchangeError, ValueError, OSError) as exc:
         ctx.store.live.event(now_ms, "error", "collect fear & greed", error=f"{exc}"[:500])
         return f"fear & greed failed: {exc}"
     added = write_sentiment(frame, path)
+    if not frame.empty and int(frame["ts"].max()) >= today:
+        ctx._fear_greed_day = today
     return f"{added} fear & greed days"
 
 
@@ -167,7 +198,7 @@ def label(ctx: LiveContext, now_ms: int) -> str:
     labelled_votes = 0
     for key in ctx.keys:
         record = ctx.store.live.watch(key, now_ms)
-        info = ctx.store.candles.series_info(key)
+        info = ctx.series_info(key, now_ms)
         if info is None:
             continue
         examples = max(info.rows - horizon, 0)
@@ -228,7 +259,7 @@ def answer(ctx: LiveContext, now_ms: int) -> str:
     ensemble = ctx.ensemble()
     answered = []
     for key in ctx.keys:
-        info = ctx.store.candles.series_info(key)
+        info = ctx.series_info(key, now_ms)
         if info is None:
             continue
         if ctx.store.live.last_answer(key) == info.last_ts:
