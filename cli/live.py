@@ -21,7 +21,7 @@ from market.when import parse_when
 console = make_console()
 
 
-LOUD = frozenset({"retrain", "evolve", "analysis"})
+LOUD = frozenset({"retrain", "evolve"})
 
 
 def _printer(

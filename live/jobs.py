@@ -386,7 +386,11 @@ def retention(ctx: LiveContext, now_ms: int) -> str:
 
 
 def prune_models(ctx: LiveContext) -> str:
-    return "model files: prune not wired yet"
+    """Model files by ``redline models prune``'s rules (``tuning.models``): champions, paper and
+    live models, elites, their ancestors and the models of running runs stay."""
+    from tuning.models import prune_models as prune
+
+    return prune(ctx.store, ctx.home).summary()
 
 
 def analysis(ctx: LiveContext, now_ms: int) -> str:
