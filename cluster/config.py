@@ -287,7 +287,9 @@ class LiveConfig(_Frozen):
     watch: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
     api_base: str | None = None  # None: the exchange itself; a URL: a proxy or a loopback
     history_days: int = Field(365, ge=1)  # how far back a newly watched series is fetched
-    collect_delay_s: float = Field(10.0, ge=0)  # after each candle close, for the exchange to close it
+    collect_delay_s: float = Field(
+        10.0, ge=0
+    )  # after each candle close, for the exchange to close it
     fear_greed: bool = True  # collect the daily Fear & Greed value too
     fear_greed_url: str = "https://api.alternative.me"
     label_horizon: int = Field(1, ge=1)  # bars: a vote's realized forward return

@@ -23,13 +23,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from market.equity import compare_series
-
 from cluster.config import RedlineConfig
 from live.clock import ReplayClock
 from live.loopback import LoopbackExchange
 from live.report import EVENT_KINDS, REPORT_FILE, ReplayReport
 from live.service import LiveService, Tick
+from market.equity import compare_series
 from store.db import Store
 
 

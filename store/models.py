@@ -201,7 +201,9 @@ class Agent(Base):
     generation: Mapped[int] = mapped_column(Integer)
     genome_json: Mapped[str] = mapped_column(Text)
     genome_digest: Mapped[str] = mapped_column(_DIGEST)
-    parents: Mapped[str] = mapped_column(Text)  # JSON agent ids: same run (ANCESTOR: an earlier one)
+    parents: Mapped[str] = mapped_column(
+        Text
+    )  # JSON agent ids: same run (ANCESTOR: an earlier one)
     operators: Mapped[str] = mapped_column(Text)  # JSON list of operator records
     seed: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import pytest
-
 from cluster.config import LiveConfig, load_config
 from live.jobs import LiveContext, collect, label
 from live.loopback import LoopbackExchange
