@@ -4,6 +4,7 @@ twice, reruns the retrain once, and ends in the state of an uninterrupted replay
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -15,13 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from cli.main import app
 from cluster.config import load_config
 from live.replay import replay
 from market.when import parse_when
 from store.db import Store
 from tests.cluster.test_evolve_faults import run_actors
-from tests.support.smoke import REPO, sqlite_url
+from tests.support.smoke import REPO, cli_env, sqlite_url
 from tests.support.waiting import wait_for
 
 FROM, UNTIL = "2024-01-01", "2024-01-02T12:00"
@@ -140,3 +143,31 @@ def test_killed_mid_retrain_and_restarted_it_ends_as_the_uninterrupted_replay(
     assert len(rows(home, "SELECT 1 FROM live_events WHERE kind = 'retrain'")) == 1
     for name, query in STATE.items():
         assert rows(home, query) == rows(uninterrupted, query), name
+
+
+def test_status_json_after_the_replay_shows_coverage_schedules_and_champions(
+    uninterrupted: Path, config_file: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["--config", str(config_file), "status", "--json"], env=cli_env(uninterrupted),
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["clock"] == "2024-01-02T12:00+00:00"
+    [btc] = status["series"]
+    assert btc == {
+        "series": "binance BTC/USDT 1h", "first": "2023-09-03T00:00+00:00",
+        "last": "2024-01-02T11:00+00:00", "rows": 2916, "holes": 0, "lag_bars": 0,
+        "labelled": 2915, "training": True, "enabled_at": "2024-01-01T00:00+00:00",
+    }  # fmt: skip
+    schedules = status["schedules"]
+    assert set(schedules) == {"collect", "label", "answer", "monitor", "retrain", "analysis"}
+    assert schedules["retrain"]["runs"] == 1 and schedules["retrain"]["outcome"] == "ok"
+    assert schedules["retrain"]["next"] == "2024-01-08T00:00+00:00"
+    assert schedules["collect"]["next"] == "2024-01-02T13:00+00:00"
+    champions = rows(uninterrupted, STATE["champions"])
+    assert [c["model"].split("/")[1] for c in status["champions"]] == [c[2] for c in champions]
+    refused = rows(uninterrupted, "SELECT COUNT(*) FROM promotions WHERE decision = 'REFUSED'")
+    assert len(status["refusals"]) == min(refused[0][0], 10)
+    assert status["errors"] == []
