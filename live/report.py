@@ -178,8 +178,16 @@ class ReplayReport:
 
     # -- the terminal -----------------------------------------------------------------------------
 
-    def render(self, console: Console, *, max_events: int | None = None) -> None:
-        """The summary line, a table per series and the events (the last ``max_events``)."""
+    def render(
+        self,
+        console: Console,
+        *,
+        max_events: int | None = None,
+        hide: tuple[str, ...] = ("refusal", "validation"),
+    ) -> None:
+        """The summary line, a table per series and the events (the last ``max_events``), but
+        those of the kinds in ``hide`` (one per regime and retrain: counted in a line; the JSON
+        has each with its reason)."""
         console.print(
             f"replay {_when(self.replay_from)} to {_when(self.replay_until)} UTC: "
             f"{self.sim_days:,.1f} simulated days in {self.wall_seconds:,.0f} s "
@@ -188,7 +196,12 @@ class ReplayReport:
         )
         for name in sorted(self.series):
             console.print(series_table(name, self.series[name], self.replay_from))
-        console.print(events_table(self.events, max_events))
+        shown = [e for e in self.events if e["kind"] not in hide]
+        console.print(events_table(shown, max_events))
+        hidden = {kind: sum(e["kind"] == kind for e in self.events) for kind in hide}
+        if any(hidden.values()):
+            counts = ", ".join(f"{n:,} {kind} events" for kind, n in hidden.items())
+            console.print(f"not shown: {counts}; replay_report.json lists each with its numbers")
 
 
 def _when(text: str) -> str:

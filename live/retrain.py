@@ -150,6 +150,7 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
         )  # fmt: skip
         result_run = result.run_id
     promoted = refused = 0
+    best_dsr: float | None = None
     for decision in ctx.store.champions.promotions():
         if not decision.challenger.startswith(f"{result_run}/"):
             continue
@@ -164,6 +165,8 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
             "incumbent_sharpe": incumbent.get("sharpe"),
         }  # fmt: skip
         ctx.store.live.event(now_ms, kind, f"{decision.specialty}/{decision.regime}", **numbers)
+        if decision.dsr is not None:
+            best_dsr = max(best_dsr or decision.dsr, decision.dsr)
         if kind == "promotion":
             promoted += 1
             run_part, agent = decision.challenger.split("/", 1)
@@ -175,8 +178,10 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
             refused += 1
     children = len(ctx.store.runs.agents(result_run))
     ctx.store.live.event(
-        now_ms, "retrain", result_run, run_id=result_run, series=", ".join(s.key.symbol for s in enabled),
-        data_from=_iso(start), data_to=_iso(end), children=children, promoted=promoted, refused=refused,
-        ancestors=sum(len(v) for v in carried.values()), previous=previous,
+        now_ms, "retrain", result_run, series=", ".join(s.key.symbol for s in enabled),
+        data=f"{_iso(start)[:10]} .. {_iso(end)[:10]}", children=children,
+        ancestors=sum(len(v) for v in carried.values()), promoted=promoted, refused=refused,
+        best_dsr=best_dsr,
     )  # fmt: skip
-    return f"run {result_run}: {children} children, {promoted} promoted, {refused} refused"
+    best = "" if best_dsr is None else f" (best DSR {best_dsr:.2f})"
+    return f"run {result_run}: {children} children, {promoted} promoted, {refused} refused{best}"

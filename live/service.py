@@ -125,11 +125,15 @@ class LiveService:
     # -- the loop ------------------------------------------------------------------------------
 
     def run_due(self, now_ms: int) -> int:
-        """Run every job due at ``now_ms``, in order; returns how many ran."""
+        """Run every job due at ``now_ms``, in order; returns how many ran. At a replay's last
+        slot (``until_ms``) only the close's own jobs run: a model trained then answers nothing."""
         ran = 0
+        last = self.until_ms is not None and now_ms >= self.until_ms
         for schedule in self.schedules:
             if self.stop.is_set():
                 break
+            if last and schedule.name in ("retrain", "evolve", "analysis"):
+                continue
             slot = schedule.due(self.store.live.job(schedule.name), now_ms)
             if slot is not None:
                 self._job(schedule.name, now_ms, slot)

@@ -108,7 +108,7 @@ def test_non_finite_numbers_are_null(report: ReplayReport) -> None:
 
 def test_the_tables_show_every_figure(report: ReplayReport) -> None:
     console = Console(record=True, width=200)
-    report.render(console)
+    report.render(console, hide=())
     text = console.export_text()
     assert "replay 2024-01-01 to 2024-01-15 UTC: 14.0 simulated days in 272 s" in text
     assert "(1 retrains, 1 promotions, 1 refusals)" in text
@@ -135,10 +135,18 @@ def test_the_tables_show_every_figure(report: ReplayReport) -> None:
 
 def test_only_the_last_events_when_asked(report: ReplayReport) -> None:
     console = Console(record=True, width=200)
-    report.render(console, max_events=2)
+    report.render(console, max_events=2, hide=())
     text = console.export_text()
     assert "decay" in text and "expire" in text and "auto_enable" not in text
     assert f"the first 5 are in {REPORT_FILE}" in text
+
+
+def test_refusals_are_counted_not_listed_by_default(report: ReplayReport) -> None:
+    console = Console(record=True, width=200)
+    report.render(console)
+    text = console.export_text()
+    assert "6 events" in text and "ta-0007 bull_trending" not in text
+    assert "not shown: 1 refusal events, 0 validation events; replay_report.json lists each" in text
 
 
 def test_short_numbers() -> None:
