@@ -136,7 +136,9 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
             trades=(), rugpull_tokens=None,
         ),
     })  # fmt: skip
-    config = ctx.config.model_copy(update={"evolve": evolve})
+    # The run keeps its evolve section and the other rules, not the live section: where the
+    # exchange is (a replay's loopback port) is not what the run did, and its resume compares.
+    config = ctx.config.model_copy(update={"evolve": evolve, "live": None})
     run_id = f"r{slot_ms // 1000}-{config_hash(evolve, config.regimes)[:6]}"
     previous = _previous_run(ctx, slot_ms)
     carried = ancestors(ctx, previous)

@@ -87,9 +87,9 @@ def test_the_uninterrupted_replay_trains_answers_and_labels(uninterrupted: Path)
     assert last == parse_when("2024-01-02T11:00", "t")
     assert count == 120 * 24 + 36  # the backfill's 120 days and the replay's 36 hours
     assert len(rows(uninterrupted, STATE["children"])) == 4  # one retrain of 4 children
-    # An answer at every close from the start on (the first, on 2023-12-31 23:00's candle,
-    # before the first retrain: flat).
-    assert len(rows(uninterrupted, STATE["answers"])) == 37
+    # An answer at every close after the start (the first, at 01:00, on 00:00's candle).
+    answers = rows(uninterrupted, STATE["answers"])
+    assert [a[1] for a in answers] == [parse_when(FROM, "f") + h * 3_600_000 for h in range(36)]
     jobs = dict(rows(uninterrupted, "SELECT name, runs FROM live_jobs"))
     assert jobs["retrain"] == 1 and jobs["collect"] == 37  # the backfill, then each close
 
