@@ -41,7 +41,10 @@ LIVE = {
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("live") / "live-test.yaml"
-    path.write_text(yaml.safe_dump({"live": LIVE}))
+    # A test-only gate far below the defaults: 4 children on 120 days crown nothing under them,
+    # and the state compared must hold champions that answer and votes that are labelled.
+    champions = {"dsr_threshold": 0.0, "min_regime_bars": 20, "margin": 0.0}
+    path.write_text(yaml.safe_dump({"live": LIVE, "champions": champions}))
     return path
 
 
@@ -92,6 +95,11 @@ def test_the_uninterrupted_replay_trains_answers_and_labels(uninterrupted: Path)
     assert [a[1] for a in answers] == [parse_when(FROM, "f") + h * 3_600_000 for h in range(36)]
     jobs = dict(rows(uninterrupted, "SELECT name, runs FROM live_jobs"))
     assert jobs["retrain"] == 1 and jobs["collect"] == 37  # the backfill, then each close
+    # Under the test's low gate the retrain crowned champions, whose votes Serve's code answered
+    # with and the label job labelled (the equality below compares real state).
+    assert rows(uninterrupted, STATE["champions"])
+    assert any(direction != 0 for _, _, direction, _, _ in answers)
+    assert rows(uninterrupted, STATE["labels"])
 
 
 def test_killed_mid_retrain_and_restarted_it_ends_as_the_uninterrupted_replay(
