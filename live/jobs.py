@@ -105,11 +105,20 @@ class LiveContext:
             )  # fmt: skip
         return self._exchanges[exchange_id]
 
-    def ensemble(self) -> Ensemble:
-        """The live ensemble, reloaded when the store's champions change (Serve's hot swap)."""
+    def ensemble(self, now_ms: int) -> Ensemble:
+        """The live ensemble, reloaded when the store's champions change, as each Serve replica
+        reloads it (its hot swap); a change is logged as a ``swap`` event."""
         version = ensemble_version(self.store, self.home)
         if self._ensemble is None or self._ensemble.version != version:
+            # What answered last: this process's ensemble, or the newest answer stored.
+            before = self._ensemble.version if self._ensemble else self.store.live.last_version()
             self._ensemble = Ensemble.load(self.store, self.home)
+            if before is not None and before != self._ensemble.version:
+                voting = sum(len(members) for members in self._ensemble.members.values())
+                self.store.live.event(
+                    now_ms, "swap", f"ensemble {self._ensemble.version[:12]}",
+                    previous=before[:12], voting=voting,
+                )  # fmt: skip
         return self._ensemble
 
 
@@ -256,7 +265,7 @@ def request_id(key: SeriesKey, ts: int) -> str:
 
 def answer(ctx: LiveContext, now_ms: int) -> str:
     """What Serve answers at this close for every watched series, recorded (module doc)."""
-    ensemble = ctx.ensemble()
+    ensemble = ctx.ensemble(now_ms)
     answered = []
     for key in ctx.keys:
         info = ctx.series_info(key, now_ms)

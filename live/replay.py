@@ -60,7 +60,7 @@ def replay(
             f"--replay-until must be after --replay-from; got {_iso(start_ms)} .. {_iso(until_ms)}"
         )
     live = config.require_live("the config")
-    wall = time.perf_counter()
+    wall, started = time.perf_counter(), datetime.now(UTC)
     clock = ReplayClock(resume_from(store, start_ms))
     with LoopbackExchange(Path(data_dir), now_ms=clock.now_ms) as server:
         live = live.model_copy(update={"api_base": server.url, "fear_greed_url": server.url})
@@ -83,7 +83,8 @@ def replay(
         for e in store.live.events(since_ms=start_ms, kinds=list(EVENT_KINDS))
     ]
     report = ReplayReport(
-        started_at=_iso(start_ms), ended_at=_iso(clock.now_ms()),
+        started_at=started.isoformat(timespec="seconds"),
+        ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
         replay_from=_iso(start_ms), replay_until=_iso(until_ms),
         wall_seconds=time.perf_counter() - wall, sim_days=(clock.now_ms() - start_ms) / 86_400_000,
         series=series, events=events,

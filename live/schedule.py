@@ -7,7 +7,7 @@ service was down runs **once** on restart (for its latest slot), not once per mi
 that started but never finished (the service was killed) is due again for the same slot.
 
 A job that never ran is due at once when it is a ``run_at_start`` job (collect: the backfill;
-label; retrain, so a new service trains before its first answer), otherwise at its next slot.
+label; answer; retrain, so a new service trains at once), otherwise at its next slot.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from store.db import Store
 logger = logging.getLogger(__name__)
 
 ORDER = ("collect", "label", "answer", "monitor", "retrain", "evolve", "analysis")
-RUN_AT_START = frozenset({"collect", "label", "retrain"})
+RUN_AT_START = frozenset({"collect", "label", "answer", "retrain"})
 
 
 def fmt(ms: int) -> str:

@@ -206,6 +206,12 @@ class LiveStore(Repository):
                 select(func.max(_answers.c.ts)).where(_of(_answers, key))
             ).scalar()
 
+    def last_version(self) -> str | None:
+        """The ensemble version of the newest answer stored (any series), or None."""
+        statement = select(_answers.c.model_version).order_by(_answers.c.ts.desc()).limit(1)
+        with self._db.reading() as connection:
+            return connection.execute(statement).scalar()
+
     # -- vote labels -------------------------------------------------------------------------
 
     def add_labels(self, labels: Sequence[VoteLabelRecord]) -> int:

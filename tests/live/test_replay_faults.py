@@ -90,9 +90,11 @@ def test_the_uninterrupted_replay_trains_answers_and_labels(uninterrupted: Path)
     assert last == parse_when("2024-01-02T11:00", "t")
     assert count == 120 * 24 + 36  # the backfill's 120 days and the replay's 36 hours
     assert len(rows(uninterrupted, STATE["children"])) == 4  # one retrain of 4 children
-    # An answer at every close after the start (the first, at 01:00, on 00:00's candle).
+    # An answer at every close from the start on (the first, at 00:00, on 2023-12-31 23:00's
+    # candle, before the first retrain: flat).
     answers = rows(uninterrupted, STATE["answers"])
-    assert [a[1] for a in answers] == [parse_when(FROM, "f") + h * 3_600_000 for h in range(36)]
+    assert [a[1] for a in answers] == [parse_when(FROM, "f") + h * 3_600_000 for h in range(-1, 36)]
+    assert answers[0][2:4] == (0, 0.0)
     jobs = dict(rows(uninterrupted, "SELECT name, runs FROM live_jobs"))
     assert jobs["retrain"] == 1 and jobs["collect"] == 37  # the backfill, then each close
     # Under the test's low gate the retrain crowned champions, whose votes Serve's code answered
@@ -100,6 +102,9 @@ def test_the_uninterrupted_replay_trains_answers_and_labels(uninterrupted: Path)
     assert rows(uninterrupted, STATE["champions"])
     assert any(direction != 0 for _, _, direction, _, _ in answers)
     assert rows(uninterrupted, STATE["labels"])
+    # The answers swapped to the crowned ensemble once, at the first close after the retrain.
+    swaps = rows(uninterrupted, "SELECT at_ms FROM live_events WHERE kind = 'swap'")
+    assert swaps == [(parse_when("2024-01-01T01:00", "t"),)]
 
 
 def test_killed_mid_retrain_and_restarted_it_ends_as_the_uninterrupted_replay(
