@@ -36,6 +36,10 @@ from store.db import Store
 
 logger = logging.getLogger(__name__)
 
+SIMPLE_JOBS = {
+    "label": jobs.label, "answer": jobs.answer, "monitor": jobs.monitor,
+    "retention": jobs.retention, "analysis": jobs.analysis,
+}  # fmt: skip
 ORDER = ("collect", "label", "answer", "monitor", "retrain", "evolve", "analysis")
 RUN_AT_START = frozenset({"collect", "label", "answer", "retrain"})
 
@@ -65,6 +69,7 @@ class LiveService:
     on_tick: Callable[[Tick], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     timings: dict[str, list[float]] = field(default_factory=dict)
+    _backfilled: bool = False
 
     def __post_init__(self) -> None:
         self.live: LiveConfig = self.config.require_live("the config")
@@ -79,30 +84,17 @@ class LiveService:
     # -- the jobs ------------------------------------------------------------------------------
 
     def _run(self, name: str, now_ms: int, slot_ms: int) -> str:
-        ctx = self.ctx
-        if name == "collect":
-            return jobs.collect(ctx, now_ms)
-        if name == "label":
-            return jobs.label(ctx, now_ms)
-        if name == "answer":
-            return jobs.answer(ctx, now_ms)
-        if name == "monitor":
-            return jobs.monitor(ctx, now_ms)
+        if name == "collect":  # this process's first collect is the backfill (logged per series)
+            first, self._backfilled = not self._backfilled, True
+            return jobs.collect(self.ctx, now_ms, backfill=first)
         if name in ("retrain", "evolve"):
             generations = self.live.weekly_generations if name == "evolve" else None
-            outcome = retrain(ctx, now_ms, slot_ms, generations=generations)
-            if not outcome.startswith("skipped"):
-                done = sum(
-                    1 for e in self.store.live.events(kinds=["retrain"]) if e.at_ms <= now_ms
-                )
-                if done % self.live.retention.cleanup_every == 0:
-                    outcome += "; " + self._job("retention", now_ms, now_ms)
+            outcome = retrain(self.ctx, now_ms, slot_ms, generations=generations)
+            done = len(self.store.live.events(kinds=["retrain"]))
+            if not outcome.startswith("skipped") and done % self.live.retention.cleanup_every == 0:
+                outcome += "; " + self._job("retention", now_ms, now_ms)
             return outcome
-        if name == "retention":
-            return jobs.retention(ctx, now_ms)
-        if name == "analysis":
-            return jobs.analysis(ctx, now_ms)
-        raise ValueError(f"no live job named {name!r}")
+        return SIMPLE_JOBS[name](self.ctx, now_ms)
 
     def _job(self, name: str, now_ms: int, slot_ms: int) -> str:
         """Run one job for ``slot_ms``, recorded; a failure is recorded and returned, not raised."""
