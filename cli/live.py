@@ -14,9 +14,9 @@ from rich.table import Table
 
 from cli.state import CliState, make_console, open_store
 from cluster.config import data_home, load_config
-from live.service import LiveService, Tick, fmt
+from live.service import LiveService, Tick
 from live.status import status
-from market.when import parse_when
+from market.when import fmt_ts, parse_when
 
 console = make_console()
 
@@ -36,13 +36,13 @@ def _printer(
         if progress is not None and task is not None:
             progress.update(
                 task, completed=tick.now_ms - start_ms,
-                description=f"{fmt(tick.now_ms)} {tick.job}: {tick.outcome[:48]}",
+                description=f"{fmt_ts(tick.now_ms)} {tick.job}: {tick.outcome[:48]}",
             )  # fmt: skip
         if tick.ok and tick.job not in LOUD:
             return
         colour = "green" if tick.ok else "red"
         out.print(
-            f"[dim]{fmt(tick.now_ms)}[/] [{colour}]{tick.job}[/] {escape(tick.outcome)} "
+            f"[dim]{fmt_ts(tick.now_ms)}[/] [{colour}]{tick.job}[/] {escape(tick.outcome)} "
             f"[dim]({tick.seconds:.1f} s)[/]", highlight=False, soft_wrap=True,
         )  # fmt: skip
 

@@ -29,11 +29,8 @@ from live.loopback import LoopbackExchange
 from live.report import EVENT_KINDS, REPORT_FILE, ReplayReport
 from live.service import LiveService, Tick
 from market.equity import compare_series
+from market.when import iso_ts
 from store.db import Store
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="minutes")
 
 
 def resume_from(store: Store, start_ms: int) -> int:
@@ -57,7 +54,7 @@ def replay(
     """Run the loop over ``[start_ms, until_ms]`` against ``data_dir``; the report (module doc)."""
     if until_ms <= start_ms:
         raise ValueError(
-            f"--replay-until must be after --replay-from; got {_iso(start_ms)} .. {_iso(until_ms)}"
+            f"--replay-until must be after --replay-from; got {iso_ts(start_ms)} .. {iso_ts(until_ms)}"
         )
     live = config.require_live("the config")
     wall, started = time.perf_counter(), datetime.now(UTC)
@@ -79,13 +76,13 @@ def replay(
             candles, answers, start_ms, until_ms
         )
     events = [
-        {"at": _iso(e.at_ms), "kind": e.kind, "subject": e.subject, "numbers": e.detail}
+        {"at": iso_ts(e.at_ms), "kind": e.kind, "subject": e.subject, "numbers": e.detail}
         for e in store.live.events(since_ms=start_ms, kinds=list(EVENT_KINDS))
     ]
     report = ReplayReport(
         started_at=started.isoformat(timespec="seconds"),
         ended_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        replay_from=_iso(start_ms), replay_until=_iso(until_ms),
+        replay_from=iso_ts(start_ms), replay_until=iso_ts(until_ms),
         wall_seconds=time.perf_counter() - wall, sim_days=(clock.now_ms() - start_ms) / 86_400_000,
         series=series, events=events,
         retrains=sum(e["kind"] == "retrain" for e in events),

@@ -24,7 +24,6 @@ Every ``retrain_hours`` (``schedules.retrain``; the Sunday ``schedules.evolve`` 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from cluster.config import EvolveDataConfig
 from cluster.evolve import config_hash, start_or_resume
@@ -35,15 +34,12 @@ from live.jobs import (
     validated_at,
     voting_champions,
 )
+from market.when import iso_ts
 from store.records.champions import PromotionDecision
 from store.records.live import ValidationRecord
 from store.records.population import AgentStatus, RunStatus
 
 logger = logging.getLogger(__name__)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def revalidate(ctx: LiveContext, now_ms: int) -> list[ValidationRecord]:
@@ -57,7 +53,7 @@ def revalidate(ctx: LiveContext, now_ms: int) -> list[ValidationRecord]:
             passed, reason = (
                 False,
                 (
-                    f"not enough evidence: {record.votes} labelled votes since {_iso(since)}, "
+                    f"not enough evidence: {record.votes} labelled votes since {iso_ts(since)}, "
                     f"fewer than {rule.min_votes}"
                 ),
             )
@@ -130,7 +126,7 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
         "generations": generations or ctx.live.evolve.generations,
         "data": EvolveDataConfig(
             exchange=ctx.live.exchange, timeframe=ctx.live.timeframe,
-            symbols=tuple(s.key.symbol for s in enabled), start=_iso(start), end=_iso(end),
+            symbols=tuple(s.key.symbol for s in enabled), start=iso_ts(start), end=iso_ts(end),
             import_sample=False,
             fear_greed=ctx.fear_greed_path if "sentiment_scout" in population else None,
             trades=(), rugpull_tokens=None,
@@ -181,7 +177,7 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
     children = len(ctx.store.runs.agents(result_run))
     ctx.store.live.event(
         now_ms, "retrain", result_run, series=", ".join(s.key.symbol for s in enabled),
-        data=f"{_iso(start)[:10]} .. {_iso(end)[:10]}", children=children,
+        data=f"{iso_ts(start)[:10]} .. {iso_ts(end)[:10]}", children=children,
         ancestors=sum(len(v) for v in carried.values()), promoted=promoted, refused=refused,
         best_dsr=best_dsr,
     )  # fmt: skip

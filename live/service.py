@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -42,10 +41,6 @@ SIMPLE_JOBS = {
 }  # fmt: skip
 ORDER = ("collect", "label", "answer", "monitor", "retrain", "evolve", "analysis")
 RUN_AT_START = frozenset({"collect", "label", "answer", "retrain"})
-
-
-def fmt(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass

@@ -16,22 +16,20 @@ service need not run). The JSON's keys (documented in the README, "The living lo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from cluster.config import LiveConfig
 from live.jobs import closed_until
 from live.schedule import Schedule
 from market.timeframes import timeframe_ms
+from market.when import iso_ts
 from store.db import Store
 
 DAY_MS = 86_400_000
 
 
 def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="minutes")
+    return None if ms is None else iso_ts(ms)
 
 
 def status(store: Store, live: LiveConfig | None, now_ms: int) -> dict[str, Any]:

@@ -25,6 +25,11 @@ def parse_when(text: str, flag: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def iso_ts(ts: int) -> str:
+    """A timestamp in ms as ISO 8601 to the minute, UTC: ``2024-01-01T00:00+00:00``."""
+    return datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="minutes")
+
+
 def fmt_ts(ts: int | None) -> str:
     """A timestamp in ms as ``YYYY-MM-DD HH:MM`` (UTC); ``-`` for None."""
     if ts is None:
