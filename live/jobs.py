@@ -206,7 +206,7 @@ def label(ctx: LiveContext, now_ms: int) -> str:
     horizon = ctx.live.label_horizon
     labelled_votes = 0
     for key in ctx.keys:
-        record = ctx.store.live.watch(key, now_ms)
+        record = ctx.store.live.series(key) or ctx.store.live.watch(key, now_ms)
         info = ctx.series_info(key, now_ms)
         if info is None:
             continue

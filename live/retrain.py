@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 
 from cluster.config import EvolveDataConfig
-from cluster.evolve import config_hash, start_or_resume
+from cluster.evolve import config_hash, judge_champions, start_or_resume
 from live.jobs import (
     LiveContext,
     closed_until,
@@ -140,7 +140,9 @@ def retrain(ctx: LiveContext, now_ms: int, slot_ms: int, *, generations: int | N
     carried = ancestors(ctx, previous)
     run = ctx.store.runs.get_run(run_id)
     if run is not None and run.status == RunStatus.FINISHED:
-        result_run = run_id  # judged already (judging again logs nothing twice)
+        # Killed after the run finished: judge it (again: a decision is never logged twice).
+        judge_champions(config, evolve, ctx.store, run_id)
+        result_run = run_id
     else:
         result = start_or_resume(
             config, evolve, ctx.store, ctx.home, resume=run_id if run else None,
