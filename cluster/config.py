@@ -249,7 +249,7 @@ class ScheduleConfig(_Frozen):
     label: str = "0 * * * *"
     answer: str = "0 * * * *"  # what Serve answers at each close, recorded for the equity report
     monitor: str = "0 * * * *"
-    retrain: str = "0 */6 * * *"  # every retrain_hours (6)
+    retrain: str = "0 */6 * * *"  # unless set: every live.retrain_hours (6)
     # The weekly evolution, Sunday 00:00 (null: off) and the nightly analysis slot (the bots'
     # trades: not built yet).
     evolve: str | None = "0 0 * * 0"
@@ -310,6 +310,19 @@ class LiveConfig(_Frozen):
 
     @model_validator(mode="after")
     def _retrain_every(self) -> LiveConfig:
+        if "retrain" not in self.schedules.model_fields_set:  # the schedule follows retrain_hours
+            hours = self.retrain_hours
+            if 24 % hours == 0:
+                cron = "0 0 * * *" if hours == 24 else f"0 */{hours} * * *"
+            elif hours % 24 == 0:
+                cron = f"0 0 */{hours // 24} * *"
+            else:
+                raise ValueError(
+                    f"retrain_hours must divide 24 or be whole days to make a schedule; got "
+                    f"{hours} (or set schedules.retrain to a cron expression)"
+                )
+            schedules = self.schedules.model_copy(update={"retrain": cron})
+            object.__setattr__(self, "schedules", schedules)  # frozen: set once, while validating
         unsupported = set(self.evolve.population) - {
             "technical_analyst", "volume_hunter", "sentiment_scout", "report_coordinator"
         }  # fmt: skip

@@ -26,6 +26,15 @@ def test_the_shipped_live_configs_load_with_the_default_champion_rules() -> None
     assert LiveConfig().schedules.retrain == "0 */6 * * *"  # every retrain_hours (6)
 
 
+def test_the_retrain_schedule_follows_retrain_hours_unless_set() -> None:
+    assert LiveConfig(retrain_hours=12).schedules.retrain == "0 */12 * * *"
+    assert LiveConfig(retrain_hours=48).schedules.retrain == "0 0 */2 * *"
+    assert LiveConfig(retrain_hours=5, schedules={"retrain": "0 3 * * *"}).schedules.retrain == (  # type: ignore[arg-type]
+        "0 3 * * *")  # fmt: skip
+    with pytest.raises(ValueError, match=r"retrain_hours must divide 24 or be whole days.*got 5"):
+        LiveConfig(retrain_hours=5)
+
+
 def test_a_bad_cron_expression_is_refused_naming_the_schedule(tmp_path: Path) -> None:
     path = _write(tmp_path, "live:\n  schedules:\n    retrain: every six hours\n")
     with pytest.raises(
