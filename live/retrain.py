@@ -79,12 +79,9 @@ def revalidate(ctx: LiveContext, now_ms: int) -> list[ValidationRecord]:
 
 
 def _previous_run(ctx: LiveContext, slot_ms: int) -> str | None:
-    done = [
-        e
-        for e in ctx.store.live.events(kinds=["retrain"])
-        if e.at_ms < slot_ms and e.detail.get("run_id")
-    ]
-    return str(done[-1].detail["run_id"]) if done else None
+    """The run of the last retrain before ``slot_ms`` (its event's subject), or None."""
+    done = [e for e in ctx.store.live.events(kinds=["retrain"]) if e.at_ms < slot_ms]
+    return done[-1].subject if done else None
 
 
 def ancestors(ctx: LiveContext, previous: str | None) -> dict[str, tuple[tuple[str, str], ...]]:
