@@ -142,7 +142,6 @@ def collect(ctx: LiveContext, now_ms: int, *, backfill: bool = False) -> str:
     plausibility = ctx.config.validation.to_plausibility()
     added, failed = 0, []
     for key in ctx.keys:
-        ctx.store.live.watch(key, now_ms)
         until = closed_until(now_ms, ctx.step)
         info = ctx.series_info(key, now_ms)
         since = info.last_ts + ctx.step if info else until - ctx.live.history_days * DAY_MS

@@ -63,8 +63,7 @@ def status(store: Store, live: LiveConfig | None, now_ms: int) -> dict[str, Any]
     for row in store.champions.champions():
         validations = store.live.validations(row.run_id, row.agent_id)
         passed = [v for v in validations if v.passed]
-        crowned = next((v.at_ms for v in passed if v.reason in ("crowned",) or
-                        v.reason.startswith("adopted")), None)  # fmt: skip
+        crowned = passed[0].at_ms if passed else None  # its first pass: crowned or adopted
         champions.append({
             "specialty": row.specialty, "regime": row.regime,
             "model": f"{row.run_id}/{row.agent_id}", "stage": str(row.stage),
